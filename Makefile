@@ -1,0 +1,38 @@
+# Everything a fresh machine needs: `make run` and `make test` create .venv on first use.
+# The interpreter: the first Python >= 3.12 found (pyenv's 3.12 is selected by .python-version).
+PYTHON_BOOT ?= $(shell for p in python3.12 python3.13 $(HOME)/.pyenv/versions/3.12*/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/baseline.toml
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON_BOOT)" || { echo "error: no Python >= 3.12 found (install one, e.g. pyenv install 3.12)"; exit 2; }
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/cascadelab run $(CONFIG)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_book.py
+	$(PY) bench/bench_margin.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Mesa trader agents for cascadelab: strategies only, accounts live in the ledger."""

@@ -1,0 +1,74 @@
+"""Order-book throughput: mixed add / cancel / market events on one core.
+
+The event mix is 50 % limit adds (1–19 lots, a geometric number of ticks behind the
+touch), 40 % cancels of live orders and 10 % market orders (1–10 lots); whenever more
+than ``--resting`` orders are live the next event is a cancel, so the book holds a
+realistic depth of about that many orders over ~100 levels a side. Events are drawn
+up front so only the book is timed.
+
+Run: ``python bench/bench_book.py [--events N]``; prints events per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from sim.book import OrderBook
+from sim.types import OrderType
+
+
+def make_events(n: int, resting: int = 2000, seed: int = 7) -> list[tuple]:
+    """Pre-draw ``n`` events: ``(order_id,)`` cancels, longer tuples are ``submit`` arguments."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(3, size=n, p=[0.5, 0.4, 0.1])
+    sides = rng.choice([1, -1], size=n)
+    offsets = rng.geometric(0.08, size=n)  # ticks away from the touch
+    sizes = rng.integers(1, 20, size=n)
+    mkt_sizes = rng.integers(1, 11, size=n)
+    picks = rng.random(n)
+    mid = 100_000
+    live: list[int] = []
+    events: list[tuple] = []
+    for i in range(n):
+        side = int(sides[i])
+        if kinds[i] == 0 or not live:
+            price = mid - side * int(offsets[i])
+            events.append((i, i % 500, side, int(sizes[i]), price, OrderType.LIMIT))
+            live.append(i)
+        elif kinds[i] == 1 or len(live) > resting:
+            j = int(picks[i] * len(live))
+            live[j], live[-1] = live[-1], live[j]
+            events.append((live.pop(),))
+        else:
+            events.append((i, 10_000 + i % 50, side, int(mkt_sizes[i]), None, OrderType.MARKET))
+    return events
+
+
+def run(events: list[tuple]) -> float:
+    """Apply the events to a fresh book; return elapsed seconds."""
+    book = OrderBook()
+    submit, cancel = book.submit, book.cancel
+    start = time.perf_counter()
+    for event in events:
+        if len(event) == 1:
+            cancel(event[0])
+        else:
+            submit(*event)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--resting", type=int, default=2000, help="cap on live orders")
+    args = parser.parse_args()
+    events = make_events(args.events, args.resting)
+    best = min(run(events) for _ in range(3))
+    print(f"book: {args.events / best:,.0f} order events/s ({best * 1e9 / args.events:,.0f} ns/event, best of 3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""The exchange: order admission, routing to the books, settlement of fills, fees.
+
+The books match; the ledger holds balances; this module is where the two meet. It is,
+with the liquidation engine, the only code that mutates the ledger (after dYdX v4,
+where the matching engine asks the subaccounts module to write balances).
+
+Conventions (documented choices where MARGIN-SPEC is silent):
+
+- Sizes are base units and prices USD at this boundary; they are converted to integer
+  lots and ticks, and an order off the grid, non-positive or NaN is rejected.
+- Pre-trade check: the order is counted as an open order at its worst case (its full
+  size) *and* as filled at its worst price (the limit, or for a market order the
+  deepest level it would reach) with the taker fee paid; it is accepted only if
+  ``init_health >= 0`` then. Counting both is conservative: it covers the account
+  while the order rests and after it fills.
+- Reduce-only orders skip the margin check. They must be MARKET or IOC (a resting
+  reduce-only order could become position-increasing later, so it is rejected with
+  ``REDUCE_ONLY_MUST_NOT_REST``). One that would increase or open a position is rejected;
+  one larger than the position is *clipped* to the position's size (``SubmitResult.clipped``).
+- Self-trade prevention cancels the resting order (see `sim.book`).
+- Fees: taker and maker rates on the fill notional, paid from the position's pocket
+  to the fee pool; a negative maker rate is a rebate paid by the fee pool.
+- Isolated mode: after each fill, a position whose equity is below its initial margin
+  is topped up from the account's USD balance; a closed position's margin is returned.
+- Order ids encode the instrument: ``order_id % n_instruments``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.book import OrderBook
+from sim.instruments import CollateralAsset, Instrument
+from sim.ledger import FEE_POOL, USD, Ledger
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable
+from sim.types import CancelledOrder, Fill, OrderType, RejectReason, Side, SubmitResult
+
+#: Slack on ``init_health >= 0`` for float rounding, USD.
+MARGIN_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """Trading fees as fractions of fill notional; a negative maker fee is a rebate."""
+
+    taker: float = 0.0005
+    maker: float = 0.0002
+
+    def __post_init__(self) -> None:
+        if self.taker < 0 or self.taker + self.maker < 0:
+            raise ValueError(f"fees: taker must be >= 0 and cover the maker rebate, got {self}")
+
+
+class Exchange:
+    """Books, ledger and margin rules for one simulated venue.
+
+    Args:
+        instruments: The I perpetuals traded.
+        collateral: The S collateral assets; the first must be USD.
+        n_traders: Trader accounts, created after the system rows.
+        fees: Trading fees.
+        mode: Margin mode, a key of `sim.margin.HEALTH_BY_MODE`.
+        initial_prices: (I,) starting index and mark prices, USD.
+    """
+
+    def __init__(
+        self,
+        instruments: Sequence[Instrument],
+        collateral: Sequence[CollateralAsset],
+        n_traders: int,
+        initial_prices: Sequence[float],
+        fees: FeeSchedule | None = None,
+        mode: str = "cross",
+    ):
+        if mode not in HEALTH_BY_MODE:
+            raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
+        self.instruments = tuple(instruments)
+        self.collateral = tuple(collateral)
+        self.fees = fees or FeeSchedule()
+        self.mode = mode
+        self._health = HEALTH_BY_MODE[mode]
+        assets = [c.name for c in self.collateral]
+        self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
+        self.books = [OrderBook() for _ in self.instruments]
+        self.rules = MarginRules(
+            tiers=TierTable.from_tiers([inst.tiers for inst in self.instruments]),
+            weights=np.array([c.weight for c in self.collateral]),
+            liability_weights=np.array([c.liability_weight for c in self.collateral]),
+        )
+        self._asset_source = self._asset_price_sources(assets)
+        n_inst = len(self.instruments)
+        self.cum_funding = np.zeros(n_inst)
+        self.last_price = np.full(n_inst, np.nan)
+        self.index = np.zeros(n_inst)
+        self.marks = np.zeros(n_inst)
+        self.asset_prices = np.ones(len(assets))
+        self.set_prices(initial_prices, initial_prices)
+        self.trades: list[Fill] = []
+        self._next_order = 0
+
+    def _asset_price_sources(self, assets: list[str]) -> np.ndarray:
+        """(S,) instrument whose index prices each asset; -1 for USD."""
+        by_asset = {inst.asset: m for m, inst in enumerate(self.instruments)}
+        sources = []
+        for name in assets:
+            if name == "USD":
+                sources.append(-1)
+            elif name in by_asset:
+                sources.append(by_asset[name])
+            else:
+                raise ValueError(
+                    f"collateral {name}: no instrument prices it (an instrument's base_asset must be {name})"
+                )
+        return np.array(sources)
+
+    # ----------------------------------------------------------------- prices
+    def set_prices(self, index: Sequence[float], marks: Sequence[float]) -> None:
+        """Set (I,) index and mark prices; collateral is valued at the index."""
+        self.index[:] = index
+        self.marks[:] = marks
+        priced = self._asset_source >= 0
+        self.asset_prices[priced] = self.index[self._asset_source[priced]]
+
+    def prices(self) -> MarketPrices:
+        return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
+
+    # ----------------------------------------------------------------- health
+    def health(self) -> Health:
+        """Margin state of every account, (A,) and (A, I) arrays."""
+        return self._health(self.ledger.portfolio(), self.prices(), self.rules)
+
+    def account_health(self, account: int) -> Health:
+        """Margin state of one account, as one-row arrays."""
+        return self._health(self.ledger.portfolio(slice(account, account + 1)), self.prices(), self.rules)
+
+    # ----------------------------------------------------------------- orders
+    def submit(
+        self,
+        account: int,
+        instrument: int,
+        side: Side,
+        qty: float,
+        price: float | None = None,
+        kind: OrderType = OrderType.LIMIT,
+        reduce_only: bool = False,
+        liquidation: bool = False,
+    ) -> SubmitResult:
+        """Admit, match and settle one order.
+
+        Args:
+            account: Ledger row of the sender.
+            instrument: Index of the instrument.
+            side: BUY or SELL.
+            qty: Size in base units (a multiple of the lot size).
+            price: Limit price in USD (a multiple of the tick); ignored for MARKET.
+            kind: LIMIT, MARKET, IOC or POST_ONLY.
+            reduce_only: Only shrink the position (see the module docstring).
+            liquidation: Marks the fills as liquidation trades (set by the liquidation
+                engine, which also skips the margin check this way).
+
+        Returns:
+            The result; a refused order has ``reject`` set and changed nothing.
+        """
+        order_id = self._next_order * len(self.instruments) + instrument
+        result = SubmitResult(order_id)
+        reject, lots, ticks = self._validate(account, instrument, qty, price, kind)
+        if reject is None and reduce_only:
+            reject, lots, result.clipped = self._clip_reduce_only(account, instrument, side, lots, kind)
+        if reject is None and not (reduce_only or liquidation):
+            reject = self._margin_check(account, instrument, side, lots, ticks, kind)
+        if reject is not None:
+            result.reject = reject
+            return result
+        self._next_order += 1
+        book = self.books[instrument]
+        fills, rested, cancelled, stp, reject = book.submit(order_id, account, int(side), lots, ticks, kind)
+        if reject is not None:
+            result.reject = reject
+            return result
+        for maker_id, maker_account, stp_side, stp_price, stp_lots in stp:
+            self._release_open(maker_account, instrument, stp_side, stp_lots)
+            result.self_trade_cancels.append(
+                CancelledOrder(instrument, maker_id, maker_account, Side(stp_side), stp_price, stp_lots)
+            )
+        for maker_id, maker_account, fill_ticks, fill_lots in fills:
+            fill = Fill(
+                instrument, order_id, maker_id, account, maker_account, side, fill_ticks, fill_lots, liquidation
+            )
+            self._settle(fill)
+            result.fills.append(fill)
+        if rested:
+            self._reserve_open(account, instrument, int(side), rested)
+        result.rested, result.cancelled = rested, cancelled
+        return result
+
+    def cancel(self, order_id: int) -> CancelledOrder | None:
+        """Cancel a resting order; None if it is not resting."""
+        instrument = order_id % len(self.instruments)
+        gone = self.books[instrument].cancel(order_id)
+        if gone is None:
+            return None
+        _, account, side, price, lots = gone
+        self._release_open(account, instrument, side, lots)
+        return CancelledOrder(instrument, order_id, account, Side(side), price, lots)
+
+    def cancel_all(self, account: int, instrument: int | None = None) -> list[CancelledOrder]:
+        """Cancel the account's resting orders (on one instrument, or on all)."""
+        targets = range(len(self.instruments)) if instrument is None else (instrument,)
+        return [self.cancel(order_id) for m in targets for order_id in self.books[m].open_orders(account)]
+
+    # -------------------------------------------------------------- admission
+    def _validate(
+        self, account: int, instrument: int, qty: float, price: float | None, kind: OrderType
+    ) -> tuple[RejectReason | None, int, int | None]:
+        """Check ids and convert to ``(reject, lots, ticks)``."""
+        if not 0 <= account < self.ledger.n_accounts:
+            return RejectReason.UNKNOWN_ACCOUNT, 0, None
+        if not 0 <= instrument < len(self.instruments):
+            return RejectReason.UNKNOWN_INSTRUMENT, 0, None
+        inst = self.instruments[instrument]
+        lots = inst.to_lots(qty)
+        if lots is None:
+            bad = not (isinstance(qty, int | float) and math.isfinite(qty) and qty > 0)
+            return (RejectReason.BAD_QUANTITY if bad else RejectReason.OFF_LOT), 0, None
+        if kind is OrderType.MARKET:
+            return None, lots, None
+        ticks = None if price is None else inst.to_ticks(price)
+        if ticks is None:
+            bad = not (isinstance(price, int | float) and math.isfinite(price) and price > 0)
+            return (RejectReason.BAD_PRICE if bad else RejectReason.OFF_TICK), 0, None
+        return None, lots, ticks
+
+    def _clip_reduce_only(
+        self, account: int, instrument: int, side: Side, lots: int, kind: OrderType
+    ) -> tuple[RejectReason | None, int, int]:
+        """``(reject, lots_after_clip, clipped_lots)`` for a reduce-only order."""
+        if kind is OrderType.LIMIT or kind is OrderType.POST_ONLY:
+            return RejectReason.REDUCE_ONLY_MUST_NOT_REST, 0, 0
+        position = int(self.ledger.positions[account, instrument])
+        if position == 0 or (position > 0) == (side > 0):
+            return RejectReason.REDUCE_ONLY_WOULD_INCREASE, 0, 0
+        allowed = min(lots, abs(position))
+        return None, allowed, lots - allowed
+
+    def _margin_check(
+        self, account: int, instrument: int, side: Side, lots: int, ticks: int | None, kind: OrderType
+    ) -> RejectReason | None:
+        """Reject when the account's ``init_health`` would go negative (module docstring)."""
+        inst = self.instruments[instrument]
+        if kind is OrderType.MARKET:
+            _, ticks = self.books[instrument].sweep(side, lots)
+        fill_price = self.marks[instrument] if ticks is None else inst.price(ticks)
+        size = inst.qty(lots)
+        mark_loss = side * size * (fill_price - self.marks[instrument])
+        fee = self.fees.taker * size * fill_price
+        row = self.ledger.portfolio(slice(account, account + 1))
+        row_bids, row_asks = row.open_bids.copy(), row.open_asks.copy()
+        (row_bids if side > 0 else row_asks)[0, instrument] += size
+        balances, iso = row.balances.copy(), row.isolated_margin.copy()
+        if self.ledger.isolated:
+            iso[0, instrument] -= mark_loss + fee
+        else:
+            balances[0, USD] -= mark_loss + fee
+        hypothetical = type(row)(balances, row.positions, row.entry, row.funding_index, iso, row_bids, row_asks)
+        health = self._health(hypothetical, self.prices(), self.rules)
+        if health.init_health[0] < -MARGIN_TOLERANCE:
+            return RejectReason.INSUFFICIENT_MARGIN
+        return None
+
+    # ------------------------------------------------------------- settlement
+    def _settle(self, fill: Fill) -> None:
+        """Write one fill into the ledger: both sides' positions, fees, last price."""
+        m = fill.instrument
+        inst = self.instruments[m]
+        price = inst.price(fill.price)
+        size = inst.qty(fill.qty)
+        signed = int(fill.taker_side) * fill.qty
+        ledger = self.ledger
+        cum = float(self.cum_funding[m])
+        ledger.settle_trade(fill.taker_account, m, signed, price, cum)
+        ledger.settle_trade(fill.maker_account, m, -signed, price, cum)
+        self._release_open(fill.maker_account, m, -int(fill.taker_side), fill.qty)
+        for account, rate in ((fill.taker_account, self.fees.taker), (fill.maker_account, self.fees.maker)):
+            fee = rate * size * price
+            if fee:
+                ledger.credit_pocket(account, m, -fee)
+                ledger.balances[FEE_POOL, USD] += fee
+        if ledger.isolated:
+            self._top_up_isolated(fill.taker_account, m)
+            self._top_up_isolated(fill.maker_account, m)
+        self.last_price[m] = price
+        self.trades.append(fill)
+
+    def _top_up_isolated(self, account: int, instrument: int) -> None:
+        """Move USD into a position's isolated margin until it covers its IM."""
+        ledger = self.ledger
+        lots = int(ledger.positions[account, instrument])
+        if lots == 0:
+            return
+        inst = self.instruments[instrument]
+        size = inst.qty(lots)
+        mark = float(self.marks[instrument])
+        notional = abs(size) * mark
+        required = notional / inst.tiers.max_leverage[inst.tiers.tier_of(notional)]
+        unrealized = size * (mark - float(ledger.entry[account, instrument]))
+        missing = required - (float(ledger.isolated_margin[account, instrument]) + unrealized)
+        if missing > 0:
+            ledger.allocate_isolated(account, instrument, missing)
+
+    def _reserve_open(self, account: int, instrument: int, side: int, lots: int) -> None:
+        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] += lots
+
+    def _release_open(self, account: int, instrument: int, side: int, lots: int) -> None:
+        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] -= lots

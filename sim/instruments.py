@@ -1,0 +1,150 @@
+"""Instrument specifications: tick and lot sizes, margin tiers, unit conversions.
+
+An instrument is a linear perpetual future settled in the settlement asset (USD):
+price in USD per unit of the base asset, size in base units. The book works in
+integer ticks (``price / tick_size``) and lots (``size / lot_size``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Relative slack when deciding whether a float price or size sits on the grid.
+GRID_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class MarginTiers:
+    """Binance-style brackets for one instrument.
+
+    Tier k covers notional in ``[floors[k], floors[k+1])`` (USD). Maintenance margin in
+    tier k is ``N * mmr[k] - cum[k]`` with ``cum[0] = 0`` and
+    ``cum[k] = cum[k-1] + floors[k] * (mmr[k] - mmr[k-1])``, which makes it continuous
+    at every boundary. Initial margin is ``N / max_leverage[k]`` for N in tier k.
+
+    Attributes:
+        floors: Shape (K,), lower notional bound of each tier, ``floors[0] == 0``.
+        mmr: Shape (K,), maintenance margin rate per tier, non-decreasing.
+        max_leverage: Shape (K,), maximum leverage per tier, non-increasing.
+    """
+
+    floors: tuple[float, ...]
+    mmr: tuple[float, ...]
+    max_leverage: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        k = len(self.floors)
+        if k == 0 or len(self.mmr) != k or len(self.max_leverage) != k:
+            raise ValueError("margin tiers need equally many floors, mmr and max_leverage values (at least one)")
+        if self.floors[0] != 0:
+            raise ValueError(f"the first margin tier must start at notional 0, not {self.floors[0]}")
+        if any(b <= a for a, b in zip(self.floors, self.floors[1:], strict=False)):
+            raise ValueError(f"margin tier floors must increase: {list(self.floors)}")
+        if any(not 0 < r < 1 for r in self.mmr) or any(b < a for a, b in zip(self.mmr, self.mmr[1:], strict=False)):
+            raise ValueError(f"maintenance rates must be in (0, 1) and non-decreasing: {list(self.mmr)}")
+        if any(lev < 1 for lev in self.max_leverage):
+            raise ValueError(f"max leverage must be >= 1: {list(self.max_leverage)}")
+        for rate, lev in zip(self.mmr, self.max_leverage, strict=True):
+            if 1 / lev <= rate:
+                raise ValueError(f"initial rate 1/{lev} must exceed the maintenance rate {rate}")
+
+    @classmethod
+    def flat(cls, mmr: float, max_leverage: float) -> MarginTiers:
+        """A single tier: the same rates at every size."""
+        return cls((0.0,), (mmr,), (max_leverage,))
+
+    @property
+    def cum(self) -> tuple[float, ...]:
+        """Maintenance amounts per tier (USD), see the class docstring."""
+        cum = [0.0]
+        for k in range(1, len(self.floors)):
+            cum.append(cum[-1] + self.floors[k] * (self.mmr[k] - self.mmr[k - 1]))
+        return tuple(cum)
+
+    def tier_of(self, notional: float) -> int:
+        """Index of the tier a notional (USD) falls in."""
+        return int(np.searchsorted(self.floors, notional, side="right")) - 1
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A linear perpetual future.
+
+    Attributes:
+        name: Unique name, e.g. ``"BTC"``.
+        tick_size: Price increment (USD).
+        lot_size: Size increment (base units).
+        tiers: Margin brackets.
+        base_asset: Collateral asset priced by this instrument's index (defaults to
+            ``name``): a balance of that asset is valued at this index price.
+    """
+
+    name: str
+    tick_size: float
+    lot_size: float
+    tiers: MarginTiers
+    base_asset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.tick_size > 0 and math.isfinite(self.tick_size)):
+            raise ValueError(f"instrument {self.name}: tick_size must be > 0, got {self.tick_size}")
+        if not (self.lot_size > 0 and math.isfinite(self.lot_size)):
+            raise ValueError(f"instrument {self.name}: lot_size must be > 0, got {self.lot_size}")
+
+    @property
+    def asset(self) -> str:
+        return self.base_asset or self.name
+
+    def to_ticks(self, price: float) -> int | None:
+        """Price (USD) to ticks; None when not finite, not positive or off the tick grid."""
+        return _on_grid(price, self.tick_size)
+
+    def to_lots(self, qty: float) -> int | None:
+        """Size (base units) to lots; None when not finite, not positive or off the lot grid."""
+        return _on_grid(qty, self.lot_size)
+
+    def lots_up(self, qty: float) -> int:
+        """Smallest whole number of lots covering ``qty`` base units (round up)."""
+        lots = qty / self.lot_size
+        nearest = round(lots)
+        return int(nearest) if abs(lots - nearest) <= GRID_TOLERANCE * max(1.0, abs(lots)) else math.ceil(lots)
+
+    def price(self, ticks: int) -> float:
+        return ticks * self.tick_size
+
+    def qty(self, lots: int) -> float:
+        return lots * self.lot_size
+
+
+def _on_grid(value: float, step: float) -> int | None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        return None
+    units = value / step
+    nearest = round(units)
+    if nearest <= 0 or abs(units - nearest) > GRID_TOLERANCE * max(1.0, abs(units)):
+        return None
+    return int(nearest)
+
+
+@dataclass(frozen=True)
+class CollateralAsset:
+    """A collateral asset and its haircuts.
+
+    Attributes:
+        name: e.g. ``"USD"``, ``"BTC"``. USD is the settlement asset, priced at 1.
+        weight: Value weight of a positive balance (1 - haircut), in (0, 1].
+        liability_weight: Weight of a negative balance (a liability), >= 1.
+    """
+
+    name: str
+    weight: float = 1.0
+    liability_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.weight <= 1:
+            raise ValueError(f"collateral {self.name}: weight must be in (0, 1], got {self.weight}")
+        if self.liability_weight < 1:
+            raise ValueError(f"collateral {self.name}: liability_weight must be >= 1, got {self.liability_weight}")

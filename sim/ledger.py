@@ -1,0 +1,165 @@
+"""The account ledger: accounts x instruments as numpy arrays (struct of arrays).
+
+Rows are accounts. The first `N_SYSTEM` rows are the exchange's own accounts
+(insurance fund, fee pool, backstop vault); they are ordinary rows, so every position
+has a counterparty row and every dollar an owner. Asset 0 is the settlement asset
+(USD), in which PnL, fees and funding are paid.
+
+Only the exchange and the liquidation engine call the mutating methods here; the
+margin module reads the arrays through `Ledger.portfolio`.
+
+Accounting: average-entry. A trade that grows a position moves its entry price to the
+size-weighted average; one that shrinks it realizes ``closed * (price - entry) * side``
+into the position's *pocket*, which is the USD balance in cross mode and the position's
+isolated margin in isolated mode. Funding accrued since the position was last touched
+is settled into the pocket before every change of size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.instruments import Instrument
+from sim.margin import Portfolio
+
+INSURANCE_FUND = 0
+FEE_POOL = 1
+BACKSTOP = 2
+N_SYSTEM = 3
+SYSTEM_NAMES = ("insurance_fund", "fee_pool", "backstop")
+USD = 0
+
+
+class Ledger:
+    """Balances, positions and entry prices of every account.
+
+    Attributes:
+        balances: (A, S) collateral per asset, asset units.
+        positions: (A, I) signed position, integer lots.
+        entry: (A, I) average entry price, USD; 0 where flat.
+        funding_index: (A, I) instrument's cumulative funding at the last settlement.
+        isolated_margin: (A, I) USD set aside per position (isolated mode only).
+        open_bids / open_asks: (A, I) lots in resting orders per side.
+        deposits: (S,) everything ever deposited, per asset.
+        lot_sizes: (I,) base units per lot.
+    """
+
+    def __init__(
+        self, n_traders: int, instruments: Sequence[Instrument], assets: Sequence[str], isolated: bool = False
+    ):
+        if not assets or assets[0] != "USD":
+            raise ValueError(f"asset 0 must be the settlement asset USD, got {list(assets)}")
+        n, n_inst, n_assets = N_SYSTEM + n_traders, len(instruments), len(assets)
+        self.assets = tuple(assets)
+        self.isolated = isolated
+        self.lot_sizes = np.array([inst.lot_size for inst in instruments])
+        self.balances = np.zeros((n, n_assets))
+        self.positions = np.zeros((n, n_inst), dtype=np.int64)
+        self.entry = np.zeros((n, n_inst))
+        self.funding_index = np.zeros((n, n_inst))
+        self.isolated_margin = np.zeros((n, n_inst))
+        self.open_bids = np.zeros((n, n_inst), dtype=np.int64)
+        self.open_asks = np.zeros((n, n_inst), dtype=np.int64)
+        self.deposits = np.zeros(n_assets)
+
+    @property
+    def n_accounts(self) -> int:
+        return self.balances.shape[0]
+
+    def portfolio(self, rows: slice | np.ndarray | None = None) -> Portfolio:
+        """The margin module's view of some rows (all by default), sizes in base units."""
+        sel = slice(None) if rows is None else rows
+        lots = self.lot_sizes
+        return Portfolio(
+            balances=self.balances[sel],
+            positions=self.positions[sel] * lots,
+            entry=self.entry[sel],
+            funding_index=self.funding_index[sel],
+            isolated_margin=self.isolated_margin[sel],
+            open_bids=self.open_bids[sel] * lots,
+            open_asks=self.open_asks[sel] * lots,
+        )
+
+    # ---------------------------------------------------------------- mutations
+    def deposit(self, account: int, asset: int, amount: float) -> None:
+        """External money in: the only way value enters the system."""
+        self.balances[account, asset] += amount
+        self.deposits[asset] += amount
+
+    def transfer(self, src: int, dst: int, amount: float) -> None:
+        """Move USD between two accounts' balances."""
+        self.balances[src, USD] -= amount
+        self.balances[dst, USD] += amount
+
+    def credit_pocket(self, account: int, instrument: int, amount: float) -> None:
+        """Add USD (negative: charge) to the margin that backs a position."""
+        if self.isolated:
+            self.isolated_margin[account, instrument] += amount
+        else:
+            self.balances[account, USD] += amount
+
+    def settle_funding(self, account: int, instrument: int, cum_funding: float) -> float:
+        """Pay the funding accrued on a position since it was last settled; return it."""
+        lots = int(self.positions[account, instrument])
+        paid = lots * float(self.lot_sizes[instrument]) * (cum_funding - float(self.funding_index[account, instrument]))
+        self.funding_index[account, instrument] = cum_funding
+        if paid:
+            self.credit_pocket(account, instrument, -paid)
+        return paid
+
+    def settle_trade(self, account: int, instrument: int, lots: int, price: float, cum_funding: float) -> float:
+        """Apply a trade of ``lots`` (signed, buy > 0) at ``price`` to one account.
+
+        Returns:
+            The realized PnL, USD (already credited to the position's pocket).
+        """
+        self.settle_funding(account, instrument, cum_funding)
+        old = int(self.positions[account, instrument])
+        new = old + lots
+        entry = float(self.entry[account, instrument])
+        realized = 0.0
+        if old == 0 or (old > 0) == (lots > 0):
+            self.entry[account, instrument] = (abs(old) * entry + abs(lots) * price) / abs(new)
+        else:
+            closed = min(abs(lots), abs(old))
+            realized = closed * float(self.lot_sizes[instrument]) * (price - entry) * (1 if old > 0 else -1)
+            self.credit_pocket(account, instrument, realized)
+            if new == 0:
+                self.entry[account, instrument] = 0.0
+            elif (new > 0) != (old > 0):
+                self.entry[account, instrument] = price
+        self.positions[account, instrument] = new
+        if new == 0 and self.isolated:
+            self.release_isolated(account, instrument)
+        return realized
+
+    def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
+        """Move USD from the balance into a position's isolated margin."""
+        self.balances[account, USD] -= amount
+        self.isolated_margin[account, instrument] += amount
+
+    def release_isolated(self, account: int, instrument: int) -> None:
+        """Return a closed position's isolated margin (possibly negative) to the balance."""
+        self.balances[account, USD] += self.isolated_margin[account, instrument]
+        self.isolated_margin[account, instrument] = 0.0
+
+    # ------------------------------------------------------------------ checks
+    def settlement_value(self, marks: np.ndarray, cum_funding: np.ndarray) -> np.ndarray:
+        """(A,) USD each account would hold if it closed everything at the marks.
+
+        Unweighted (no haircuts) and only the USD part of collateral: this is the
+        quantity trading, fees, funding and liquidation move but never create.
+        """
+        q = self.positions * self.lot_sizes
+        unrealized = q * (marks - self.entry) - q * (cum_funding - self.funding_index)
+        return self.balances[:, USD] + self.isolated_margin.sum(axis=1) + unrealized.sum(axis=1)
+
+    def conservation_error(self, marks: np.ndarray, cum_funding: np.ndarray) -> float:
+        """Sum of settlement values minus USD deposits; zero up to float rounding."""
+        return float(self.settlement_value(marks, cum_funding).sum() - self.deposits[USD])
+
+    def net_positions(self) -> np.ndarray:
+        """(I,) positions summed over all accounts, lots; must be all zeros."""
+        return self.positions.sum(axis=0)

@@ -1,0 +1,334 @@
+"""Margin math as pure functions over numpy arrays (MARGIN-SPEC sections 2–5).
+
+Nothing here holds state or mutates its inputs. Shapes: ``A`` accounts (or one row for
+a pre-trade check), ``I`` instruments, ``S`` collateral assets, ``K`` margin tiers.
+Money is USD (the settlement asset), sizes are base units, prices USD per unit.
+
+Margin modes share one routine for the per-position numbers (`position_risk`) and
+differ only in how they add them up (`cross_health`, `isolated_health`); a further mode
+(e.g. portfolio scenario stress) is one more function registered in `HEALTH_BY_MODE`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.instruments import MarginTiers
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """The margin tiers of all instruments stacked into padded (I, K) arrays.
+
+    Padding tiers have an infinite floor, so no notional ever falls in them.
+    """
+
+    floors: np.ndarray
+    mmr: np.ndarray
+    cum: np.ndarray
+    imr: np.ndarray
+
+    @classmethod
+    def from_tiers(cls, tiers: Sequence[MarginTiers]) -> TierTable:
+        k = max(len(t.floors) for t in tiers)
+        shape = (len(tiers), k)
+        floors = np.full(shape, np.inf)
+        mmr, cum, imr = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for m, t in enumerate(tiers):
+            n = len(t.floors)
+            floors[m, :n] = t.floors
+            mmr[m, :n] = t.mmr
+            cum[m, :n] = t.cum
+            imr[m, :n] = [1.0 / lev for lev in t.max_leverage]
+        return cls(floors, mmr, cum, imr)
+
+    def tier_index(self, notional: np.ndarray) -> np.ndarray:
+        """Flat index into the (I, K) tables of each notional's tier.
+
+        Args:
+            notional: Shape (..., I), USD, >= 0.
+
+        Returns:
+            Shape (..., I) integer indices into ``table.ravel()``.
+        """
+        n_inst, k = self.floors.shape
+        tier = (notional[..., None] >= self.floors).sum(axis=-1) - 1
+        return tier + np.arange(n_inst) * k
+
+    def maintenance(self, notional: np.ndarray) -> np.ndarray:
+        """Maintenance margin ``N * mmr_k - cum_k`` per position; shape as ``notional``."""
+        idx = self.tier_index(notional)
+        return notional * self.mmr.ravel()[idx] - self.cum.ravel()[idx]
+
+    def initial(self, notional: np.ndarray) -> np.ndarray:
+        """Initial margin ``N / max_leverage_k`` per position; shape as ``notional``."""
+        return notional * self.imr.ravel()[self.tier_index(notional)]
+
+
+@dataclass(frozen=True)
+class MarginRules:
+    """What the requirements depend on besides the portfolio.
+
+    Attributes:
+        tiers: Stacked tiers of the I instruments.
+        weights: Shape (S,), collateral weight (1 - haircut) of a positive balance.
+        liability_weights: Shape (S,), weight (>= 1) of a negative balance.
+    """
+
+    tiers: TierTable
+    weights: np.ndarray
+    liability_weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """Account state, one row per account (views into the ledger are fine).
+
+    Attributes:
+        balances: (A, S) collateral balances, asset units (asset 0 is USD).
+        positions: (A, I) signed size, base units (long > 0).
+        entry: (A, I) average entry price, USD (0 where flat).
+        funding_index: (A, I) cumulative funding per unit at the last settlement.
+        isolated_margin: (A, I) USD set aside per position (zero in cross mode).
+        open_bids: (A, I) size of resting buy orders, base units.
+        open_asks: (A, I) size of resting sell orders, base units.
+    """
+
+    balances: np.ndarray
+    positions: np.ndarray
+    entry: np.ndarray
+    funding_index: np.ndarray
+    isolated_margin: np.ndarray
+    open_bids: np.ndarray
+    open_asks: np.ndarray
+
+
+@dataclass(frozen=True)
+class MarketPrices:
+    """Prices the requirements are computed at.
+
+    Attributes:
+        marks: (I,) mark price per instrument, USD.
+        asset_prices: (S,) USD value of one unit of each collateral asset.
+        cum_funding: (I,) cumulative funding per unit of each instrument, USD.
+    """
+
+    marks: np.ndarray
+    asset_prices: np.ndarray
+    cum_funding: np.ndarray
+
+
+@dataclass(frozen=True)
+class PositionRisk:
+    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,)."""
+
+    collateral: np.ndarray
+    unrealized: np.ndarray
+    notional: np.ndarray
+    maint: np.ndarray
+    init: np.ndarray
+
+
+@dataclass(frozen=True)
+class Health:
+    """Margin state of every account.
+
+    Attributes:
+        equity: (A,) haircut collateral + isolated margins + unrealized PnL, USD.
+        maint: (A,) total maintenance margin, USD.
+        init: (A,) total initial margin (open orders at worst case), USD.
+        init_health: (A,) must stay >= 0 for a new order to be accepted, USD.
+        margin_ratio: (A,) maintenance over equity (>= 1 means liquidatable; inf when
+            equity <= 0 with a requirement; 0 with no requirement).
+        liquidatable: (A, I) positions the liquidation engine must act on.
+        risk: The per-position numbers behind the totals.
+    """
+
+    equity: np.ndarray
+    maint: np.ndarray
+    init: np.ndarray
+    init_health: np.ndarray
+    margin_ratio: np.ndarray
+    liquidatable: np.ndarray
+    risk: PositionRisk
+
+    @property
+    def maint_health(self) -> np.ndarray:
+        """(A,) equity minus maintenance margin, USD."""
+        return self.equity - self.maint
+
+
+def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray:
+    """Haircut value of each account's balances: (A, S) -> (A,), USD."""
+    pos = np.maximum(balances, 0.0) @ (asset_prices * rules.weights)
+    neg = np.minimum(balances, 0.0) @ (asset_prices * rules.liability_weights)
+    return pos + neg
+
+
+def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
+    """Unrealized PnL (net of accrued funding), notional, MM and IM of every position."""
+    q = portfolio.positions
+    marks = prices.marks
+    unrealized = q * (marks - portfolio.entry) - q * (prices.cum_funding - portfolio.funding_index)
+    notional = np.abs(q) * marks
+    worst = np.maximum(np.abs(q + portfolio.open_bids), np.abs(q - portfolio.open_asks)) * marks
+    return PositionRisk(
+        collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
+        unrealized=unrealized,
+        notional=notional,
+        maint=rules.tiers.maintenance(notional),
+        init=rules.tiers.initial(worst),
+    )
+
+
+def _ratio(requirement: np.ndarray, equity: np.ndarray) -> np.ndarray:
+    """requirement / equity with the conventions of `Health.margin_ratio`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = requirement / equity
+    ratio = np.where(equity > 0, ratio, np.inf)
+    return np.where(requirement > 0, ratio, 0.0)
+
+
+def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> Health:
+    """One equity per account covers all of its positions (MARGIN-SPEC 2–4)."""
+    risk = position_risk(portfolio, prices, rules)
+    equity = risk.collateral + portfolio.isolated_margin.sum(axis=1) + risk.unrealized.sum(axis=1)
+    maint = risk.maint.sum(axis=1)
+    init = risk.init.sum(axis=1)
+    account_liq = (maint > 0) & (equity < maint)
+    return Health(
+        equity=equity,
+        maint=maint,
+        init=init,
+        init_health=equity - init,
+        margin_ratio=_ratio(maint, equity),
+        liquidatable=account_liq[:, None] & (portfolio.positions != 0),
+        risk=risk,
+    )
+
+
+def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> Health:
+    """Each position stands on its own margin; losses never spill over.
+
+    Position equity is ``isolated_margin + unrealized``. A position is liquidatable when
+    its equity is below its MM. New orders are admitted while the free collateral (the
+    account's balances) covers every position's shortfall of equity below its IM.
+    """
+    risk = position_risk(portfolio, prices, rules)
+    pos_equity = portfolio.isolated_margin + risk.unrealized
+    maint = risk.maint.sum(axis=1)
+    init = risk.init.sum(axis=1)
+    shortfall = np.maximum(risk.init - pos_equity, 0.0).sum(axis=1)
+    pos_ratio = _ratio(risk.maint, pos_equity)
+    return Health(
+        equity=risk.collateral + pos_equity.sum(axis=1),
+        maint=maint,
+        init=init,
+        init_health=risk.collateral - shortfall,
+        margin_ratio=pos_ratio.max(axis=1, initial=0.0),
+        liquidatable=(risk.maint > 0) & (pos_equity < risk.maint),
+        risk=risk,
+    )
+
+
+HealthFunction = Callable[[Portfolio, MarketPrices, MarginRules], Health]
+
+#: Margin mode name -> the function that computes `Health` for it.
+HEALTH_BY_MODE: dict[str, HealthFunction] = {"cross": cross_health, "isolated": isolated_health}
+
+
+# --------------------------------------------------------------------------- prices
+def bankruptcy_price_single(entry: float, qty: float, wallet: float) -> float:
+    """Price at which closing one position leaves zero equity: ``e - s * WB / |q|``."""
+    return entry - math.copysign(1.0, qty) * wallet / abs(qty)
+
+
+def bankruptcy_prices_cross(
+    marks: np.ndarray, positions: np.ndarray, equity: np.ndarray, position_maint: np.ndarray
+) -> np.ndarray:
+    """dYdX allocation: each position bears equity in proportion to its MM share.
+
+    ``P_bk,m = M_m - s_m * E * (MM_m / sum MM) / |q_m|``.
+
+    Args:
+        marks: (I,) mark prices.
+        positions: (A, I) signed sizes.
+        equity: (A,) account equity.
+        position_maint: (A, I) maintenance margin per position.
+
+    Returns:
+        (A, I) bankruptcy prices, NaN where flat or where the account has no requirement.
+    """
+    total = position_maint.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = position_maint / total
+        price = marks - np.sign(positions) * equity[:, None] * share / np.abs(positions)
+    return np.where((positions != 0) & (total > 0), price, np.nan)
+
+
+def liquidation_price(qty: float, entry: float, tiers: MarginTiers, other_equity: float, other_maint: float) -> float:
+    """Mark at which the account's equity meets its maintenance margin, all else fixed.
+
+    Solves ``X + q (P - e) = |q| P mmr_k - cum_k + Y`` for P, trying each tier k and
+    keeping the solution whose notional ``|q| P`` lies in that tier.
+
+    Args:
+        qty: Signed position size (base units).
+        entry: Its entry price.
+        tiers: The instrument's brackets.
+        other_equity: X, the account's equity without this position's unrealized PnL
+            (wallet balance plus every other position's PnL).
+        other_maint: Y, the maintenance margin of the account's other positions.
+
+    Returns:
+        The liquidation price, or NaN when no positive price liquidates the account.
+    """
+    cum = tiers.cum
+    bounds = (*tiers.floors[1:], math.inf)
+    for k, rate in enumerate(tiers.mmr):
+        denom = qty - abs(qty) * rate
+        price = (other_maint - cum[k] - other_equity + qty * entry) / denom
+        if price > 0 and tiers.floors[k] <= abs(qty) * price < bounds[k]:
+            return price
+    return math.nan
+
+
+def partial_liquidation_size(
+    shortfall: float, mark: float, mmr: float, buffer: float, penalty: float, fund_fee: float
+) -> float:
+    """Size to close so the account clears ``E >= MM + buffer * N`` (MARGIN-SPEC 4).
+
+    ``S / (M * (mmr + buffer - penalty - fund_fee))`` in base units, before rounding up
+    to a lot and capping at the position size.
+
+    Args:
+        shortfall: ``S = sum MM + buffer * sum N - E``, USD.
+        mark: Mark price of the position being closed.
+        mmr: Its maintenance rate (the tier's rate).
+        buffer: beta, fraction of notional.
+        penalty: lambda, liquidation penalty as a fraction of notional.
+        fund_fee: phi, insurance-fund fee as a fraction of notional.
+    """
+    rate = mmr + buffer - penalty - fund_fee
+    if rate <= 0:
+        raise ValueError(f"mmr + buffer - penalty - fee must be > 0, got {rate}")
+    return shortfall / (mark * rate)
+
+
+def adl_scores(
+    side: np.ndarray, entry: np.ndarray, mark: float, notional: np.ndarray, equity: np.ndarray
+) -> np.ndarray:
+    """BitMEX auto-deleveraging rank: higher is deleveraged first.
+
+    ``PnL% = s (M - e) / e``; ``lev = N / E``; score ``PnL% * lev`` if ``PnL% > 0``
+    else ``PnL% / lev``. All arrays (n,), one entry per candidate position.
+    """
+    pnl_pct = side * (mark - entry) / entry
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lev = notional / equity
+        score = np.where(pnl_pct > 0, pnl_pct * lev, pnl_pct / lev)
+    return score
