@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -259,13 +259,13 @@ class Exchange:
         fee = self.fees.taker * size * fill_price
         row = self.ledger.portfolio(slice(account, account + 1))
         row_bids, row_asks = row.open_bids.copy(), row.open_asks.copy()
-        (row_bids if side > 0 else row_asks)[0, instrument] += size
+        (row_bids if side > 0 else row_asks)[0, instrument] += lots
         balances, iso = row.balances.copy(), row.isolated_margin.copy()
         if self.ledger.isolated:
             iso[0, instrument] -= mark_loss + fee
         else:
             balances[0, USD] -= mark_loss + fee
-        hypothetical = type(row)(balances, row.positions, row.entry, row.funding_index, iso, row_bids, row_asks)
+        hypothetical = replace(row, balances=balances, isolated_margin=iso, open_bids=row_bids, open_asks=row_asks)
         health = self._health(hypothetical, self.prices(), self.rules)
         if health.init_health[0] < -MARGIN_TOLERANCE:
             return RejectReason.INSUFFICIENT_MARGIN

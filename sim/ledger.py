@@ -55,13 +55,14 @@ class Ledger:
         self.assets = tuple(assets)
         self.isolated = isolated
         self.lot_sizes = np.array([inst.lot_size for inst in instruments])
-        self.balances = np.zeros((n, n_assets))
-        self.positions = np.zeros((n, n_inst), dtype=np.int64)
-        self.entry = np.zeros((n, n_inst))
-        self.funding_index = np.zeros((n, n_inst))
-        self.isolated_margin = np.zeros((n, n_inst))
-        self.open_bids = np.zeros((n, n_inst), dtype=np.int64)
-        self.open_asks = np.zeros((n, n_inst), dtype=np.int64)
+        # Fortran order: each asset's / instrument's column is contiguous (see sim.margin).
+        self.balances = np.zeros((n, n_assets), order="F")
+        self.positions = np.zeros((n, n_inst), dtype=np.int64, order="F")
+        self.entry = np.zeros((n, n_inst), order="F")
+        self.funding_index = np.zeros((n, n_inst), order="F")
+        self.isolated_margin = np.zeros((n, n_inst), order="F")
+        self.open_bids = np.zeros((n, n_inst), dtype=np.int64, order="F")
+        self.open_asks = np.zeros((n, n_inst), dtype=np.int64, order="F")
         self.deposits = np.zeros(n_assets)
 
     @property
@@ -69,17 +70,17 @@ class Ledger:
         return self.balances.shape[0]
 
     def portfolio(self, rows: slice | np.ndarray | None = None) -> Portfolio:
-        """The margin module's view of some rows (all by default), sizes in base units."""
+        """The margin module's view of some rows (all by default): no copies for slices."""
         sel = slice(None) if rows is None else rows
-        lots = self.lot_sizes
         return Portfolio(
             balances=self.balances[sel],
-            positions=self.positions[sel] * lots,
+            positions=self.positions[sel],
             entry=self.entry[sel],
             funding_index=self.funding_index[sel],
             isolated_margin=self.isolated_margin[sel],
-            open_bids=self.open_bids[sel] * lots,
-            open_asks=self.open_asks[sel] * lots,
+            open_bids=self.open_bids[sel],
+            open_asks=self.open_asks[sel],
+            lot_sizes=self.lot_sizes,
         )
 
     # ---------------------------------------------------------------- mutations

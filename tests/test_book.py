@@ -111,9 +111,7 @@ def test_self_trade_prevention_cancels_the_resting_order():
 
 
 def test_depth_snapshot():
-    book = _book_with(
-        (1, 10, BUY, 5, 9_990), (2, 11, BUY, 3, 9_950), (3, 12, BUY, 7, 9_800), (4, 13, SELL, 4, 10_010)
-    )
+    book = _book_with((1, 10, BUY, 5, 9_990), (2, 11, BUY, 3, 9_950), (3, 12, BUY, 7, 9_800), (4, 13, SELL, 4, 10_010))
     snap = book.depth(levels=2, pct=0.01)  # mid 10,000: bids >= 9,900, asks <= 10,100
     assert snap.bids == [(9_990, 5), (9_950, 3)]
     assert snap.asks == [(10_010, 4)]
@@ -139,11 +137,7 @@ class NaiveBook:
         self.orders: list[list[int]] = []  # [order_id, account, side, price, lots]
 
     def submit(self, oid, account, side, lots, price, kind):
-        crossing = [
-            o
-            for o in self.orders
-            if o[2] == -side and (kind is MARKET or (price - o[3]) * side >= 0)
-        ]
+        crossing = [o for o in self.orders if o[2] == -side and (kind is MARKET or (price - o[3]) * side >= 0)]
         if kind is POST and crossing:
             return [], []
         fills, stp = [], []

@@ -101,6 +101,7 @@ def _portfolio(balances, positions, entry, isolated=None, bids=None, asks=None) 
         isolated_margin=zeros if isolated is None else np.atleast_2d(np.array(isolated, dtype=float)),
         open_bids=zeros if bids is None else np.atleast_2d(np.array(bids, dtype=float)),
         open_asks=zeros if asks is None else np.atleast_2d(np.array(asks, dtype=float)),
+        lot_sizes=np.ones(positions.shape[1]),
     )
 
 
@@ -275,7 +276,7 @@ def test_all_accounts_at_once_match_row_by_row():
     prices, rules = _prices([100.0, 100.0]), _rules(E0_TIERS, ETH1)
     whole = cross_health(pf, prices, rules)
     for i in range(a):
-        row = Portfolio(**{k: v[i : i + 1] for k, v in pf.__dict__.items()})
+        row = Portfolio(**{k: v if k == "lot_sizes" else v[i : i + 1] for k, v in pf.__dict__.items()})
         one = cross_health(row, prices, rules)
         assert one.equity[0] == pytest.approx(whole.equity[i])
         assert one.init_health[0] == pytest.approx(whole.init_health[i])

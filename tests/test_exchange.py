@@ -1,0 +1,263 @@
+"""Exchange: admission, settlement, fees, open-order bookkeeping and conservation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.exchange import Exchange, FeeSchedule
+from sim.instruments import CollateralAsset
+from sim.ledger import FEE_POOL, N_SYSTEM, USD
+from sim.types import OrderType, RejectReason, Side
+from tests.conftest import btc, eth
+
+BUY, SELL = Side.BUY, Side.SELL
+A, B, C = N_SYSTEM, N_SYSTEM + 1, N_SYSTEM + 2
+
+
+NO_FEES = FeeSchedule(0.0, 0.0)
+
+
+def make_exchange(n_traders=3, fees=NO_FEES, mode="cross", cash=100_000.0) -> Exchange:
+    ex = Exchange([btc(), eth()], [CollateralAsset("USD")], n_traders, [50_000.0, 3_000.0], fees, mode)
+    for account in range(N_SYSTEM, N_SYSTEM + n_traders):
+        ex.ledger.deposit(account, USD, cash)
+    return ex
+
+
+def trade(ex: Exchange, maker: int, taker: int, side: Side, qty: float, price: float, instrument: int = 0):
+    """``taker`` takes ``qty`` on ``side`` from a resting order of ``maker`` at ``price``."""
+    rest = ex.submit(maker, instrument, side.opposite, qty, price)
+    assert rest.accepted and rest.rested
+    take = ex.submit(taker, instrument, side, qty, price, OrderType.IOC)
+    assert take.accepted and take.filled
+    return take
+
+
+# ------------------------------------------------------------------ admission
+
+
+@pytest.mark.parametrize(
+    ("qty", "price", "reason"),
+    [
+        (0.0, 50_000.0, RejectReason.BAD_QUANTITY),
+        (-1.0, 50_000.0, RejectReason.BAD_QUANTITY),
+        (math.nan, 50_000.0, RejectReason.BAD_QUANTITY),
+        (0.0005, 50_000.0, RejectReason.OFF_LOT),
+        (1.0, math.nan, RejectReason.BAD_PRICE),
+        (1.0, -3.0, RejectReason.BAD_PRICE),
+        (1.0, None, RejectReason.BAD_PRICE),
+        (1.0, 50_000.05, RejectReason.OFF_TICK),
+    ],
+)
+def test_bad_orders_are_rejected_as_values(qty, price, reason):
+    ex = make_exchange()
+    result = ex.submit(A, 0, BUY, qty, price)
+    assert result.reject == reason and not result.accepted
+    assert len(ex.books[0]) == 0 and ex.ledger.open_bids.sum() == 0
+
+
+def test_unknown_account_and_instrument():
+    ex = make_exchange()
+    assert ex.submit(999, 0, BUY, 1.0, 50_000.0).reject == RejectReason.UNKNOWN_ACCOUNT
+    assert ex.submit(A, 7, BUY, 1.0, 50_000.0).reject == RejectReason.UNKNOWN_INSTRUMENT
+
+
+def test_margin_check_uses_max_leverage():
+    ex = make_exchange(cash=5_000.0)  # 20x max on BTC: at most 2 BTC of notional 100k
+    assert ex.submit(A, 0, BUY, 2.0, 50_000.0).accepted
+    assert ex.submit(A, 0, BUY, 0.001, 50_000.0).reject == RejectReason.INSUFFICIENT_MARGIN
+    # the resting bid already uses the room; the opposite side nets against it
+    assert ex.submit(A, 0, SELL, 2.0, 50_100.0).accepted
+    assert ex.ledger.open_bids[A, 0] == 2000 and ex.ledger.open_asks[A, 0] == 2000
+
+
+def test_margin_check_counts_the_loss_of_a_fill_above_mark():
+    ex = make_exchange(cash=5_000.0)
+    # 1.9 BTC at 52,000 when the mark is 50,000: IM 4,940 + immediate loss 3,800 > 5,000
+    assert ex.submit(A, 0, BUY, 1.9, 52_000.0).reject == RejectReason.INSUFFICIENT_MARGIN
+    assert ex.submit(A, 0, BUY, 0.9, 52_000.0).accepted
+
+
+def test_market_order_margin_check_walks_the_book():
+    ex = make_exchange(cash=5_000.0)
+    ex.submit(B, 0, SELL, 1.0, 50_000.0)
+    ex.submit(B, 0, SELL, 5.0, 60_000.0)
+    assert ex.submit(A, 0, BUY, 3.0, kind=OrderType.MARKET).reject == RejectReason.INSUFFICIENT_MARGIN
+    assert ex.submit(A, 0, BUY, 1.0, kind=OrderType.MARKET).filled == 1000
+
+
+def test_reduce_only_is_clipped_rejected_or_must_not_rest():
+    ex = make_exchange()
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    ex.submit(C, 0, BUY, 5.0, 49_000.0)
+    assert ex.submit(A, 0, BUY, 1.0, kind=OrderType.MARKET, reduce_only=True).reject == (
+        RejectReason.REDUCE_ONLY_WOULD_INCREASE
+    )
+    assert ex.submit(A, 0, SELL, 1.0, 49_000.0, reduce_only=True).reject == RejectReason.REDUCE_ONLY_MUST_NOT_REST
+    result = ex.submit(A, 0, SELL, 3.0, kind=OrderType.MARKET, reduce_only=True)
+    assert result.clipped == 2000 and result.filled == 1000
+    assert ex.ledger.positions[A, 0] == 0
+
+
+def test_reduce_only_skips_the_margin_check():
+    ex = make_exchange(cash=5_000.0)
+    trade(ex, B, A, BUY, 2.0, 50_000.0)
+    ex.set_prices([47_600.0, 3_000.0], [47_600.0, 3_000.0])  # A's init health now < 0
+    assert ex.account_health(A).init_health[0] < 0
+    ex.submit(C, 0, BUY, 2.0, 47_600.0)
+    assert ex.submit(A, 0, SELL, 1.0, 47_600.0, OrderType.IOC).reject == RejectReason.INSUFFICIENT_MARGIN
+    assert ex.submit(A, 0, SELL, 1.0, 47_600.0, OrderType.IOC, reduce_only=True).filled == 1000
+
+
+# ----------------------------------------------------------------- settlement
+
+
+def test_average_entry_realized_pnl_and_flip():
+    ex = make_exchange()
+    ledger = ex.ledger
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    trade(ex, B, A, BUY, 1.0, 52_000.0)
+    assert ledger.positions[A, 0] == 2000 and ledger.entry[A, 0] == pytest.approx(51_000.0)
+    trade(ex, B, A, SELL, 0.5, 53_000.0)  # realize 0.5 * 2,000
+    assert ledger.balances[A, USD] == pytest.approx(100_000.0 + 1_000.0)
+    assert ledger.entry[A, 0] == pytest.approx(51_000.0)
+    trade(ex, B, A, SELL, 2.5, 50_000.0)  # close 1.5 (realize -1,500), open 1 short at 50,000
+    assert ledger.balances[A, USD] == pytest.approx(101_000.0 - 1_500.0)
+    assert ledger.positions[A, 0] == -1000 and ledger.entry[A, 0] == pytest.approx(50_000.0)
+    trade(ex, B, A, BUY, 1.0, 49_000.0)
+    assert ledger.positions[A, 0] == 0 and ledger.entry[A, 0] == 0.0
+    assert ledger.balances[A, USD] == pytest.approx(99_500.0 + 1_000.0)
+    assert ledger.positions[B, 0] == 0
+    assert ledger.balances[B, USD] == pytest.approx(100_000.0 - 500.0)
+
+
+def test_fees_go_to_the_fee_pool_and_rebates_come_from_it():
+    ex = make_exchange(fees=FeeSchedule(taker=0.0005, maker=-0.0001))
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    assert ex.ledger.balances[A, USD] == pytest.approx(100_000.0 - 25.0)
+    assert ex.ledger.balances[B, USD] == pytest.approx(100_000.0 + 5.0)
+    assert ex.ledger.balances[FEE_POOL, USD] == pytest.approx(20.0)
+
+
+def test_fees_must_cover_rebates():
+    with pytest.raises(ValueError, match="cover the maker rebate"):
+        FeeSchedule(taker=0.0001, maker=-0.0002)
+
+
+def test_fills_are_recorded_with_last_price():
+    ex = make_exchange()
+    result = trade(ex, B, A, BUY, 1.0, 50_000.0)
+    fill = result.fills[0]
+    assert (fill.taker_account, fill.maker_account, fill.price, fill.qty) == (A, B, 500_000, 1000)
+    assert ex.trades == [fill]
+    assert ex.last_price[0] == 50_000.0
+
+
+def test_open_orders_follow_rest_fill_cancel_and_self_trade():
+    ex = make_exchange()
+    ledger = ex.ledger
+    r1 = ex.submit(A, 0, SELL, 2.0, 50_100.0)
+    r2 = ex.submit(A, 0, SELL, 1.0, 50_200.0)
+    assert ledger.open_asks[A, 0] == 3000
+    ex.submit(B, 0, BUY, 0.5, 50_100.0, OrderType.IOC)
+    assert ledger.open_asks[A, 0] == 2500
+    assert ex.cancel(r2.order_id).qty == 1000
+    assert ex.cancel(r2.order_id) is None
+    assert ledger.open_asks[A, 0] == 1500
+    stp = ex.submit(A, 0, BUY, 1.0, 50_100.0, OrderType.IOC)  # meets its own ask
+    assert [c.order_id for c in stp.self_trade_cancels] == [r1.order_id]
+    assert ledger.open_asks[A, 0] == 0 and not stp.fills
+    ex.submit(A, 1, BUY, 1.0, 2_900.0)
+    ex.submit(A, 0, BUY, 1.0, 49_000.0)
+    assert len(ex.cancel_all(A)) == 2
+    assert ledger.open_bids[A].sum() == 0
+
+
+def test_collateral_in_other_assets_is_valued_at_index_with_haircut():
+    collateral = [CollateralAsset("USD"), CollateralAsset("BTC", 0.95), CollateralAsset("ETH", 0.9)]
+    ex = Exchange([btc(), eth()], collateral, 1, [50_000.0, 3_000.0], FeeSchedule(0, 0))
+    ex.ledger.deposit(A, 1, 0.1)
+    ex.ledger.deposit(A, 2, 2.0)
+    assert ex.account_health(A).equity[0] == pytest.approx(0.1 * 50_000 * 0.95 + 2 * 3_000 * 0.9)
+    ex.set_prices([40_000.0, 3_000.0], [40_000.0, 3_000.0])
+    assert ex.account_health(A).equity[0] == pytest.approx(0.1 * 40_000 * 0.95 + 2 * 3_000 * 0.9)
+
+
+def test_collateral_needs_a_pricing_instrument():
+    with pytest.raises(ValueError, match="no instrument prices it"):
+        Exchange([btc()], [CollateralAsset("USD"), CollateralAsset("SOL", 0.8)], 1, [50_000.0])
+
+
+def test_isolated_mode_sets_margin_aside_and_returns_it():
+    ex = make_exchange(mode="isolated", cash=10_000.0)
+    ledger = ex.ledger
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    assert ledger.isolated_margin[A, 0] == pytest.approx(2_500.0)  # 50,000 / 20x
+    assert ledger.balances[A, USD] == pytest.approx(7_500.0)
+    trade(ex, B, A, SELL, 1.0, 51_000.0)
+    assert ledger.isolated_margin[A, 0] == 0.0
+    assert ledger.balances[A, USD] == pytest.approx(11_000.0)
+
+
+def test_isolated_loss_does_not_touch_the_other_position():
+    ex = make_exchange(mode="isolated", cash=10_000.0)
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    trade(ex, B, A, SELL, 10.0, 3_000.0, instrument=1)
+    ex.set_prices([47_000.0, 3_000.0], [47_000.0, 3_000.0])
+    health = ex.account_health(A)
+    assert health.liquidatable[0].tolist() == [True, False]
+    cross = make_exchange(mode="cross", cash=10_000.0)
+    trade(cross, B, A, BUY, 1.0, 50_000.0)
+    trade(cross, B, A, SELL, 10.0, 3_000.0, instrument=1)
+    cross.set_prices([47_000.0, 3_000.0], [47_000.0, 3_000.0])
+    assert not cross.account_health(A).liquidatable.any()
+
+
+def test_unknown_margin_mode_is_refused():
+    with pytest.raises(ValueError, match="margin mode"):
+        make_exchange(mode="portfolio")
+
+
+# --------------------------------------------------------------- conservation
+
+random_orders = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # trader
+        st.integers(0, 1),  # instrument
+        st.sampled_from([BUY, SELL]),
+        st.integers(1, 30),  # lots x 10
+        st.integers(-20, 20),  # ticks x 10 from mark
+        st.sampled_from(list(OrderType)),
+        st.booleans(),  # reduce only
+        st.floats(-0.03, 0.03),  # mark move before the order
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(random_orders, st.sampled_from(["cross", "isolated"]))
+def test_value_is_conserved_and_positions_net_to_zero(orders, mode):
+    ex = make_exchange(n_traders=5, fees=FeeSchedule(0.0005, -0.0001), mode=mode, cash=20_000.0)
+    marks = np.array([50_000.0, 3_000.0])
+    for trader, m, side, lots, offset, kind, reduce_only, move in orders:
+        marks[m] = round(marks[m] * (1 + move), 1 if m == 0 else 2)
+        ex.set_prices(marks, marks)
+        inst = ex.instruments[m]
+        price = inst.price(inst.to_ticks(marks[m]) + 10 * offset)
+        ex.submit(N_SYSTEM + trader, m, side, inst.qty(10 * lots), price, kind, reduce_only)
+        ledger = ex.ledger
+        assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
+        assert not ledger.net_positions().any()
+        for book, bids, asks in zip(ex.books, ledger.open_bids.T, ledger.open_asks.T, strict=True):
+            assert bids.sum() == book.total_lots(BUY) and asks.sum() == book.total_lots(SELL)
+            for account in range(ledger.n_accounts):
+                ids = book.open_orders(account)
+                resting = [book.order(i) for i in ids]
+                assert sum(o[4] for o in resting if o[2] > 0) == bids[account]
+                assert sum(o[4] for o in resting if o[2] < 0) == asks[account]
