@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sim.types import OrderType, RejectReason, Side
@@ -166,6 +166,13 @@ class OrderBook:
             within_bid = self._bids.lots_from(mid * (1 - pct))
             within_ask = self._asks.lots_from(mid * (1 + pct))
         return DepthSnapshot(self._bids.top(levels), self._asks.top(levels), within_bid, within_ask, pct)
+
+    def levels(self, side: Side) -> Iterator[tuple[int, int]]:
+        """Levels of one side as ``(price_ticks, lots)``, best first (lazily)."""
+        own = self._bids if side > 0 else self._asks
+        qty = own.level_qty
+        for key in reversed(own.keys):
+            yield own.sign * key, qty[key]
 
     def sweep(self, side: Side, qty: int, limit: int | None = None) -> tuple[int, int | None]:
         """What an order would take without trading: ``(fillable_lots, worst_price)``.

@@ -19,7 +19,9 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   one larger than the position is *clipped* to the position's size (``SubmitResult.clipped``).
 - Self-trade prevention cancels the resting order (see `sim.book`).
 - Fees: taker and maker rates on the fill notional, paid from the position's pocket
-  to the fee pool; a negative maker rate is a rebate paid by the fee pool.
+  to the fee pool; a negative maker rate is a rebate paid by the fee pool. A
+  liquidation order pays no taker fee: the insurance-fund fee replaces it
+  (MARGIN-SPEC E1b charges only that).
 - Isolated mode: after each fill, a position whose equity is below its initial margin
   is topped up from the account's USD balance; a closed position's margin is returned.
 - Order ids encode the instrument: ``order_id % n_instruments``.
@@ -37,6 +39,7 @@ from sim.book import OrderBook
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import FEE_POOL, USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable
+from sim.marks import MarkRule, index_mark
 from sim.types import CancelledOrder, Fill, OrderType, RejectReason, Side, SubmitResult
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
@@ -65,6 +68,7 @@ class Exchange:
         fees: Trading fees.
         mode: Margin mode, a key of `sim.margin.HEALTH_BY_MODE`.
         initial_prices: (I,) starting index and mark prices, USD.
+        mark_rule: How marks follow index and book, see `sim.marks`.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Exchange:
         initial_prices: Sequence[float],
         fees: FeeSchedule | None = None,
         mode: str = "cross",
+        mark_rule: MarkRule = index_mark,
     ):
         if mode not in HEALTH_BY_MODE:
             raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
@@ -82,6 +87,7 @@ class Exchange:
         self.collateral = tuple(collateral)
         self.fees = fees or FeeSchedule()
         self.mode = mode
+        self.mark_rule = mark_rule
         self._health = HEALTH_BY_MODE[mode]
         assets = [c.name for c in self.collateral]
         self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
@@ -124,6 +130,15 @@ class Exchange:
         self.marks[:] = marks
         priced = self._asset_source >= 0
         self.asset_prices[priced] = self.index[self._asset_source[priced]]
+
+    def set_index(self, index: Sequence[float]) -> None:
+        """Move the (I,) index prices and recompute the marks from the mark rule."""
+        self.set_prices(index, self.marks)
+        self.update_marks()
+
+    def update_marks(self) -> None:
+        """Recompute the marks from the current index and last trades."""
+        self.marks[:] = self.mark_rule(self.index, self.last_price)
 
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
@@ -284,7 +299,8 @@ class Exchange:
         ledger.settle_trade(fill.taker_account, m, signed, price, cum)
         ledger.settle_trade(fill.maker_account, m, -signed, price, cum)
         self._release_open(fill.maker_account, m, -int(fill.taker_side), fill.qty)
-        for account, rate in ((fill.taker_account, self.fees.taker), (fill.maker_account, self.fees.maker)):
+        taker_rate = 0.0 if fill.liquidation else self.fees.taker
+        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, self.fees.maker)):
             fee = rate * size * price
             if fee:
                 ledger.credit_pocket(account, m, -fee)

@@ -136,6 +136,17 @@ class Ledger:
             self.release_isolated(account, instrument)
         return realized
 
+    def trade_between(
+        self, account: int, other: int, instrument: int, lots: int, price: float, cum_funding: float
+    ) -> None:
+        """A trade off the book: ``account`` trades ``lots`` (signed) with ``other`` at ``price``.
+
+        Used for transfers the book does not see: backstop take-overs, ADL, and positions
+        a config gives accounts at the start.
+        """
+        self.settle_trade(account, instrument, lots, price, cum_funding)
+        self.settle_trade(other, instrument, -lots, price, cum_funding)
+
     def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
         """Move USD from the balance into a position's isolated margin."""
         self.balances[account, USD] -= amount

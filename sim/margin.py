@@ -167,6 +167,7 @@ class Health:
         margin_ratio: (A,) maintenance over equity (>= 1 means liquidatable; inf when
             equity <= 0 with a requirement; 0 with no requirement).
         liquidatable: (A, I) positions the liquidation engine must act on.
+        account_liquidatable: (A,) accounts with at least one such position.
         risk: The per-position numbers behind the totals.
     """
 
@@ -176,6 +177,7 @@ class Health:
     init_health: np.ndarray
     margin_ratio: np.ndarray
     liquidatable: np.ndarray
+    account_liquidatable: np.ndarray
     risk: PositionRisk
 
     @property
@@ -200,21 +202,21 @@ def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: Marg
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
     """Unrealized PnL (net of accrued funding), notional, MM and IM of every position."""
     # In-place arithmetic on Fortran-order results: fewer (A, I) temporaries to allocate.
-    q = portfolio.positions
     marks, lots = prices.marks, portfolio.lot_sizes
     lot_value = marks * lots  # (I,) USD per lot at mark
+    q = portfolio.positions.astype(np.float64, order="F")  # lots; one conversion, not three
     # U = q (M - e) - q (Phi - phi) = q ((M - Phi) - e + phi), q in base units
     unrealized = np.subtract(marks - prices.cum_funding, portfolio.entry, order="F")
     unrealized += portfolio.funding_index
     unrealized *= q
     unrealized *= lots
-    notional = np.multiply(q, lot_value, order="F")
-    np.abs(notional, out=notional)
+    notional = np.abs(q, order="F")
+    notional *= lot_value
     # Open orders at worst case: max(|q + bids|, |q - asks|) * M, which equals
     # max(q + bids, asks - q) * M because bids, asks >= 0.
     worst = np.add(q, portfolio.open_bids, order="F")
     np.maximum(worst, np.subtract(portfolio.open_asks, q, order="F"), out=worst)
-    worst = np.multiply(worst, lot_value, order="F")
+    worst *= lot_value
     return PositionRisk(
         collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
         unrealized=unrealized,
@@ -247,6 +249,7 @@ def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules)
         init_health=equity - init,
         margin_ratio=_ratio(maint, equity),
         liquidatable=np.logical_and(account_liq[:, None], portfolio.positions != 0, order="F"),
+        account_liquidatable=account_liq,
         risk=risk,
     )
 
@@ -264,13 +267,15 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     init = risk.init.sum(axis=1)
     shortfall = np.maximum(risk.init - pos_equity, 0.0).sum(axis=1)
     pos_ratio = _ratio(risk.maint, pos_equity)
+    liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
     return Health(
         equity=risk.collateral + pos_equity.sum(axis=1),
         maint=maint,
         init=init,
         init_health=risk.collateral - shortfall,
         margin_ratio=pos_ratio.max(axis=1, initial=0.0),
-        liquidatable=(risk.maint > 0) & (pos_equity < risk.maint),
+        liquidatable=liquidatable,
+        account_liquidatable=liquidatable.any(axis=1),
         risk=risk,
     )
 

@@ -1,0 +1,316 @@
+"""Liquidation engine through the real exchange and books: MARGIN-SPEC E1b, E2, E3,
+fallbacks, conservation under random books and gaps, and cascade attribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.cascades import cascade_summary
+from sim.exchange import Exchange, FeeSchedule
+from sim.instruments import CollateralAsset
+from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM, USD
+from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.marks import last_trade_mark
+from sim.types import OrderType, Side
+from tests.conftest import btc, eth
+
+E1B_RULES = LiquidationRules(buffer=0.005, penalty=0.0025, fund_fee=0.001)
+
+
+def venue(n_traders: int, mode: str = "cross", prices=(50_000.0, 3_000.0), max_leverage=100.0, **kw) -> Exchange:
+    instruments = [btc(max_leverage=max_leverage), eth(max_leverage=min(max_leverage, 50.0))]
+    return Exchange(instruments, [CollateralAsset("USD")], n_traders, prices, FeeSchedule(0.0, 0.0), mode, **kw)
+
+
+def trader(i: int) -> int:
+    return N_SYSTEM + i
+
+
+def give(ex: Exchange, account: int, m: int, qty: float, entry: float, counterparty: int) -> None:
+    """Open a position off the book against ``counterparty`` (test set-up only)."""
+    ex.ledger.trade_between(
+        account, counterparty, m, ex.instruments[m].to_lots(abs(qty)) * int(np.sign(qty)), entry, 0.0
+    )
+
+
+def mark_to(ex: Exchange, *marks: float) -> None:
+    ex.set_prices(list(marks), list(marks))
+
+
+def check_invariants(ex: Exchange) -> None:
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
+    assert not ex.ledger.net_positions().any()
+    assert ex.ledger.balances[INSURANCE_FUND, USD] >= -1e-9
+
+
+# -------------------------------------------------------------------------- E1b
+
+
+def test_e1b_partial_liquidation_through_the_book():
+    ex = venue(3)
+    a, bidder, short = trader(0), trader(1), trader(2)
+    ex.ledger.deposit(a, USD, 10_000.0)
+    ex.ledger.deposit(bidder, USD, 1_000_000.0)
+    ex.ledger.deposit(short, USD, 1_000_000.0)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1_000.0)
+    give(ex, a, 0, 2.0, 50_000.0, short)
+    mark_to(ex, 45_200.0, 3_000.0)
+    assert ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0).rested
+    engine = LiquidationEngine(ex, E1B_RULES)
+    rows = engine.run_step(step=1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.kind, row.account, row.side, row.counterparty) == ("partial", a, -1, bidder)
+    assert row.qty == pytest.approx(1.716)
+    assert row.price == pytest.approx(45_087.0)
+    assert row.bankruptcy_price == pytest.approx(45_000.0)
+    assert row.fund_delta == pytest.approx(77.56, abs=0.01)
+    assert row.trigger is None
+    health = ex.account_health(a)
+    assert ex.ledger.positions[a, 0] == 284
+    assert health.equity[0] == pytest.approx(128.53, abs=0.01)
+    assert health.maint[0] == pytest.approx(64.18, abs=0.01)
+    assert not health.liquidatable.any() and engine.unresolved == []
+    assert ex.trades[-1].liquidation
+    check_invariants(ex)
+
+
+# --------------------------------------------------------------------------- E3
+
+
+def e3_venue(fallback=("adl",)) -> tuple[Exchange, LiquidationEngine, dict[str, int]]:
+    ex = venue(6)
+    ids = dict(A=trader(0), S1=trader(1), S2=trader(2), S3=trader(3), G=trader(4), bidder=trader(5))
+    ledger = ex.ledger
+    for name, cash in dict(A=50_000.0, S1=4_000.0, S2=30_000.0, S3=4_000.0, G=1e7, bidder=1e7).items():
+        ledger.deposit(ids[name], USD, cash)
+    ledger.deposit(INSURANCE_FUND, USD, 600.0)
+    give(ex, ids["S1"], 0, -4.0, 48_000.0, ids["G"])
+    give(ex, ids["S2"], 0, -3.0, 52_000.0, ids["G"])
+    give(ex, ids["S3"], 0, -5.0, 46_000.0, ids["G"])
+    give(ex, ids["A"], 0, 10.0, 50_000.0, ids["G"])  # G ends long 2: the only shorts are S1-S3
+    mark_to(ex, 44_900.0, 3_000.0)
+    for qty, price in ((3.0, 44_900.0), (2.0, 44_800.0), (5.0, 44_000.0)):
+        assert ex.submit(ids["bidder"], 0, Side.BUY, qty, price).rested
+    return ex, LiquidationEngine(ex, LiquidationRules(fallback=fallback)), ids
+
+
+def test_e3_fund_exhausted_then_adl():
+    ex, engine, ids = e3_venue()
+    assert ex.account_health(ids["A"]).equity[0] == pytest.approx(-1_000.0)
+    rows = engine.run_step(step=1)
+    book_rows = [(r.qty, r.price, r.fund_delta) for r in rows if r.kind == "partial"]
+    assert book_rows == [
+        (pytest.approx(3.0), pytest.approx(44_900.0), pytest.approx(-300.0)),
+        (pytest.approx(1.5), pytest.approx(44_800.0), pytest.approx(-300.0)),
+    ]
+    assert ex.ledger.balances[INSURANCE_FUND, USD] == pytest.approx(0.0, abs=1e-9)
+    adl = [(r.counterparty, r.qty, r.price) for r in rows if r.kind == "adl"]
+    assert adl == [
+        (ids["S1"], pytest.approx(4.0), pytest.approx(45_000.0)),
+        (ids["S3"], pytest.approx(1.5), pytest.approx(45_000.0)),
+    ]
+    assert ex.ledger.positions[ids["A"], 0] == 0
+    assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
+    assert ex.ledger.positions[ids["S2"], 0] == -3000  # ranked last, untouched
+    assert ex.ledger.positions[ids["S3"], 0] == -3500
+    check_invariants(ex)
+
+
+def test_backstop_takes_what_the_book_cannot_at_the_bankruptcy_price():
+    ex, engine, ids = e3_venue(fallback=("backstop",))
+    engine.run_step(step=1)
+    assert ex.ledger.positions[BACKSTOP, 0] == 5500
+    assert ex.ledger.entry[BACKSTOP, 0] == pytest.approx(45_000.0)
+    assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
+    check_invariants(ex)
+
+
+def test_none_leaves_the_position_and_says_why():
+    ex, engine, ids = e3_venue(fallback=("none",))
+    engine.run_step(step=1)
+    assert ex.ledger.positions[ids["A"], 0] == 5500
+    assert (1, ids["A"], "book_exhausted") in engine.unresolved
+    check_invariants(ex)
+
+
+def test_socialized_loss_is_shared_by_open_positions():
+    ex, engine, ids = e3_venue(fallback=("socialize",))
+    # cancel the book: nothing is absorbed, A's whole loss (1,000 at the mark) is bad debt
+    ex.cancel_all(ids["bidder"])
+    before = ex.ledger.settlement_value(ex.marks, ex.cum_funding)
+    rows = engine.run_step(step=1)
+    assert [r.kind for r in rows] == ["socialized"]
+    assert rows[0].fund_delta == pytest.approx(-600.0)
+    assert ex.ledger.positions[ids["A"], 0] == 0
+    assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
+    after = ex.ledger.settlement_value(ex.marks, ex.cum_funding)
+    # the remaining 400 is paid by every other open position pro rata to size (|q| sum 24 BTC)
+    paid = before - after
+    assert paid[ids["S2"]] == pytest.approx(400.0 * 3 / 24.0)
+    assert paid[BACKSTOP] == pytest.approx(400.0 * 10 / 24.0)
+    check_invariants(ex)
+
+
+# --------------------------------------------------------------------- E2 modes
+
+
+@pytest.mark.parametrize(("mode", "liquidated"), [("cross", False), ("isolated", True)])
+def test_e2_isolated_liquidates_the_btc_position_cross_does_not(mode, liquidated):
+    ex = venue(3, mode=mode, max_leverage=20.0)
+    a, other, bidder = trader(0), trader(1), trader(2)
+    ex.ledger.deposit(a, USD, 11_000.0)
+    ex.ledger.deposit(other, USD, 1e7)
+    ex.ledger.deposit(bidder, USD, 1e7)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 10_000.0)
+    give(ex, a, 0, 1.0, 50_000.0, other)
+    give(ex, a, 1, -20.0, 3_000.0, other)
+    if mode == "isolated":
+        ex.ledger.allocate_isolated(a, 0, 5_000.0)
+        ex.ledger.allocate_isolated(a, 1, 6_000.0)
+        ex.ledger.allocate_isolated(other, 0, 1e6)
+        ex.ledger.allocate_isolated(other, 1, 1e6)
+    mark_to(ex, 44_000.0, 2_700.0)
+    ex.submit(bidder, 0, Side.BUY, 1.0, 43_900.0)
+    ex.submit(bidder, 1, Side.SELL, 20.0, 2_701.0)
+    rows = LiquidationEngine(ex, LiquidationRules()).run_step(step=1)
+    assert bool(rows) == liquidated
+    assert all(r.instrument == 0 for r in rows)
+    assert ex.ledger.positions[a, 1] == -2000
+    check_invariants(ex)
+
+
+# ------------------------------------------------------------------- step cap
+
+
+def test_step_cap_spreads_a_liquidation_over_steps():
+    ex, _, ids = e3_venue()
+    engine = LiquidationEngine(ex, LiquidationRules(full=True, step_cap=0.2, fallback=("backstop",)))
+    engine.run_step(step=1)
+    assert ex.ledger.positions[ids["A"], 0] == 8000
+    assert (1, ids["A"], "step_cap") in engine.unresolved
+    engine.run_step(step=2)
+    assert ex.ledger.positions[ids["A"], 0] == 6400  # 20 % of the 8 BTC it held at the start of step 2
+    check_invariants(ex)
+
+
+def test_bad_rules_are_refused():
+    with pytest.raises(ValueError, match="unknown"):
+        LiquidationRules(fallback=("pray",))
+    with pytest.raises(ValueError, match="step_cap"):
+        LiquidationRules(step_cap=0.0)
+
+
+# --------------------------------------------------------------- conservation
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 30), st.floats(0.1, 12.0)), min_size=1, max_size=8),  # (lots x 0.1, leverage)
+    st.lists(st.tuples(st.integers(1, 40), st.integers(1, 30)), max_size=6),  # bid levels (bps below, lots x 0.1)
+    st.floats(0.0, 0.25),  # price gap
+    st.floats(0.0, 2_000.0),  # insurance fund
+    st.sampled_from([("adl",), ("backstop",), ("socialize",), ("none",), ("adl", "backstop"), ("socialize", "adl")]),
+    st.booleans(),  # full liquidation
+    st.sampled_from(["cross", "isolated"]),
+)
+def test_conservation_through_liquidations(longs, bids, gap, fund, fallback, full, mode):
+    n = len(longs)
+    ex = venue(n + 3, mode=mode)
+    shorts, bidder, shorts2 = trader(n), trader(n + 1), trader(n + 2)
+    for account in (shorts, bidder, shorts2):
+        ex.ledger.deposit(account, USD, 1e8)
+        if mode == "isolated":
+            ex.ledger.allocate_isolated(account, 0, 1e7)
+    ex.ledger.deposit(INSURANCE_FUND, USD, fund)
+    for i, (tenths, leverage) in enumerate(longs):
+        qty = tenths / 10
+        cash = qty * 50_000.0 / leverage
+        ex.ledger.deposit(trader(i), USD, cash)
+        give(ex, trader(i), 0, qty, 50_000.0, shorts if i % 2 else shorts2)
+        if mode == "isolated":
+            ex.ledger.allocate_isolated(trader(i), 0, cash)
+    price = 50_000.0 * (1 - gap)
+    mark_to(ex, round(price, 1), 3_000.0)
+    for bps, tenths in bids:
+        ex.submit(bidder, 0, Side.BUY, tenths / 10, round(price * (1 - bps / 10_000), 1))
+    engine = LiquidationEngine(ex, LiquidationRules(full=full, fallback=fallback))
+    for step in range(3):
+        engine.run_step(step)
+        check_invariants(ex)
+    if fallback[0] != "none":
+        assert not (ex.health().liquidatable.any(axis=1)[N_SYSTEM:]).any() or engine.unresolved
+
+
+# -------------------------------------------------------------------- cascades
+
+
+def cascade_market(depth_lots: float) -> tuple[Exchange, LiquidationEngine]:
+    """Longs with staggered liquidation prices above a book of bids every 0.2 %."""
+    ex = venue(12, mark_rule=last_trade_mark)
+    short, bidder = trader(10), trader(11)
+    ex.ledger.deposit(short, USD, 1e8)
+    ex.ledger.deposit(bidder, USD, 1e8)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1e6)
+    for i in range(10):
+        leverage = 30.0 - 1.5 * i  # liquidation prices ~ 2.9 % ... 5.7 % below 50,000
+        ex.ledger.deposit(trader(i), USD, 50_000.0 / leverage)
+        give(ex, trader(i), 0, 1.0, 50_000.0, short)
+    for level in range(1, 60):
+        ex.submit(bidder, 0, Side.BUY, depth_lots, round(50_000.0 * (1 - 0.002 * level), 1))
+    return ex, LiquidationEngine(ex, LiquidationRules(full=True, rounds=20, fallback=("backstop",)))
+
+
+def shock(ex: Exchange, qty: float) -> None:
+    """An exogenous market sell that moves the last trade (and so the mark)."""
+    seller = trader(10)
+    ex.submit(seller, 0, Side.SELL, qty, kind=OrderType.MARKET)
+    ex.update_marks()
+
+
+def test_thin_book_cascades_deep_book_absorbs():
+    thin, thin_engine = cascade_market(depth_lots=0.3)
+    shock(thin, 5.0)  # walks the thin book 3.4 % down
+    thin_rows = thin_engine.run_step(step=1)
+    deep, deep_engine = cascade_market(depth_lots=5.0)
+    shock(deep, 5.0)
+    deep_rows = deep_engine.run_step(step=1)
+    thin_accounts = {r.account for r in thin_rows}
+    assert len(thin_accounts) > len({r.account for r in deep_rows})
+    assert max(r.round for r in thin_rows) >= 1  # unfolds over several rounds of one step
+    # attribution: follow trigger links back to a root liquidation
+    by_id = {r.row_id: r for r in thin_rows}
+    first_row_of: dict[int, object] = {}
+    for r in thin_rows:
+        first_row_of.setdefault(r.account, r)
+
+    def generation(row) -> int:
+        return 1 if row.trigger is None else 1 + generation(by_id[row.trigger])
+
+    depth = max(generation(r) for r in thin_rows)
+    assert depth >= 3
+    # the shock itself liquidated the three most leveraged accounts: roots, no trigger
+    roots = sorted(r.account for r in first_row_of.values() if r.trigger is None)
+    assert roots == [trader(0), trader(1), trader(2)]
+    # every other account was pushed under by a liquidation and joins its cascade
+    assert all(by_id[r.trigger].cascade_id == r.cascade_id for r in thin_rows if r.trigger is not None)
+    assert all(by_id[r.trigger].account != r.account for r in thin_rows if r.trigger is not None)
+    check_invariants(thin)
+    check_invariants(deep)
+
+
+def test_cascade_summary_of_the_thin_book_cascade():
+    thin, engine = cascade_market(depth_lots=0.3)
+    shock(thin, 5.0)
+    rows = engine.run_step(step=1)
+    summary = cascade_summary(rows)
+    assert summary["cascade_id"].to_list() == sorted({r.cascade_id for r in rows})
+    assert summary["accounts"].sum() == len({r.account for r in rows})
+    assert summary["notional"].sum() == pytest.approx(sum(r.qty * r.price for r in rows))
+    biggest = summary.sort("accounts", descending=True).row(0, named=True)
+    assert biggest["root_account"] == trader(0)
+    assert biggest["depth"] >= 3 and biggest["duration_steps"] == 1
+    assert cascade_summary([]).height == 0
