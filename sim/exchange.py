@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from sim.book import OrderBook
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import FEE_POOL, USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable
 from sim.marks import MarkRule, index_mark
-from sim.types import CancelledOrder, Fill, OrderType, RejectReason, Side, SubmitResult
+from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
 MARGIN_TOLERANCE = 1e-9
@@ -180,22 +180,62 @@ class Exchange:
         Returns:
             The result; a refused order has ``reject`` set and changed nothing.
         """
-        order_id = self._next_order * len(self.instruments) + instrument
-        result = SubmitResult(order_id)
-        reject, lots, ticks = self._validate(account, instrument, qty, price, kind)
-        if reject is None and reduce_only:
-            reject, lots, result.clipped = self._clip_reduce_only(account, instrument, side, lots, kind)
-        if reject is None and not (reduce_only or liquidation):
-            reject = self._margin_check(account, instrument, side, lots, ticks, kind)
-        if reject is not None:
+        request = OrderRequest(instrument, side, qty, price, kind, reduce_only)
+        return self._submit(account, [request], liquidation)[0]
+
+    def submit_many(self, account: int, requests: Sequence[OrderRequest]) -> list[SubmitResult]:
+        """Admit several orders of one account with *one* margin check, then route them.
+
+        The check counts all of them as open and filled at once (as `submit` does for
+        one); if it fails, every order that needed it is rejected. A market maker's
+        quotes go in this way: one check instead of one per quote.
+        """
+        return self._submit(account, requests, False)
+
+    def _submit(self, account: int, requests: Sequence[OrderRequest], liquidation: bool) -> list[SubmitResult]:
+        results, admitted = [], []
+        for request in requests:
+            result = SubmitResult(-1)
+            reject, lots, ticks = self._validate(account, request.instrument, request.qty, request.price, request.kind)
+            if reject is None and request.reduce_only:
+                reject, lots, result.clipped = self._clip_reduce_only(
+                    account, request.instrument, request.side, lots, request.kind
+                )
             result.reject = reject
-            return result
+            results.append(result)
+            if reject is None:
+                admitted.append((result, request, lots, ticks))
+        checked = [a for a in admitted if not (a[1].reduce_only or liquidation)]
+        if checked and self._margin_check(
+            account, [(r.instrument, r.side, lots, ticks, r.kind) for _, r, lots, ticks in checked]
+        ):
+            for result, *_ in checked:
+                result.reject = RejectReason.INSUFFICIENT_MARGIN
+        for result, request, lots, ticks in admitted:
+            if result.reject is None:
+                self._route(account, request.instrument, request.side, lots, ticks, request.kind, liquidation, result)
+        return results
+
+    def _route(
+        self,
+        account: int,
+        instrument: int,
+        side: Side,
+        lots: int,
+        ticks: int | None,
+        kind: OrderType,
+        liquidation: bool,
+        result: SubmitResult,
+    ) -> None:
+        """Send an admitted order to its book and settle what it did."""
+        order_id = result.order_id = self._next_order * len(self.instruments) + instrument
         self._next_order += 1
-        book = self.books[instrument]
-        fills, rested, cancelled, stp, reject = book.submit(order_id, account, int(side), lots, ticks, kind)
+        fills, rested, cancelled, stp, reject = self.books[instrument].submit(
+            order_id, account, int(side), lots, ticks, kind
+        )
         if reject is not None:
             result.reject = reject
-            return result
+            return
         for maker_id, maker_account, stp_side, stp_price, stp_lots in stp:
             self._release_open(maker_account, instrument, stp_side, stp_lots)
             result.self_trade_cancels.append(
@@ -210,7 +250,6 @@ class Exchange:
         if rested:
             self._reserve_open(account, instrument, int(side), rested)
         result.rested, result.cancelled = rested, cancelled
-        return result
 
     def cancel(self, order_id: int) -> CancelledOrder | None:
         """Cancel a resting order; None if it is not resting."""
@@ -262,25 +301,30 @@ class Exchange:
         return None, allowed, lots - allowed
 
     def _margin_check(
-        self, account: int, instrument: int, side: Side, lots: int, ticks: int | None, kind: OrderType
+        self, account: int, orders: Sequence[tuple[int, Side, int, int | None, OrderType]]
     ) -> RejectReason | None:
-        """Reject when the account's ``init_health`` would go negative (module docstring)."""
-        inst = self.instruments[instrument]
-        if kind is OrderType.MARKET:
-            _, ticks = self.books[instrument].sweep(side, lots)
-        fill_price = self.marks[instrument] if ticks is None else inst.price(ticks)
-        size = inst.qty(lots)
-        mark_loss = side * size * (fill_price - self.marks[instrument])
-        fee = self.fees.taker * size * fill_price
+        """Reject when the account's ``init_health`` would go negative (module docstring).
+
+        Args:
+            orders: ``(instrument, side, lots, limit_ticks, kind)`` of each order.
+        """
         row = self.ledger.portfolio(slice(account, account + 1))
-        row_bids, row_asks = row.open_bids.copy(), row.open_asks.copy()
-        (row_bids if side > 0 else row_asks)[0, instrument] += lots
+        bids, asks = row.open_bids.copy(), row.open_asks.copy()
         balances, iso = row.balances.copy(), row.isolated_margin.copy()
-        if self.ledger.isolated:
-            iso[0, instrument] -= mark_loss + fee
-        else:
-            balances[0, USD] -= mark_loss + fee
-        hypothetical = replace(row, balances=balances, isolated_margin=iso, open_bids=row_bids, open_asks=row_asks)
+        for instrument, side, lots, ticks, kind in orders:
+            inst = self.instruments[instrument]
+            mark = float(self.marks[instrument])
+            if kind is OrderType.MARKET:
+                _, ticks = self.books[instrument].sweep(side, lots)
+            fill_price = mark if ticks is None else inst.price(ticks)
+            size = inst.qty(lots)
+            cost = side * size * (fill_price - mark) + self.fees.taker * size * fill_price
+            (bids if side > 0 else asks)[0, instrument] += lots
+            if self.ledger.isolated:
+                iso[0, instrument] -= cost
+            else:
+                balances[0, USD] -= cost
+        hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
         health = self._health(hypothetical, self.prices(), self.rules)
         if health.init_health[0] < -MARGIN_TOLERANCE:
             return RejectReason.INSUFFICIENT_MARGIN

@@ -1,8 +1,10 @@
 """The account ledger: accounts x instruments as numpy arrays (struct of arrays).
 
 Rows are accounts. The first `N_SYSTEM` rows are the exchange's own accounts
-(insurance fund, fee pool, backstop vault); they are ordinary rows, so every position
-has a counterparty row and every dollar an owner. Asset 0 is the settlement asset
+(insurance fund, fee pool, backstop vault, and *genesis*, the counterparty of the
+positions a config gives accounts at the start); they are ordinary rows, so every
+position has a counterparty row and every dollar an owner. System rows are never
+liquidated. Asset 0 is the settlement asset
 (USD), in which PnL, fees and funding are paid.
 
 Only the exchange and the liquidation engine call the mutating methods here; the
@@ -27,8 +29,9 @@ from sim.margin import Portfolio
 INSURANCE_FUND = 0
 FEE_POOL = 1
 BACKSTOP = 2
-N_SYSTEM = 3
-SYSTEM_NAMES = ("insurance_fund", "fee_pool", "backstop")
+GENESIS = 3
+N_SYSTEM = 4
+SYSTEM_NAMES = ("insurance_fund", "fee_pool", "backstop", "genesis")
 USD = 0
 
 

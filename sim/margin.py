@@ -36,6 +36,11 @@ class TierTable:
     cum: np.ndarray
     imr: np.ndarray
 
+    @property
+    def lowest_second_floor(self) -> float:
+        """Below this notional every position of every instrument is in its first tier."""
+        return float(self.floors[:, 1].min()) if self.floors.shape[1] > 1 else np.inf
+
     @classmethod
     def from_tiers(cls, tiers: Sequence[MarginTiers]) -> TierTable:
         k = max(len(t.floors) for t in tiers)
@@ -55,21 +60,22 @@ class TierTable:
 
         Most positions sit in the first tier, so that is computed for all of them with
         one broadcast and only the entries at or above the second floor are looked up
-        tier by tier (a full (..., I, K) comparison would cost ~10x more).
+        tier by tier (a full (..., I, K) comparison would cost ~10x more). Inputs must be
+        Fortran-ordered (or one row), as everything derived from the ledger is; results
+        keep that order because numpy's ufuncs follow their inputs' layout.
         """
-        out = np.multiply(notional, rates[:, 0], order="F")
-        if self.floors.shape[1] == 1:
+        out = notional * rates[:, 0]
+        if self.floors.shape[1] == 1 or notional.max(initial=0.0) < self.lowest_second_floor:
             return out
         n_accounts = notional.shape[0] if notional.ndim > 1 else 1
-        flat = np.ravel(notional, order="F")  # a view for the ledger's Fortran-order arrays
-        high = np.flatnonzero(np.greater_equal(notional, self.floors[:, 1], order="F").ravel(order="F"))
-        if high.size:
-            n, inst = flat[high], high // n_accounts
-            tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
-            fixed = n * rates[inst, tier]
-            if cum is not None:
-                fixed -= cum[inst, tier]
-            out.ravel(order="F")[high] = fixed  # out is Fortran-contiguous: ravel is a view
+        flat = notional.ravel(order="F")  # a view: ledger-derived arrays are Fortran-ordered
+        high = np.flatnonzero((notional >= self.floors[:, 1]).ravel(order="F"))
+        n, inst = flat[high], high // n_accounts
+        tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
+        fixed = n * rates[inst, tier]
+        if cum is not None:
+            fixed -= cum[inst, tier]
+        out.ravel(order="F")[high] = fixed
         return out
 
     def maintenance(self, notional: np.ndarray) -> np.ndarray:
@@ -103,7 +109,7 @@ class MarginRules:
     liability_weights: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Portfolio:
     """Account state, one row per account (views into the ledger are fine).
 
@@ -129,7 +135,7 @@ class Portfolio:
     lot_sizes: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MarketPrices:
     """Prices the requirements are computed at.
 
@@ -144,7 +150,7 @@ class MarketPrices:
     cum_funding: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PositionRisk:
     """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,)."""
 
@@ -155,35 +161,50 @@ class PositionRisk:
     init: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Health:
-    """Margin state of every account.
+    """Margin state of every account (plain slotted class: it is built once per order check).
 
     Attributes:
         equity: (A,) haircut collateral + isolated margins + unrealized PnL, USD.
         maint: (A,) total maintenance margin, USD.
         init: (A,) total initial margin (open orders at worst case), USD.
         init_health: (A,) must stay >= 0 for a new order to be accepted, USD.
-        margin_ratio: (A,) maintenance over equity (>= 1 means liquidatable; inf when
-            equity <= 0 with a requirement; 0 with no requirement).
-        liquidatable: (A, I) positions the liquidation engine must act on.
-        account_liquidatable: (A,) accounts with at least one such position.
+        account_liquidatable: (A,) accounts with at least one liquidatable position.
         risk: The per-position numbers behind the totals.
+        positions: (A, I) the positions (lots) it was computed for.
+        position_equity: (A, I) isolated margin + PnL per position; None in cross mode,
+            where one equity covers all positions.
     """
 
     equity: np.ndarray
     maint: np.ndarray
     init: np.ndarray
     init_health: np.ndarray
-    margin_ratio: np.ndarray
-    liquidatable: np.ndarray
     account_liquidatable: np.ndarray
     risk: PositionRisk
+    positions: np.ndarray
+    position_equity: np.ndarray | None = None
 
     @property
     def maint_health(self) -> np.ndarray:
         """(A,) equity minus maintenance margin, USD."""
         return self.equity - self.maint
+
+    @property
+    def liquidatable(self) -> np.ndarray:
+        """(A, I) positions the liquidation engine must act on (computed on access)."""
+        if self.position_equity is None:
+            return (self.positions != 0) & self.account_liquidatable[:, None]
+        return (self.risk.maint > 0) & (self.position_equity < self.risk.maint)
+
+    @property
+    def margin_ratio(self) -> np.ndarray:
+        """(A,) maintenance over equity (>= 1 means liquidatable; inf when equity <= 0
+        with a requirement; 0 with none). Isolated: the worst position's ratio."""
+        if self.position_equity is None:
+            return _ratio(self.maint, self.equity)
+        return _ratio(self.risk.maint, self.position_equity).max(axis=1, initial=0.0)
 
 
 def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray:
@@ -193,29 +214,28 @@ def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: Marg
     ``liability_weight``; the second product is skipped when nobody owes anything.
     """
     value = balances @ (asset_prices * rules.weights)
-    owed = np.minimum(balances, 0.0)
-    if owed.any():
-        value += owed @ (asset_prices * (rules.liability_weights - rules.weights))
+    if balances.min(initial=0.0) < 0:
+        value += np.minimum(balances, 0.0) @ (asset_prices * (rules.liability_weights - rules.weights))
     return value
 
 
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
     """Unrealized PnL (net of accrued funding), notional, MM and IM of every position."""
-    # In-place arithmetic on Fortran-order results: fewer (A, I) temporaries to allocate.
+    # In-place arithmetic on results that keep the ledger's Fortran order: few temporaries.
     marks, lots = prices.marks, portfolio.lot_sizes
     lot_value = marks * lots  # (I,) USD per lot at mark
-    q = portfolio.positions.astype(np.float64, order="F")  # lots; one conversion, not three
+    q = portfolio.positions.astype(np.float64)  # lots; one conversion, not three
     # U = q (M - e) - q (Phi - phi) = q ((M - Phi) - e + phi), q in base units
-    unrealized = np.subtract(marks - prices.cum_funding, portfolio.entry, order="F")
+    unrealized = (marks - prices.cum_funding) - portfolio.entry
     unrealized += portfolio.funding_index
     unrealized *= q
     unrealized *= lots
-    notional = np.abs(q, order="F")
+    notional = np.abs(q)
     notional *= lot_value
     # Open orders at worst case: max(|q + bids|, |q - asks|) * M, which equals
     # max(q + bids, asks - q) * M because bids, asks >= 0.
-    worst = np.add(q, portfolio.open_bids, order="F")
-    np.maximum(worst, np.subtract(portfolio.open_asks, q, order="F"), out=worst)
+    worst = q + portfolio.open_bids
+    np.maximum(worst, portfolio.open_asks - q, out=worst)
     worst *= lot_value
     return PositionRisk(
         collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
@@ -235,22 +255,25 @@ def _ratio(requirement: np.ndarray, equity: np.ndarray) -> np.ndarray:
     return ratio
 
 
+def _row_sum(values: np.ndarray) -> np.ndarray:
+    """(A, I) -> (A,) without ndarray.sum's Python-level wrapper (hot on one-row checks)."""
+    return np.add.reduce(values, axis=1)
+
+
 def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> Health:
     """One equity per account covers all of its positions (MARGIN-SPEC 2–4)."""
     risk = position_risk(portfolio, prices, rules)
-    equity = risk.collateral + portfolio.isolated_margin.sum(axis=1) + risk.unrealized.sum(axis=1)
-    maint = risk.maint.sum(axis=1)
-    init = risk.init.sum(axis=1)
-    account_liq = (maint > 0) & (equity < maint)
+    equity = risk.collateral + _row_sum(portfolio.isolated_margin) + _row_sum(risk.unrealized)
+    maint = _row_sum(risk.maint)
+    init = _row_sum(risk.init)
     return Health(
         equity=equity,
         maint=maint,
         init=init,
         init_health=equity - init,
-        margin_ratio=_ratio(maint, equity),
-        liquidatable=np.logical_and(account_liq[:, None], portfolio.positions != 0, order="F"),
-        account_liquidatable=account_liq,
+        account_liquidatable=(maint > 0) & (equity < maint),
         risk=risk,
+        positions=portfolio.positions,
     )
 
 
@@ -263,20 +286,17 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     """
     risk = position_risk(portfolio, prices, rules)
     pos_equity = portfolio.isolated_margin + risk.unrealized
-    maint = risk.maint.sum(axis=1)
-    init = risk.init.sum(axis=1)
-    shortfall = np.maximum(risk.init - pos_equity, 0.0).sum(axis=1)
-    pos_ratio = _ratio(risk.maint, pos_equity)
+    shortfall = _row_sum(np.maximum(risk.init - pos_equity, 0.0))
     liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
     return Health(
-        equity=risk.collateral + pos_equity.sum(axis=1),
-        maint=maint,
-        init=init,
+        equity=risk.collateral + _row_sum(pos_equity),
+        maint=_row_sum(risk.maint),
+        init=_row_sum(risk.init),
         init_health=risk.collateral - shortfall,
-        margin_ratio=pos_ratio.max(axis=1, initial=0.0),
-        liquidatable=liquidatable,
-        account_liquidatable=liquidatable.any(axis=1),
+        account_liquidatable=np.logical_or.reduce(liquidatable, axis=1),
         risk=risk,
+        positions=portfolio.positions,
+        position_equity=pos_equity,
     )
 
 

@@ -51,6 +51,27 @@ class RejectReason(StrEnum):
     UNKNOWN_INSTRUMENT = "unknown_instrument"
 
 
+@dataclass(slots=True, frozen=True)
+class OrderRequest:
+    """An order as a trader sends it: size in base units, price in USD.
+
+    Attributes:
+        instrument: Index of the instrument.
+        side: BUY or SELL.
+        qty: Size in base units (a multiple of the lot size).
+        price: Limit price in USD (a multiple of the tick); ignored for MARKET.
+        kind: LIMIT, MARKET, IOC or POST_ONLY.
+        reduce_only: Only shrink the position.
+    """
+
+    instrument: int
+    side: Side
+    qty: float
+    price: float | None = None
+    kind: OrderType = OrderType.LIMIT
+    reduce_only: bool = False
+
+
 @dataclass(slots=True)
 class Fill:
     """One executed trade between an incoming (taker) and a resting (maker) order.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -257,10 +258,14 @@ def test_open_orders_count_at_their_worst_case():
 
 def test_accrued_funding_reduces_unrealized_pnl():
     pf = _portfolio([[1_000.0]], [[2.0]], [[100.0]])
-    pf = Portfolio(**{**pf.__dict__, "funding_index": np.array([[0.5]])})
+    pf = replace(pf, funding_index=np.array([[0.5]]))
     prices = MarketPrices(np.array([110.0]), np.array([1.0]), np.array([1.5]))
     health = cross_health(pf, prices, _rules(BTC5))
     assert health.risk.unrealized[0, 0] == pytest.approx(2 * 10 - 2 * 1.0)
+
+
+def _row(values: np.ndarray, name: str, i: int) -> np.ndarray:
+    return values if name == "lot_sizes" else values[i : i + 1]
 
 
 def test_all_accounts_at_once_match_row_by_row():
@@ -276,7 +281,7 @@ def test_all_accounts_at_once_match_row_by_row():
     prices, rules = _prices([100.0, 100.0]), _rules(E0_TIERS, ETH1)
     whole = cross_health(pf, prices, rules)
     for i in range(a):
-        row = Portfolio(**{k: v if k == "lot_sizes" else v[i : i + 1] for k, v in pf.__dict__.items()})
+        row = Portfolio(**{f.name: _row(getattr(pf, f.name), f.name, i) for f in fields(Portfolio)})
         one = cross_health(row, prices, rules)
         assert one.equity[0] == pytest.approx(whole.equity[i])
         assert one.init_health[0] == pytest.approx(whole.init_health[i])

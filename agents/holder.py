@@ -1,0 +1,29 @@
+"""Leveraged position holder: starts the run with a position at its leverage and holds
+it. The population whose leverage distribution researchers vary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from agents.base import StrictParams, Trader
+
+
+class HolderParams(StrictParams):
+    """Attributes:
+    side: ``long``, ``short`` or ``random`` (long with probability ``long_share``).
+    """
+
+    side: Literal["long", "short", "random"] = "long"
+    long_share: float = 0.5
+
+
+class LeveragedHolder(Trader):
+    """Opens nothing itself: the model gives it its position at the start (see
+    `sim.model`), sized ``leverage x collateral value``, split equally over its
+    instruments. Then it holds until liquidated."""
+
+    Params = HolderParams
+    kind = "leveraged_holder"
+
+    def step(self) -> None:
+        return None

@@ -1,0 +1,328 @@
+"""Experiment configs: TOML files validated by pydantic.
+
+Every table forbids unknown keys; a bad value or key is reported as one line naming the
+file, the key path and the value (`ConfigError`). `load_config` also applies
+``--set key.path=value`` overrides (the value is parsed as TOML, so ``1e-3``, ``true``,
+``"text"`` and ``[1, 2]`` work; a bare word is taken as a string).
+
+Units: prices USD, sizes base units, rates fractions (0.005 = 0.5 %), time in steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents import AGENT_TYPES
+
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class ConfigError(ValueError):
+    """An unusable config; the message is one line naming file, key and value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------- distributions
+class Uniform(_Strict):
+    uniform: tuple[float, float]
+
+
+class LogNormal(_Strict):
+    """Log-normal with the given median and log-space standard deviation."""
+
+    lognormal: tuple[Positive, Annotated[float, Field(ge=0)]]
+
+
+class Choice(_Strict):
+    choice: list[float] = Field(min_length=1)
+
+
+Distribution = float | Uniform | LogNormal | Choice
+
+
+def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Draw n values: a number is fixed, a table names a distribution."""
+    if isinstance(dist, Uniform):
+        return rng.uniform(*dist.uniform, n)
+    if isinstance(dist, LogNormal):
+        median, sigma = dist.lognormal
+        return median * np.exp(sigma * rng.standard_normal(n))
+    if isinstance(dist, Choice):
+        return rng.choice(np.array(dist.choice), n)
+    return np.full(n, float(dist))
+
+
+# --------------------------------------------------------------------- market
+class PriceConfig(_Strict):
+    process: Literal["gbm", "jump", "garch", "replay"] = "gbm"
+    drift: float = 0.0
+    volatility: Annotated[float, Field(ge=0)] = 0.001
+    jump_intensity: Annotated[float, Field(ge=0)] = 0.0
+    jump_mean: float = 0.0
+    jump_std: Annotated[float, Field(ge=0)] = 0.0
+    garch_omega: Positive = 1e-7
+    garch_alpha: Fraction = 0.05
+    garch_beta: Fraction = 0.9
+    file: str | None = None
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PriceConfig:
+        if self.process == "garch" and self.garch_alpha + self.garch_beta >= 1:
+            raise ValueError("garch_alpha + garch_beta must be < 1")
+        if self.process == "replay" and not self.file:
+            raise ValueError("process 'replay' needs file = 'path/to/prices.csv'")
+        return self
+
+
+class TierConfig(_Strict):
+    floor: Annotated[float, Field(ge=0)]
+    mmr: Annotated[float, Field(gt=0, lt=1)]
+    max_leverage: Annotated[float, Field(ge=1)]
+
+
+class InstrumentConfig(_Strict):
+    tick: Positive
+    lot: Positive
+    initial_price: Positive
+    base_asset: str | None = None
+    tiers: list[TierConfig] = Field(default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)])
+    price: PriceConfig = PriceConfig()
+
+
+class CollateralConfig(_Strict):
+    haircut: Fraction = 0.0
+    liability_weight: Annotated[float, Field(ge=1)] = 1.0
+
+
+class MarginConfig(_Strict):
+    mode: Literal["cross", "isolated"] = "cross"
+
+
+class MarkConfig(_Strict):
+    method: Literal["index", "last", "median"] = "index"
+    basis_window: Annotated[int, Field(ge=1)] = 30
+
+
+class FundingConfig(_Strict):
+    interval: Annotated[int, Field(ge=0)] = 480
+    interest: float = 0.0001
+    clamp: Annotated[float, Field(ge=0)] = 0.0005
+    impact_notional: Positive = 10_000.0
+
+
+class MarketConfig(_Strict):
+    taker_fee: Annotated[float, Field(ge=0)] = 0.0005
+    maker_fee: float = 0.0002
+    index_feedback: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class LiquidationConfig(_Strict):
+    mode: Literal["partial", "full"] = "partial"
+    buffer: Annotated[float, Field(ge=0)] = 0.005
+    penalty: Annotated[float, Field(ge=0)] = 0.0025
+    fee: Annotated[float, Field(ge=0)] = 0.001
+    step_cap: Annotated[float, Field(gt=0, le=1)] = 1.0
+    rounds: Annotated[int, Field(ge=1)] = 5
+    fallback: list[Literal["backstop", "adl", "socialize", "none"]] = Field(default_factory=lambda: ["adl"])
+    insurance_fund: Annotated[float, Field(ge=0)] = 100_000.0
+    backstop_capital: Annotated[float, Field(ge=0)] = 0.0
+
+
+# ---------------------------------------------------------------------- agents
+class PopulationConfig(_Strict):
+    type: str
+    count: Annotated[int, Field(ge=0)]
+    collateral: dict[str, Distribution] = Field(default_factory=lambda: {"USD": 10_000.0})
+    leverage: Distribution = 1.0
+    instruments: list[str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> PopulationConfig:
+        agent = AGENT_TYPES.get(self.type)
+        if agent is None:
+            raise ValueError(f"unknown agent type {self.type!r}, choose from {sorted(AGENT_TYPES)}")
+        try:
+            agent.Params.model_validate(self.params)
+        except ValidationError as err:
+            raise ValueError(f"params.{describe(err)}") from None
+        return self
+
+
+class PositionConfig(_Strict):
+    qty: float
+    entry: Positive
+
+
+class AccountConfig(_Strict):
+    name: str
+    collateral: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    positions: dict[str, PositionConfig] = Field(default_factory=dict)
+
+
+class ShockConfig(_Strict):
+    step: Annotated[int, Field(ge=1)]
+    instrument: str
+    size: Annotated[float, Field(gt=-1)]
+    duration: Annotated[int, Field(ge=1)] = 1
+
+
+# ---------------------------------------------------------------------- config
+class Config(_Strict):
+    """A whole experiment. See the README's configuration reference."""
+
+    seed: Annotated[int, Field(ge=0)] = 0
+    steps: Annotated[int, Field(ge=1)]
+    record_every: Annotated[int, Field(ge=1)] = 10
+    correlation: list[list[float]] | None = None
+    instruments: dict[str, InstrumentConfig] = Field(min_length=1)
+    collateral: dict[str, CollateralConfig] = Field(default_factory=lambda: {"USD": CollateralConfig()})
+    margin: MarginConfig = MarginConfig()
+    mark: MarkConfig = MarkConfig()
+    funding: FundingConfig = FundingConfig()
+    market: MarketConfig = MarketConfig()
+    liquidation: LiquidationConfig = LiquidationConfig()
+    populations: list[PopulationConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    shocks: list[ShockConfig] = Field(default_factory=list)
+
+    @field_validator("collateral")
+    @classmethod
+    def _usd_first(cls, value: dict[str, CollateralConfig]) -> dict[str, CollateralConfig]:
+        if "USD" not in value:
+            raise ValueError("collateral must include the settlement asset USD")
+        return {"USD": value["USD"], **{k: v for k, v in value.items() if k != "USD"}}
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        names = list(self.instruments)
+        assets = {inst.base_asset or name for name, inst in self.instruments.items()}
+        for asset in self.collateral:
+            if asset != "USD" and asset not in assets:
+                raise ValueError(f"collateral {asset}: no instrument has it as base asset")
+        if self.correlation is not None:
+            corr = np.array(self.correlation, dtype=float)
+            if corr.shape != (len(names), len(names)) or not np.allclose(corr, corr.T):
+                raise ValueError(f"correlation must be a symmetric {len(names)}x{len(names)} matrix (order: {names})")
+            if np.any(np.linalg.eigvalsh(corr) <= 0) or not np.allclose(np.diag(corr), 1):
+                raise ValueError("correlation must be positive definite with ones on the diagonal")
+        for i, shock in enumerate(self.shocks):
+            if shock.instrument not in self.instruments:
+                raise ValueError(f"shocks[{i}].instrument: unknown instrument {shock.instrument!r}")
+            if shock.step > self.steps:
+                raise ValueError(f"shocks[{i}].step: {shock.step} is after the last step {self.steps}")
+        for i, pop in enumerate(self.populations):
+            for name in pop.instruments or ():
+                if name not in self.instruments:
+                    raise ValueError(f"populations[{i}].instruments: unknown instrument {name!r}")
+            for asset in pop.collateral:
+                if asset not in self.collateral:
+                    raise ValueError(f"populations[{i}].collateral: {asset} is not a [collateral] asset")
+        for i, acc in enumerate(self.accounts):
+            for name in acc.positions:
+                if name not in self.instruments:
+                    raise ValueError(f"accounts[{i}].positions: unknown instrument {name!r}")
+            for asset in acc.collateral:
+                if asset not in self.collateral:
+                    raise ValueError(f"accounts[{i}].collateral: {asset} is not a [collateral] asset")
+        return self
+
+    def canonical_json(self) -> str:
+        """The resolved config as sorted JSON: what the hash and the manifest use."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON, hex."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------- loading
+def load_config(path: str | Path, overrides: list[str] = (), seed: int | None = None) -> Config:
+    """Read, override and validate a config file.
+
+    Args:
+        path: The TOML file.
+        overrides: ``key.path=value`` strings applied in order.
+        seed: Replaces ``seed`` when given.
+
+    Raises:
+        ConfigError: missing file, invalid TOML, bad override or failed validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    for item in overrides:
+        apply_override(data, item, path)
+    if seed is not None:
+        data["seed"] = seed
+    _resolve_paths(data, path.parent)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {describe(err)}") from None
+
+
+def apply_override(data: dict, item: str, path: Path) -> None:
+    """Set ``key.path=value`` in the raw TOML dict (lists by index: ``populations.0.count``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node: Any = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {item!r}: no list item {part} in {path}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"--set {item!r}: {part} is not a table in {path}")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {item!r}: no list item {last} in {path}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make replay file paths relative to the config file absolute."""
+    for inst in (data.get("instruments") or {}).values():
+        price = inst.get("price") if isinstance(inst, dict) else None
+        if isinstance(price, dict) and isinstance(price.get("file"), str):
+            file = Path(price["file"])
+            price["file"] = str(file if file.is_absolute() else (base / file).resolve())
+
+
+def describe(err: ValidationError) -> str:
+    """The first validation error as ``key.path: message (got value)``."""
+    first = err.errors()[0]
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in first["loc"]).replace(".[", "[")
+    # pydantic names the union member it tried ("float", "Uniform", ...): drop those parts
+    loc = ".".join(p for p in loc.split(".") if p not in {"float", "Uniform", "LogNormal", "Choice"})
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{loc}: {message}{shown}" if loc else f"{message}{shown}"

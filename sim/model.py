@@ -1,0 +1,243 @@
+"""The Mesa model that steps the whole market.
+
+One step: advance the index -> mark -> agents act (``shuffle_do``) -> marks follow the
+book (if the mark rule does) -> funding -> liquidation rounds -> record.
+
+Randomness: one `numpy.random.SeedSequence` from the config's seed is spawned into
+independent streams: price paths, Mesa's shuffling, and one child per population whose
+own children give each agent its generator (agent j of a population always gets child
+j, so adding agents or populations never shifts anyone else's draws). Each agent draws
+its own collateral, leverage and side from its generator.
+
+Index feedback (``market.index_feedback`` = kappa): the venue is one of the markets the
+index aggregates, so the index is the exogenous path times a factor D that moves by
+``(venue_mid / index)^kappa`` each step (0 = purely exogenous index).
+
+Starting positions (leveraged holders, ``[[accounts]]`` positions) are trades at the
+given or initial price against the *genesis* system account. In isolated mode the
+account's USD is set aside as isolated margin in proportion to each position's notional.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mesa
+import numpy as np
+
+from agents import AGENT_TYPES, MarketView, Trader
+from sim.config import Config, sample
+from sim.exchange import Exchange, FeeSchedule
+from sim.funding import Funding, FundingRules
+from sim.instruments import CollateralAsset, Instrument, MarginTiers
+from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, SYSTEM_NAMES, USD
+from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.marks import MARK_RULES, MedianMark
+from sim.prices import ProcessSpec, Shock, simulate_paths
+from sim.recorder import Recorder
+
+
+def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
+    """The venue described by a config (instruments, collateral, fees, margin mode)."""
+    instruments = [
+        Instrument(
+            name,
+            c.tick,
+            c.lot,
+            MarginTiers(
+                tuple(t.floor for t in c.tiers), tuple(t.mmr for t in c.tiers), tuple(t.max_leverage for t in c.tiers)
+            ),
+            c.base_asset,
+        )
+        for name, c in config.instruments.items()
+    ]
+    collateral = [CollateralAsset(name, 1.0 - c.haircut, c.liability_weight) for name, c in config.collateral.items()]
+    fees = FeeSchedule(config.market.taker_fee, config.market.maker_fee)
+    prices = [c.initial_price for c in config.instruments.values()]
+    return Exchange(instruments, collateral, n_traders, prices, fees, config.margin.mode, mark_rule)
+
+
+def process_specs(config: Config) -> list[ProcessSpec]:
+    """The price process of every instrument, in config order."""
+    return [
+        ProcessSpec(
+            process=c.price.process,
+            initial_price=c.initial_price,
+            drift=c.price.drift,
+            volatility=c.price.volatility,
+            jump_intensity=c.price.jump_intensity,
+            jump_mean=c.price.jump_mean,
+            jump_std=c.price.jump_std,
+            garch_omega=c.price.garch_omega,
+            garch_alpha=c.price.garch_alpha,
+            garch_beta=c.price.garch_beta,
+            file=Path(c.price.file) if c.price.file else None,
+            column=c.price.column or name,
+        )
+        for name, c in config.instruments.items()
+    ]
+
+
+class MarketModel(mesa.Model):
+    """A simulated derivatives venue with its traders.
+
+    Attributes:
+        exchange, funding, liquidation, market: The engine's parts.
+        paths: (N + 1, I) exogenous index paths.
+        health: Margin state of all accounts at the start of the current step's trading.
+        recorder: Collects the run's tables.
+    """
+
+    def __init__(self, config: Config):
+        root = np.random.SeedSequence(config.seed)
+        price_seq, shuffle_seq, agents_seq = root.spawn(3)
+        super().__init__(rng=np.random.default_rng(shuffle_seq))
+        self.config = config
+        self.t = 0
+        n_traders = sum(p.count for p in config.populations) + len(config.accounts)
+        names = list(config.instruments)
+        if config.mark.method == "median":
+            self._median = MedianMark(len(names), config.mark.basis_window)
+            mark_rule = self._median
+        else:
+            self._median = None
+            mark_rule = MARK_RULES[config.mark.method]
+        self.exchange = build_exchange(config, n_traders, mark_rule)
+        f = config.funding
+        self.funding = Funding(self.exchange, FundingRules(f.interval, f.interest, f.clamp, f.impact_notional))
+        liq = config.liquidation
+        self.liquidation = LiquidationEngine(
+            self.exchange,
+            LiquidationRules(
+                full=liq.mode == "full",
+                buffer=liq.buffer,
+                penalty=liq.penalty,
+                fund_fee=liq.fee,
+                step_cap=liq.step_cap,
+                rounds=liq.rounds,
+                fallback=tuple(liq.fallback),
+            ),
+        )
+        corr = None if config.correlation is None else np.array(config.correlation)
+        shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]
+        self.paths = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr, shocks)
+        self._feedback = np.ones(len(names))
+        self.exchange.set_index(self.paths[0])
+        ledger = self.exchange.ledger
+        ledger.deposit(INSURANCE_FUND, USD, liq.insurance_fund)
+        ledger.deposit(BACKSTOP, USD, liq.backstop_capital)
+        self.market = MarketView(self.exchange, config.steps)
+        self.market.advance(0)
+        self.account_types: list[str] = [f"system:{name}" for name in SYSTEM_NAMES]
+        self._create_populations(agents_seq)
+        self._create_accounts()
+        self.health = self.exchange.health()
+        self.recorder = Recorder(self.exchange, self.liquidation, self.funding, self.account_types, config.record_every)
+        self.recorder.record(0, self.health)
+
+    # ------------------------------------------------------------------ setup
+    def _create_populations(self, agents_seq: np.random.SeedSequence) -> None:
+        config = self.config
+        names = list(config.instruments)
+        for pop, pop_seq in zip(config.populations, agents_seq.spawn(len(config.populations)), strict=True):
+            cls = AGENT_TYPES[pop.type]
+            params = cls.Params.model_validate(pop.params)
+            instruments = [names.index(n) for n in (pop.instruments or names)]
+            for agent_seq in pop_seq.spawn(pop.count):
+                rng = np.random.default_rng(agent_seq)
+                account = len(self.account_types)
+                self.account_types.append(pop.type)
+                for asset, dist in pop.collateral.items():
+                    amount = float(sample(dist, rng, 1)[0])
+                    self.exchange.ledger.deposit(account, self._asset(asset), max(amount, 0.0))
+                leverage = float(sample(pop.leverage, rng, 1)[0])
+                agent = cls(self, account, instruments, leverage, params, rng)
+                if isinstance(agent, AGENT_TYPES["leveraged_holder"]):
+                    self._open_holder_position(agent)
+
+    def _create_accounts(self) -> None:
+        names = list(self.config.instruments)
+        for acc in self.config.accounts:
+            account = len(self.account_types)
+            self.account_types.append(f"account:{acc.name}")
+            for asset, amount in acc.collateral.items():
+                self.exchange.ledger.deposit(account, self._asset(asset), amount)
+            opened = []
+            for name, pos in acc.positions.items():
+                m = names.index(name)
+                lots = round(pos.qty / self.exchange.instruments[m].lot_size)
+                opened.append(self._give(account, m, lots, pos.entry))
+            self._isolate(account, opened)
+
+    def _open_holder_position(self, agent: Trader) -> None:
+        ex = self.exchange
+        value = float(ex.ledger.balances[agent.account] @ ex.asset_prices)
+        side = agent.params.side
+        if side == "random":
+            side = "long" if agent.draws.random() < agent.params.long_share else "short"
+        sign = 1 if side == "long" else -1
+        per_instrument = agent.leverage * value / len(agent.instruments)
+        opened = []
+        for m in agent.instruments:
+            price = float(ex.index[m])
+            lots = int(per_instrument / price / ex.instruments[m].lot_size)
+            opened.append(self._give(agent.account, m, sign * lots, price))
+        self._isolate(agent.account, opened)
+
+    def _give(self, account: int, m: int, lots: int, price: float) -> tuple[int, float]:
+        """Open ``lots`` (signed) at ``price`` against genesis; return (m, notional)."""
+        ex = self.exchange
+        if lots:
+            ex.ledger.trade_between(account, GENESIS, m, lots, price, float(ex.cum_funding[m]))
+        return m, abs(lots) * ex.instruments[m].lot_size * price
+
+    def _isolate(self, account: int, opened: list[tuple[int, float]]) -> None:
+        """Isolated mode: move the account's USD into its positions' margin by notional."""
+        ledger = self.exchange.ledger
+        total = sum(n for _, n in opened)
+        if not ledger.isolated or total <= 0:
+            return
+        cash = float(ledger.balances[account, USD])
+        for m, notional in opened:
+            ledger.allocate_isolated(account, m, cash * notional / total)
+
+    def _asset(self, name: str) -> int:
+        return list(self.config.collateral).index(name)
+
+    # ------------------------------------------------------------------- step
+    def step(self) -> None:
+        self.t += 1
+        t = self.t
+        ex = self.exchange
+        ex.set_index(self.paths[t] * self._feedback)
+        self.market.advance(t)
+        self.health = ex.health()
+        self.agents.shuffle_do("step")
+        ex.update_marks()
+        self.funding.step(t)
+        self.liquidation.run_step(t)
+        self.market.close(t)
+        self._end_of_step(t)
+        self.recorder.record(t, ex.health())
+
+    def _end_of_step(self, t: int) -> None:
+        """Update what the next step's index and mark depend on."""
+        ex = self.exchange
+        mids = np.array([np.nan if (mid := self.market.mid(m)) is None else mid for m in range(len(ex.instruments))])
+        kappa = self.config.market.index_feedback
+        if kappa:
+            venue = np.where(np.isnan(mids), ex.index, mids)
+            self._feedback *= (venue / ex.index) ** kappa
+        if self._median is not None:
+            self._median.observe(ex.index, mids)
+            interval = self.funding.rules.interval
+            if interval:
+                left = (interval - t % interval) / interval
+                self._median.funding_basis = self.funding.estimate() * left
+
+    def run(self, progress=None) -> None:
+        """Run all steps; ``progress(step)`` is called after each."""
+        for _ in range(self.config.steps):
+            self.step()
+            if progress is not None:
+                progress(self.t)

@@ -1,0 +1,241 @@
+"""Columnar recording of a run into polars tables (written to parquet by `sim.run`).
+
+Tables (columns, units: prices USD, sizes base units, money USD):
+
+- ``market``: one row per step and instrument: step, instrument, index_price,
+  mark_price, last_price, best_bid, best_ask, volume, open_interest, funding_rate
+  (the current interval's rate estimate; the paid rate at payment steps),
+  depth_bid_1pct, depth_ask_1pct (size resting within 1 % of mid).
+- ``trades``: step, instrument, price, qty, buyer, seller, aggressor (buy/sell),
+  liquidation.
+- ``liquidations``: the liquidation engine's rows (see `sim.liquidation`).
+- ``ledger``: one row per step: total_equity (traders), insurance_fund,
+  fees_collected, deposits (USD), bad_debt (traders' negative equity),
+  n_liquidatable (after the liquidation phase), n_liquidated (this step).
+- ``accounts``: every ``record_every`` steps, one row per account: equity,
+  maint_margin, init_margin, margin_ratio and ``pos_<INSTRUMENT>`` positions.
+
+Step 0 is the state before the first step. Rows are sorted by their key columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from sim.exchange import Exchange
+from sim.funding import Funding
+from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
+from sim.liquidation import LiquidationEngine
+from sim.margin import Health
+
+
+class Recorder:
+    """Buffers one run's tables in memory, column by column."""
+
+    def __init__(
+        self, exchange: Exchange, engine: LiquidationEngine, funding: Funding, agent_types: list[str], every: int
+    ):
+        self.exchange = exchange
+        self.engine = engine
+        self.funding = funding
+        self.agent_types = agent_types
+        self.every = every
+        self.names = [inst.name for inst in exchange.instruments]
+        self._market: list[tuple] = []
+        self._trades: dict[str, list] = {k: [] for k in ("step", "instrument", "price", "qty", "buyer", "seller")}
+        self._trades["aggressor"] = []
+        self._trades["liquidation"] = []
+        self._ledger: list[tuple] = []
+        self._accounts: list[pl.DataFrame] = []
+        self._rows_seen = 0
+
+    def record(self, step: int, health: Health) -> None:
+        """Append this step's rows (``health`` is the end-of-step margin state)."""
+        volume = self._drain_trades(step)
+        ex = self.exchange
+        rate = self.funding.estimate() if self.funding.rules.interval else np.zeros(len(self.names))
+        open_interest = np.abs(ex.ledger.positions).sum(axis=0) * ex.ledger.lot_sizes / 2
+        for m, (name, inst, book) in enumerate(zip(self.names, ex.instruments, ex.books, strict=True)):
+            depth = book.depth(levels=1, pct=0.01)
+            bid, ask = book.best_bid(), book.best_ask()
+            self._market.append(
+                (
+                    step,
+                    name,
+                    float(ex.index[m]),
+                    float(ex.marks[m]),
+                    float(ex.last_price[m]),
+                    None if bid is None else inst.price(bid),
+                    None if ask is None else inst.price(ask),
+                    float(volume[m]),
+                    float(open_interest[m]),
+                    float(rate[m]),
+                    inst.qty(depth.bid_lots_within),
+                    inst.qty(depth.ask_lots_within),
+                )
+            )
+        new_rows = self.engine.rows[self._rows_seen :]
+        self._rows_seen = len(self.engine.rows)
+        traders = slice(N_SYSTEM, None)
+        equity = health.equity[traders]
+        self._ledger.append(
+            (
+                step,
+                float(equity.sum()),
+                float(ex.ledger.balances[INSURANCE_FUND, USD]),
+                float(ex.ledger.balances[FEE_POOL, USD]),
+                float(ex.ledger.deposits[USD]),
+                float(np.maximum(-equity, 0.0).sum()),
+                int(health.account_liquidatable[traders].sum()),
+                len({r.account for r in new_rows}),
+            )
+        )
+        if step % self.every == 0:
+            self._accounts.append(self._snapshot(step, health))
+
+    def _drain_trades(self, step: int) -> np.ndarray:
+        """Move the exchange's fills into the trades columns; return (I,) volume."""
+        ex = self.exchange
+        volume = np.zeros(len(self.names))
+        cols = self._trades
+        for fill in ex.trades:
+            inst = ex.instruments[fill.instrument]
+            qty = inst.qty(fill.qty)
+            volume[fill.instrument] += qty
+            buyer, seller = (
+                (fill.taker_account, fill.maker_account)
+                if fill.taker_side > 0
+                else (fill.maker_account, fill.taker_account)
+            )
+            cols["step"].append(step)
+            cols["instrument"].append(self.names[fill.instrument])
+            cols["price"].append(inst.price(fill.price))
+            cols["qty"].append(qty)
+            cols["buyer"].append(buyer)
+            cols["seller"].append(seller)
+            cols["aggressor"].append("buy" if fill.taker_side > 0 else "sell")
+            cols["liquidation"].append(fill.liquidation)
+        ex.trades.clear()
+        return volume
+
+    def _snapshot(self, step: int, health: Health) -> pl.DataFrame:
+        ledger = self.exchange.ledger
+        n = ledger.n_accounts
+        columns = {
+            "step": np.full(n, step, dtype=np.int64),
+            "account": np.arange(n, dtype=np.int64),
+            "agent_type": self.agent_types,
+            "equity": health.equity,
+            "maint_margin": health.maint,
+            "init_margin": health.init,
+            "margin_ratio": health.margin_ratio,
+        }
+        for m, name in enumerate(self.names):
+            columns[f"pos_{name}"] = ledger.positions[:, m] * ledger.lot_sizes[m]
+        return pl.DataFrame(columns)
+
+    # ------------------------------------------------------------------ tables
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """All tables, sorted by their keys."""
+        market = pl.DataFrame(
+            self._market,
+            schema={
+                "step": pl.Int64,
+                "instrument": pl.String,
+                "index_price": pl.Float64,
+                "mark_price": pl.Float64,
+                "last_price": pl.Float64,
+                "best_bid": pl.Float64,
+                "best_ask": pl.Float64,
+                "volume": pl.Float64,
+                "open_interest": pl.Float64,
+                "funding_rate": pl.Float64,
+                "depth_bid_1pct": pl.Float64,
+                "depth_ask_1pct": pl.Float64,
+            },
+            orient="row",
+        ).with_columns(pl.col("last_price").fill_nan(None))
+        trades = pl.DataFrame(
+            self._trades,
+            schema={
+                "step": pl.Int64,
+                "instrument": pl.String,
+                "price": pl.Float64,
+                "qty": pl.Float64,
+                "buyer": pl.Int64,
+                "seller": pl.Int64,
+                "aggressor": pl.String,
+                "liquidation": pl.Boolean,
+            },
+        )
+        ledger = pl.DataFrame(
+            self._ledger,
+            schema={
+                "step": pl.Int64,
+                "total_equity": pl.Float64,
+                "insurance_fund": pl.Float64,
+                "fees_collected": pl.Float64,
+                "deposits": pl.Float64,
+                "bad_debt": pl.Float64,
+                "n_liquidatable": pl.Int64,
+                "n_liquidated": pl.Int64,
+            },
+            orient="row",
+        )
+        accounts = pl.concat(self._accounts) if self._accounts else pl.DataFrame()
+        return {
+            "market": market.sort("step", "instrument", maintain_order=True),
+            "trades": trades,  # already in execution order, which is the key
+            "liquidations": liquidation_frame(self.engine, self.names, self.agent_types),
+            "ledger": ledger.sort("step"),
+            "accounts": accounts.sort("step", "account") if accounts.height else accounts,
+        }
+
+
+LIQUIDATION_SCHEMA = {
+    "row_id": pl.Int64,
+    "step": pl.Int64,
+    "round": pl.Int64,
+    "account": pl.Int64,
+    "agent_type": pl.String,
+    "instrument": pl.String,
+    "side": pl.String,
+    "qty": pl.Float64,
+    "price": pl.Float64,
+    "mark_price": pl.Float64,
+    "bankruptcy_price": pl.Float64,
+    "notional": pl.Float64,
+    "kind": pl.String,
+    "insurance_fund_delta": pl.Float64,
+    "counterparty": pl.Int64,
+    "cascade_id": pl.Int64,
+    "trigger": pl.Int64,
+}
+
+
+def liquidation_frame(engine: LiquidationEngine, names: list[str], agent_types: list[str]) -> pl.DataFrame:
+    """The engine's rows as the ``liquidations`` table."""
+    rows = [
+        (
+            r.row_id,
+            r.step,
+            r.round,
+            r.account,
+            agent_types[r.account],
+            names[r.instrument],
+            "buy" if r.side > 0 else "sell",
+            r.qty,
+            r.price,
+            r.mark_price,
+            r.bankruptcy_price,
+            r.qty * r.price,
+            r.kind,
+            r.fund_delta,
+            r.counterparty,
+            r.cascade_id,
+            r.trigger,
+        )
+        for r in engine.rows
+    ]
+    return pl.DataFrame(rows, schema=LIQUIDATION_SCHEMA, orient="row")
