@@ -27,32 +27,55 @@ SUMMARY_SCHEMA = {
 }
 
 
-def generations(rows: Iterable[LiquidationRow]) -> dict[int, int]:
+def generations(row_ids: Iterable[int], triggers: Iterable[int | None]) -> dict[int, int]:
     """Row id -> generation (1 for rows without a trigger). Rows must be in id order."""
     gen: dict[int, int] = {}
-    for row in rows:
-        gen[row.row_id] = 1 if row.trigger is None else gen[row.trigger] + 1
+    for row_id, trigger in zip(row_ids, triggers, strict=True):
+        gen[row_id] = 1 if trigger is None else gen[trigger] + 1
     return gen
 
 
 def cascade_summary(rows: list[LiquidationRow]) -> pl.DataFrame:
+    """One row per cascade from the engine's rows (see `cascade_summary_frame`)."""
+    frame = pl.DataFrame(
+        {
+            "row_id": [r.row_id for r in rows],
+            "step": [r.step for r in rows],
+            "account": [r.account for r in rows],
+            "notional": [r.qty * r.price for r in rows],
+            "cascade_id": [r.cascade_id for r in rows],
+            "trigger": [r.trigger for r in rows],
+        },
+        schema={k: pl.Float64 if k == "notional" else pl.Int64 for k in SOURCE_COLUMNS},
+    )
+    return cascade_summary_frame(frame)
+
+
+SOURCE_COLUMNS = ("row_id", "step", "account", "notional", "cascade_id", "trigger")
+
+
+def cascade_summary_frame(liquidations: pl.DataFrame) -> pl.DataFrame:
     """One row per cascade: size (accounts, notional USD), depth and duration (steps).
+
+    Args:
+        liquidations: A ``liquidations`` table (at least `SOURCE_COLUMNS`).
 
     Returns:
         A frame with `SUMMARY_SCHEMA`, sorted by ``cascade_id``.
     """
-    gen = generations(rows)
+    liq = liquidations.sort("row_id")
+    gen = generations(liq.get_column("row_id").to_list(), liq.get_column("trigger").to_list())
     stats: dict[int, dict] = {}
-    for row in rows:
+    for row in liq.select(SOURCE_COLUMNS).iter_rows(named=True):
         s = stats.setdefault(
-            row.cascade_id,
-            {"root": row.account, "accounts": set(), "rows": 0, "notional": 0.0, "depth": 0, "first": row.step},
+            row["cascade_id"],
+            {"root": row["account"], "accounts": set(), "rows": 0, "notional": 0.0, "depth": 0, "first": row["step"]},
         )
-        s["accounts"].add(row.account)
+        s["accounts"].add(row["account"])
         s["rows"] += 1
-        s["notional"] += row.qty * row.price
-        s["depth"] = max(s["depth"], gen[row.row_id])
-        s["last"] = row.step
+        s["notional"] += row["notional"]
+        s["depth"] = max(s["depth"], gen[row["row_id"]])
+        s["last"] = row["step"]
     records = [
         {
             "cascade_id": cid,

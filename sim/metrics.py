@@ -1,0 +1,51 @@
+"""Headline metrics of one run, computed from its tables (used by reports and sweeps)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sim.cascades import cascade_summary_frame
+
+METRICS = (
+    "max_drawdown",
+    "liquidated_notional",
+    "n_liquidations",
+    "n_accounts_liquidated",
+    "largest_cascade_accounts",
+    "largest_cascade_depth",
+    "insurance_fund_low",
+    "bad_debt",
+    "adl_count",
+)
+
+
+def run_metrics(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
+    """The headline metrics.
+
+    - max_drawdown: largest peak-to-trough fall of any instrument's mark (fraction).
+    - liquidated_notional: USD closed by liquidation (all kinds).
+    - n_liquidations: liquidation record rows; n_accounts_liquidated: distinct accounts.
+    - largest_cascade_accounts / _depth: the cascade with most accounts, and the
+      deepest trigger chain of any cascade (see `sim.cascades`).
+    - insurance_fund_low: the fund's lowest balance (USD); bad_debt: at the end (USD).
+    - adl_count: ADL transfers.
+    """
+    market, liq, ledger = tables["market"], tables["liquidations"], tables["ledger"]
+    drawdown = (
+        market.sort("step")
+        .with_columns((1 - pl.col("mark_price") / pl.col("mark_price").cum_max().over("instrument")).alias("dd"))
+        .get_column("dd")
+        .max()
+    )
+    cascades = cascade_summary_frame(liq)
+    return {
+        "max_drawdown": float(drawdown or 0.0),
+        "liquidated_notional": float(liq.get_column("notional").sum()),
+        "n_liquidations": liq.height,
+        "n_accounts_liquidated": liq.get_column("account").n_unique(),
+        "largest_cascade_accounts": int(cascades.get_column("accounts").max() or 0),
+        "largest_cascade_depth": int(cascades.get_column("depth").max() or 0),
+        "insurance_fund_low": float(ledger.get_column("insurance_fund").min()),
+        "bad_debt": float(ledger.get_column("bad_debt").tail(1).item()),
+        "adl_count": liq.filter(pl.col("kind") == "adl").height,
+    }

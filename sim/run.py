@@ -1,0 +1,124 @@
+"""`cascadelab run`: simulate one config and write its result folder atomically.
+
+A result folder holds ``config.toml`` (the fully resolved config: loading it again
+reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, and
+``report.html``. Everything is written into a hidden temporary folder beside the
+target and renamed into place at the end, so an interrupted run leaves no folder that
+looks complete; re-running into an existing folder replaces it.
+
+Determinism: the same config and seed give byte-identical parquet files (the manifest
+differs only by its times).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import tomli_w
+
+from sim import __version__
+from sim.config import Config
+from sim.model import MarketModel
+from sim.progress import Progress
+from sim.report import write_run_report
+
+TABLES = ("market", "trades", "liquidations", "ledger", "accounts")
+DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic")
+
+
+def default_out_dir(config_path: Path, config: Config, root: Path = Path("results")) -> Path:
+    """``results/<config-stem>-<hash8>-s<seed>``."""
+    return root / f"{config_path.stem}-{config.hash()[:8]}-s{config.seed}"
+
+
+def run_to_folder(config: Config, out: Path, progress: bool | None = None, report: bool = True) -> Path:
+    """Simulate ``config`` and write its result folder to ``out``; return ``out``.
+
+    Args:
+        config: A validated config.
+        out: The result folder to create (replaced if it exists).
+        progress: Show a progress bar; by default only on a terminal.
+        report: Also write ``report.html``.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    bar = Progress(config.steps, "steps", enabled=progress)
+    model = MarketModel(config)
+    model.run(bar.update)
+    bar.close()
+    tables = model.recorder.tables()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "config.toml").write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        for name in TABLES:
+            tables[name].write_parquet(tmp / f"{name}.parquet")
+        if report:
+            write_run_report(tmp, tables, config)
+        manifest = build_manifest(config, started, time.perf_counter() - clock)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out``; an existing ``out`` is removed only once ``tmp`` is ready."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def build_manifest(config: Config, started: datetime, wall_seconds: float) -> dict:
+    """Everything needed to reproduce and identify a run."""
+    commit, dirty = git_state()
+    return {
+        "cascadelab": __version__,
+        "config_hash": config.hash(),
+        "seed": config.seed,
+        "steps": config.steps,
+        "python": platform.python_version(),
+        "dependencies": {name: _version(name) for name in DEPENDENCIES},
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(wall_seconds, 3),
+        "tables": [f"{name}.parquet" for name in TABLES],
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the checkout cascadelab runs from, or ``(None, None)``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, bool(status.strip())

@@ -1,0 +1,196 @@
+"""`cascadelab run` end to end, in real subprocesses: result folder, reproducibility
+across processes, one-line errors with exit status 2, and interrupted runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sim.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+REPLAY = ROOT / "configs" / "replay.toml"
+TABLE_COLUMNS = {
+    "market": [
+        "step",
+        "instrument",
+        "index_price",
+        "mark_price",
+        "last_price",
+        "best_bid",
+        "best_ask",
+        "volume",
+        "open_interest",
+        "funding_rate",
+        "depth_bid_1pct",
+        "depth_ask_1pct",
+    ],
+    "trades": ["step", "instrument", "price", "qty", "buyer", "seller", "aggressor", "liquidation"],
+    "ledger": [
+        "step",
+        "total_equity",
+        "insurance_fund",
+        "fees_collected",
+        "deposits",
+        "bad_debt",
+        "n_liquidatable",
+        "n_liquidated",
+    ],
+}
+
+
+def cascadelab(*args: str, cwd: Path = ROOT, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def replay_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "replay"
+    result = cascadelab("run", str(REPLAY), "--set", "steps=40", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    return out
+
+
+def test_result_folder_is_complete(replay_run):
+    names = sorted(p.name for p in replay_run.iterdir())
+    assert names == sorted(
+        ["config.toml", "manifest.json", "report.html"]
+        + [f"{t}.parquet" for t in ("market", "trades", "liquidations", "ledger", "accounts")]
+    )
+    for table, columns in TABLE_COLUMNS.items():
+        assert pl.read_parquet(replay_run / f"{table}.parquet").columns == columns
+    liq = pl.read_parquet(replay_run / "liquidations.parquet")
+    for column in (
+        "step",
+        "round",
+        "account",
+        "instrument",
+        "side",
+        "qty",
+        "price",
+        "mark_price",
+        "bankruptcy_price",
+        "kind",
+        "insurance_fund_delta",
+        "cascade_id",
+        "trigger",
+    ):
+        assert column in liq.columns
+    accounts = pl.read_parquet(replay_run / "accounts.parquet")
+    assert {"step", "account", "agent_type", "equity", "maint_margin", "init_margin", "margin_ratio", "pos_BTC"} <= set(
+        accounts.columns
+    )
+    market = pl.read_parquet(replay_run / "market.parquet")
+    assert market.height == 41
+
+
+def test_manifest_and_resolved_config_reproduce_the_run(replay_run):
+    manifest = json.loads((replay_run / "manifest.json").read_text())
+    for key in (
+        "config_hash",
+        "seed",
+        "cascadelab",
+        "dependencies",
+        "git_commit",
+        "git_dirty",
+        "python",
+        "started_utc",
+        "wall_seconds",
+    ):
+        assert key in manifest
+    resolved = load_config(replay_run / "config.toml")
+    assert resolved.hash() == manifest["config_hash"]
+    assert resolved.steps == 40
+
+
+def test_same_seed_is_byte_identical_across_processes(replay_run, tmp_path):
+    again = tmp_path / "again"
+    assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--out", str(again)).returncode == 0
+    for table in ("market", "trades", "liquidations", "ledger", "accounts"):
+        assert (again / f"{table}.parquet").read_bytes() == (replay_run / f"{table}.parquet").read_bytes(), table
+    other = tmp_path / "other"
+    assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--seed", "12", "--out", str(other)).returncode == 0
+    assert (other / "trades.parquet").read_bytes() != (replay_run / "trades.parquet").read_bytes()
+
+
+def test_default_folder_name(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text("steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 50000.0\n")
+    result = cascadelab("run", str(config), "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = f"results/tiny-{load_config(config).hash()[:8]}-s0"
+    assert result.stdout.strip() == expected
+    assert (tmp_path / expected / "manifest.json").is_file()
+    assert not (tmp_path / expected / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ["missing.toml"], "missing.toml: no such config file"),
+        ("steps = = 1", ["bad.toml"], "bad.toml: invalid TOML"),
+        (
+            "steps = 3\nspeed = 1\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 1.0",
+            ["bad.toml"],
+            "bad.toml: speed: Extra inputs are not permitted",
+        ),
+        (
+            "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 1.0",
+            ["bad.toml", "--set", "margin.mode=portfolio"],
+            "margin.mode: Input should be 'cross' or 'isolated'",
+        ),
+        (
+            "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 100.0\n"
+            "[instruments.BTC.price]\nprocess = 'replay'\nfile = 'p.csv'",
+            ["bad.toml"],
+            r"p.csv: row 3 \(step 2\): bad BTC price -1",
+        ),
+        (
+            "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 1.0",
+            ["bad.toml", "--seed", "-4"],
+            "--seed must be >= 0",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, setup, args, message):
+    if setup is not None:
+        (tmp_path / "bad.toml").write_text(setup)
+    (tmp_path / "p.csv").write_text("step,BTC\n0,100\n1,101\n2,-1\n3,99\n")
+    result = cascadelab("run", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cascadelab: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_no_complete_folder(tmp_path, sig):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "run", str(ROOT / "configs" / "baseline.toml"), "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.tmp-*"))
