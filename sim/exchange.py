@@ -128,8 +128,14 @@ class Exchange:
         """Set (I,) index and mark prices; collateral is valued at the index."""
         self.index[:] = index
         self.marks[:] = marks
+        self.asset_prices[:] = self.asset_prices_at(self.index)
+
+    def asset_prices_at(self, index: np.ndarray) -> np.ndarray:
+        """(S,) collateral prices implied by (I,) index prices (USD = 1)."""
+        prices = np.ones(len(self._asset_source))
         priced = self._asset_source >= 0
-        self.asset_prices[priced] = self.index[self._asset_source[priced]]
+        prices[priced] = index[self._asset_source[priced]]
+        return prices
 
     def set_index(self, index: Sequence[float]) -> None:
         """Move the (I,) index prices and recompute the marks from the mark rule."""
@@ -147,6 +153,11 @@ class Exchange:
     def health(self) -> Health:
         """Margin state of every account, (A,) and (A, I) arrays."""
         return self._health(self.ledger.portfolio(), self.prices(), self.rules)
+
+    def health_at(self, marks: np.ndarray, asset_prices: np.ndarray, rows: np.ndarray) -> Health:
+        """Margin state of some accounts at hypothetical prices (for counterfactuals)."""
+        prices = MarketPrices(marks, asset_prices, self.cum_funding)
+        return self._health(self.ledger.portfolio(rows), prices, self.rules)
 
     def account_health(self, account: int) -> Health:
         """Margin state of one account, as one-row arrays."""

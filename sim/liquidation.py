@@ -34,6 +34,16 @@ it pushed onto j, put j under. j's records then carry L's ``cascade_id``. An acc
 that becomes liquidatable any other way (index moves, its own trading) starts a new
 cascade with no trigger. A trigger or episode ends when a scan finds the account
 healthy again; its later liquidations start afresh.
+
+Across steps, forced selling can also move the *index* (the model's index feedback: the
+venue is part of the index basket). The model then passes the prices the step would
+have had without the feedback from the previous step's trading
+(`CounterfactualPrices`). An account that is liquidatable at the step's first scan, was
+not at the end of the previous step, and would not be at those prices, was pushed under
+by the venue's own price move: its trigger is the previous step's largest liquidation
+(by notional) in the instrument whose feedback move cost the account most. If the
+previous step had no liquidation there, the move came from ordinary trading and the
+account starts a new cascade.
 """
 
 from __future__ import annotations
@@ -110,6 +120,14 @@ class LiquidationRow:
     trigger: int | None
 
 
+@dataclass(frozen=True)
+class CounterfactualPrices:
+    """(I,) marks and (S,) collateral prices had the venue's trading not moved the index."""
+
+    marks: np.ndarray
+    asset_prices: np.ndarray
+
+
 @dataclass(slots=True)
 class _Episode:
     """An account's current stretch of being liquidatable."""
@@ -144,10 +162,16 @@ class LiquidationEngine:
         self._triggers: dict[int, _Episode] = {}
         self._episodes: dict[int, _Episode] = {}
         self._next_cascade = 0
+        self._previous_step_rows: list[LiquidationRow] = []
 
     # ------------------------------------------------------------------ step
-    def run_step(self, step: int) -> list[LiquidationRow]:
+    def run_step(self, step: int, counterfactual: CounterfactualPrices | None = None) -> list[LiquidationRow]:
         """Run the liquidation rounds of one step; return the rows it added.
+
+        Args:
+            step: The step number (recorded in the rows).
+            counterfactual: Prices without this step's index feedback, for cross-step
+                attribution (see the module docstring); None when the index has none.
 
         Accounts still liquidatable afterwards are listed in `unresolved` with the
         reason: ``step_cap``, ``book_exhausted`` (fallback ``none``) or
@@ -155,7 +179,10 @@ class LiquidationEngine:
         """
         first_row = len(self.rows)
         state = _StepState(step)
-        accounts = self._scan(self.exchange.health())
+        health = self.exchange.health()
+        if counterfactual is not None:
+            self._attribute_feedback(health, counterfactual)
+        accounts = self._scan(health)
         while accounts:
             acted = [self._liquidate_account(a, state) for a in accounts]
             state.round += 1
@@ -167,7 +194,32 @@ class LiquidationEngine:
         for account in accounts:
             if self._liquidatable[account]:
                 self.unresolved.append((step, account, state.stuck.get(account, "rounds_exhausted")))
-        return self.rows[first_row:]
+        self._previous_step_rows = self.rows[first_row:]
+        return self._previous_step_rows
+
+    def _attribute_feedback(self, health: Health, counterfactual: CounterfactualPrices) -> None:
+        """Link accounts the index feedback pushed under to last step's liquidations."""
+        if not self._previous_step_rows:
+            return
+        fresh = np.flatnonzero(health.account_liquidatable & self._is_trader & ~self._liquidatable)
+        fresh = np.array([j for j in fresh if j not in self._episodes and j not in self._triggers], dtype=np.int64)
+        if fresh.size == 0:
+            return
+        ex = self.exchange
+        without = ex.health_at(counterfactual.marks, counterfactual.asset_prices, fresh)
+        biggest: dict[int, LiquidationRow] = {}
+        for row in self._previous_step_rows:
+            best = biggest.get(row.instrument)
+            if best is None or row.qty * row.price > best.qty * best.price:
+                biggest[row.instrument] = row
+        moved = counterfactual.marks - ex.marks
+        for j in fresh[~without.account_liquidatable]:
+            cost = ex.ledger.positions[j] * ex.ledger.lot_sizes * moved  # > 0: the feedback move lost money
+            for m in np.argsort(-cost, kind="stable"):
+                if cost[m] > 0 and int(m) in biggest:
+                    row = biggest[int(m)]
+                    self._triggers[int(j)] = _Episode(row.cascade_id, row.row_id)
+                    break
 
     def _scan_flags(self, health: Health) -> np.ndarray:
         """(A,) liquidatable trader accounts; ends the episodes of healthy ones."""

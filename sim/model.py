@@ -31,7 +31,7 @@ from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, SYSTEM_NAMES, USD
-from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.liquidation import CounterfactualPrices, LiquidationEngine, LiquidationRules
 from sim.marks import MARK_RULES, MedianMark
 from sim.prices import ProcessSpec, Shock, simulate_paths
 from sim.recorder import Recorder
@@ -122,6 +122,7 @@ class MarketModel(mesa.Model):
         shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]
         self.paths = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr, shocks)
         self._feedback = np.ones(len(names))
+        self._feedback_before = self._feedback.copy()
         self.exchange.set_index(self.paths[0])
         ledger = self.exchange.ledger
         ledger.deposit(INSURANCE_FUND, USD, liq.insurance_fund)
@@ -215,7 +216,7 @@ class MarketModel(mesa.Model):
         self.agents.shuffle_do("step")
         ex.update_marks()
         self.funding.step(t)
-        self.liquidation.run_step(t)
+        self.liquidation.run_step(t, self._counterfactual(t))
         self.market.close(t)
         self._end_of_step(t)
         self.recorder.record(t, ex.health())
@@ -227,6 +228,7 @@ class MarketModel(mesa.Model):
         kappa = self.config.market.index_feedback
         if kappa:
             venue = np.where(np.isnan(mids), ex.index, mids)
+            self._feedback_before = self._feedback.copy()
             self._feedback *= (venue / ex.index) ** kappa
         if self._median is not None:
             self._median.observe(ex.index, mids)
@@ -234,6 +236,14 @@ class MarketModel(mesa.Model):
             if interval:
                 left = (interval - t % interval) / interval
                 self._median.funding_basis = self.funding.estimate() * left
+
+    def _counterfactual(self, t: int) -> CounterfactualPrices | None:
+        """This step's prices without the index feedback from the last step's trading."""
+        if not self.config.market.index_feedback:
+            return None
+        ex = self.exchange
+        index = self.paths[t] * self._feedback_before
+        return CounterfactualPrices(ex.mark_rule(index, ex.last_price), ex.asset_prices_at(index))
 
     def run(self, progress=None) -> None:
         """Run all steps; ``progress(step)`` is called after each."""

@@ -82,8 +82,10 @@ def _fmt(value: object) -> str:
 
 
 # ---------------------------------------------------------------------- run report
-def write_run_report(folder: Path, tables: dict[str, pl.DataFrame], config: Config, plotly_js: str = "embed") -> Path:
-    """Write ``report.html`` for one run's tables into ``folder``."""
+def write_run_report(
+    folder: Path, tables: dict[str, pl.DataFrame], config: Config, name: str | None = None, plotly_js: str = "embed"
+) -> Path:
+    """Write ``report.html`` for one run's tables into ``folder`` (titled ``name``)."""
     metrics = run_metrics(tables)
     sections = [
         f'<p class="note">seed {config.seed}, {config.steps} steps, margin {config.margin.mode}, '
@@ -103,7 +105,7 @@ def write_run_report(folder: Path, tables: dict[str, pl.DataFrame], config: Conf
         ),
     ]
     path = folder / "report.html"
-    path.write_text(page(f"cascadelab run: {folder.name}", sections, plotly_js))
+    path.write_text(page(f"cascadelab run: {name or folder.name}", sections, plotly_js))
     return path
 
 

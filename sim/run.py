@@ -64,7 +64,7 @@ def run_to_folder(config: Config, out: Path, progress: bool | None = None, repor
         for name in TABLES:
             tables[name].write_parquet(tmp / f"{name}.parquet")
         if report:
-            write_run_report(tmp, tables, config)
+            write_run_report(tmp, tables, config, out.name)
         manifest = build_manifest(config, started, time.perf_counter() - clock)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out)

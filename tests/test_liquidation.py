@@ -12,7 +12,7 @@ from sim.cascades import cascade_summary
 from sim.exchange import Exchange, FeeSchedule
 from sim.instruments import CollateralAsset
 from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM, USD
-from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.liquidation import CounterfactualPrices, LiquidationEngine, LiquidationRules
 from sim.marks import last_trade_mark
 from sim.types import OrderType, Side
 from tests.conftest import btc, eth
@@ -314,3 +314,28 @@ def test_cascade_summary_of_the_thin_book_cascade():
     assert biggest["root_account"] == trader(0)
     assert biggest["depth"] >= 3 and biggest["duration_steps"] == 1
     assert cascade_summary([]).height == 0
+
+
+def test_index_feedback_links_liquidations_across_steps():
+    """B goes under only because the index followed the venue down after A's liquidation."""
+    ex = venue(5)
+    a, b, c, short, bidder = (trader(i) for i in range(5))
+    for account, cash in ((a, 2_000.0), (b, 2_600.0), (c, 500.0), (short, 1e8), (bidder, 1e8)):
+        ex.ledger.deposit(account, USD, cash)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1e6)
+    for account in (a, b):
+        give(ex, account, 0, 1.0, 50_000.0, short)
+    ex.submit(bidder, 0, Side.BUY, 5.0, 47_000.0)
+    engine = LiquidationEngine(ex, LiquidationRules(full=True, fallback=("backstop",)))
+    mark_to(ex, 48_200.0, 3_000.0)  # A (liq. ~48,240) goes under, B (~47,640) does not
+    first = engine.run_step(step=1)
+    assert {r.account for r in first} == {a}
+    # step 2: C opens late and is under at any price; the index fell 1 % through feedback
+    give(ex, c, 0, 1.0, 49_000.0, short)
+    without = CounterfactualPrices(np.array([48_200.0, 3_000.0]), np.ones(1))
+    mark_to(ex, 47_600.0, 3_000.0)
+    second = engine.run_step(step=2, counterfactual=without)
+    rows = {r.account: r for r in second}
+    assert rows[b].trigger == first[-1].row_id and rows[b].cascade_id == first[-1].cascade_id
+    assert rows[c].trigger is None  # liquidatable even without the feedback
+    check_invariants(ex)
