@@ -107,6 +107,13 @@ class Exchange:
         self.set_prices(initial_prices, initial_prices)
         self.trades: list[Fill] = []
         self._next_order = 0
+        #: Orders sent to the books and resting orders cancelled, for throughput figures.
+        self.n_cancels = 0
+
+    @property
+    def n_orders(self) -> int:
+        """Orders admitted and sent to the books so far."""
+        return self._next_order
 
     def _asset_price_sources(self, assets: list[str]) -> np.ndarray:
         """(S,) instrument whose index prices each asset; -1 for USD."""
@@ -269,6 +276,7 @@ class Exchange:
         if gone is None:
             return None
         _, account, side, price, lots = gone
+        self.n_cancels += 1
         self._release_open(account, instrument, side, lots)
         return CancelledOrder(instrument, order_id, account, Side(side), price, lots)
 
