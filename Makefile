@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/baseline.toml
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON_BOOT)" || { echo "error: no Python >= 3.12 found (install one, e.g. pyenv install 3.12)"; exit 2; }
@@ -19,8 +19,15 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/cascadelab run $(CONFIG)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
+
+# The report tests open reports in Debian's headless Chromium; install it when we can.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: the browser tests are skipped without chromium (apt-get install chromium)"; fi; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -33,6 +40,9 @@ format: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/bench_book.py
 	$(PY) bench/bench_margin.py
+	$(PY) bench/bench_liquidation.py
+	$(PY) bench/bench_run.py
+	$(PY) bench/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

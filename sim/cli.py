@@ -39,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value (TOML syntax; repeatable), e.g. --set liquidation.mode=full",
     )
     run.add_argument("--no-report", action="store_true", help="skip report.html")
+    sweep = commands.add_parser("sweep", help="run a grid of configs over seeds (resumable)")
+    sweep.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    sweep.add_argument("--address", help="Dask scheduler to submit to, e.g. tcp://10.0.0.5:8786")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    sweep.add_argument("--out", type=Path, help="sweep folder (default results/sweeps/<stem>)")
+    report = commands.add_parser("report", help="(re)write report.html of a run or sweep folder")
+    report.add_argument("path", type=Path, help="a run folder or a sweep folder")
+    report.add_argument("--metric", default="liquidated_notional", help="sweep heatmap metric")
+    report.add_argument("--x", help="sweep heatmap x axis (a grid key)")
+    report.add_argument("--y", help="sweep heatmap y axis (a grid key)")
     return parser
 
 
@@ -52,15 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        if args.command == "run":
-            return _run(args)
-    except (ConfigError, PriceDataError) as err:
+        return {"run": _run, "sweep": _sweep, "report": _report}[args.command](args)
+    except (ConfigError, PriceDataError, UsageError) as err:
         print(f"cascadelab: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("cascadelab: interrupted", file=sys.stderr)
         return 130
-    return USAGE_ERROR
+
+
+class UsageError(ValueError):
+    """A bad command-line argument; the message is one line."""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -72,6 +84,37 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or default_out_dir(args.config, config)
     run_to_folder(config, out, report=not args.no_report)
     print(out)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from sim.sweep import run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    out = run_sweep(args.sweep, args.out, args.address, args.workers)
+    print(out)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from sim.config import load_config
+    from sim.report import write_run_report, write_sweep_report
+    from sim.run import TABLES
+
+    path: Path = args.path
+    if (path / "runs.parquet").is_file():
+        try:
+            print(write_sweep_report(path, args.metric, args.x, args.y))
+        except ValueError as err:
+            raise UsageError(f"{path}: {err}") from None
+        return 0
+    if not (path / "manifest.json").is_file():
+        raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
+    tables = {name: pl.read_parquet(path / f"{name}.parquet") for name in TABLES}
+    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name))
     return 0
 
 

@@ -262,16 +262,26 @@ def load_config(path: str | Path, overrides: list[str] = (), seed: int | None = 
         ConfigError: missing file, invalid TOML, bad override or failed validation.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    data = read_toml(path)
     for item in overrides:
         apply_override(data, item, path)
     if seed is not None:
         data["seed"] = seed
+    return validate(data, path)
+
+
+def read_toml(path: Path) -> dict:
+    """The raw TOML of a file, or a `ConfigError` naming it."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from err
+
+
+def validate(data: dict, path: Path) -> Config:
+    """Validate raw TOML read from ``path`` (replay files resolve relative to it)."""
     _resolve_paths(data, path.parent)
     try:
         return Config.model_validate(data)
@@ -280,7 +290,7 @@ def load_config(path: str | Path, overrides: list[str] = (), seed: int | None = 
 
 
 def apply_override(data: dict, item: str, path: Path) -> None:
-    """Set ``key.path=value`` in the raw TOML dict (lists by index: ``populations.0.count``)."""
+    """Apply one ``key.path=value`` string (the value in TOML syntax, else a string)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected key.path=value")
@@ -288,21 +298,34 @@ def apply_override(data: dict, item: str, path: Path) -> None:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    set_value(data, key.strip(), value, f"--set {item!r}", path)
+
+
+def set_value(data: dict, key: str, value: Any, origin: str, path: Path) -> None:
+    """Set ``key`` (dotted; list items by index: ``populations.0.count``) in raw TOML.
+
+    Args:
+        data: The raw TOML dict, changed in place.
+        key: The dotted key path.
+        value: The new value.
+        origin: What asked for it, for error messages (e.g. ``--set 'a=1'``).
+        path: The config file, for error messages.
+    """
     node: Any = data
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for part in parts[:-1]:
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {item!r}: no list item {part} in {path}")
+                raise ConfigError(f"{origin}: no list item {part} in {path}")
             node = node[int(part)]
         else:
             node = node.setdefault(part, {})
         if not isinstance(node, dict | list):
-            raise ConfigError(f"--set {item!r}: {part} is not a table in {path}")
+            raise ConfigError(f"{origin}: {part} is not a table in {path}")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise ConfigError(f"--set {item!r}: no list item {last} in {path}")
+            raise ConfigError(f"{origin}: no list item {last} in {path}")
         node[int(last)] = value
     else:
         node[last] = value

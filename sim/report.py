@@ -9,6 +9,7 @@ are off.
 from __future__ import annotations
 
 import html
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from sim.config import Config
-from sim.metrics import run_metrics
+from sim.metrics import METRICS, run_metrics
+from sim.sweep import RUN_SCHEMA
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {
@@ -62,10 +64,20 @@ p.note {{ color: #555; font-size: 0.9rem; }}
 """
 
 
-def figure(fig: go.Figure, title: str, note: str = "") -> str:
-    """One section: heading, optional note, and the plot (plotly.js loaded by `page`)."""
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 40})
-    div = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=PLOT_CONFIG)
+@cache
+def _template() -> dict:
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def figure(fig: go.Figure | dict, title: str, note: str = "") -> str:
+    """One section: heading, optional note, and the plot (plotly.js loaded by `page`).
+
+    ``fig`` is a plotly figure or a plain ``{"data", "layout"}`` dict (not validated).
+    """
+    if isinstance(fig, go.Figure):
+        fig = fig.to_plotly_json()
+    fig["layout"] = {"template": _template(), "margin": {"l": 60, "r": 20, "t": 30, "b": 40}, **fig["layout"]}
+    div = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=PLOT_CONFIG, validate=False)
     extra = f'<p class="note">{html.escape(note)}</p>' if note else ""
     return f"<h2>{html.escape(title)}</h2>{extra}\n{div}"
 
@@ -109,90 +121,126 @@ def write_run_report(
     return path
 
 
-def prices_figure(tables: dict[str, pl.DataFrame]) -> go.Figure:
+def _col(frame: pl.DataFrame, column: str) -> list:
+    return frame.get_column(column).to_list()
+
+
+def _plot(traces: list[dict], height: int, **layout: object) -> dict:
+    """A figure as a plain dict: built without plotly's per-property validation, which
+    costs more than the rest of a small run's output put together."""
+    return {"data": traces, "layout": {"height": height, **layout}}
+
+
+def _line(x: list, y: list, name: str, **extra: object) -> dict:
+    return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name, **extra}
+
+
+def prices_figure(tables: dict[str, pl.DataFrame]) -> dict:
+    """One panel per instrument: index, mark, last, and liquidation markers."""
     market, liq = tables["market"], tables["liquidations"]
     names = market.get_column("instrument").unique(maintain_order=True).to_list()
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
     scale = max(float(liq.get_column("notional").max() or 1.0), 1.0)
-    for row, name in enumerate(names, start=1):
+    traces, layout = [], {"xaxis": {"title": {"text": "step"}}, "annotations": []}
+    gap = 0.06 if len(names) > 1 else 0.0
+    for row, name in enumerate(names):
+        axis = "y" if row == 0 else f"y{row + 1}"
+        top = 1 - row / len(names)
+        layout[f"yaxis{'' if row == 0 else row + 1}"] = {"domain": [top - 1 / len(names) + gap, top], "anchor": "x"}
+        layout["annotations"].append(
+            {
+                "text": name,
+                "x": 0.5,
+                "y": top,
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "yanchor": "bottom",
+            }
+        )
         m = market.filter(pl.col("instrument") == name)
         for column, color in (("index_price", "#1f77b4"), ("mark_price", "#2ca02c"), ("last_price", "#aaaaaa")):
-            fig.add_trace(
-                go.Scattergl(
-                    x=m["step"],
-                    y=m[column],
-                    name=column.removesuffix("_price"),
+            traces.append(
+                _line(
+                    _col(m, "step"),
+                    _col(m, column),
+                    column.removesuffix("_price"),
+                    yaxis=axis,
                     line={"color": color},
                     legendgroup=column,
-                    showlegend=row == 1,
-                ),
-                row=row,
-                col=1,
+                    showlegend=row == 0,
+                )
             )
         for kind, color in KIND_COLORS.items():
             hits = liq.filter((pl.col("instrument") == name) & (pl.col("kind") == kind))
             if hits.height:
                 size = 6 + 30 * np.sqrt(hits.get_column("notional").to_numpy() / scale)
-                fig.add_trace(
-                    go.Scattergl(
-                        x=hits["step"],
-                        y=hits["price"],
-                        mode="markers",
-                        name=f"liquidation: {kind}",
-                        marker={"color": color, "size": size, "opacity": 0.6},
-                        legendgroup=kind,
-                        showlegend=row == 1,
-                        customdata=hits["account"],
-                        hovertemplate="step %{x}<br>price %{y}<br>account %{customdata}",
-                    ),
-                    row=row,
-                    col=1,
+                traces.append(
+                    {
+                        "type": "scatter",
+                        "mode": "markers",
+                        "x": _col(hits, "step"),
+                        "y": _col(hits, "price"),
+                        "yaxis": axis,
+                        "name": f"liquidation: {kind}",
+                        "legendgroup": kind,
+                        "showlegend": row == 0,
+                        "marker": {"color": color, "size": size.round(1).tolist(), "opacity": 0.6},
+                        "customdata": _col(hits, "account"),
+                        "hovertemplate": "step %{x}<br>price %{y}<br>account %{customdata}",
+                    }
                 )
-    fig.update_layout(height=260 * len(names))
-    return fig
+    return _plot(traces, 260 * len(names), **layout)
 
 
-def liquidated_figure(liq: pl.DataFrame) -> go.Figure:
-    fig = go.Figure()
+def liquidated_figure(liq: pl.DataFrame) -> dict:
     per_step = liq.group_by("step", "kind").agg(pl.col("notional").sum()).sort("step", "kind")
+    traces = []
     for kind, color in KIND_COLORS.items():
         part = per_step.filter(pl.col("kind") == kind)
         if part.height:
-            fig.add_trace(go.Bar(x=part["step"], y=part["notional"], name=kind, marker_color=color))
-    fig.update_layout(barmode="stack", xaxis_title="step", yaxis_title="USD", height=320)
-    return fig
+            traces.append(
+                {
+                    "type": "bar",
+                    "x": _col(part, "step"),
+                    "y": _col(part, "notional"),
+                    "name": kind,
+                    "marker": {"color": color},
+                }
+            )
+    return _plot(traces, 320, barmode="stack", xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD"}})
 
 
-def fund_figure(ledger: pl.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=ledger["step"], y=ledger["insurance_fund"], name="insurance fund"))
-    fig.add_trace(go.Scattergl(x=ledger["step"], y=ledger["bad_debt"], name="bad debt"))
-    fig.update_layout(xaxis_title="step", yaxis_title="USD", height=320)
-    return fig
+def fund_figure(ledger: pl.DataFrame) -> dict:
+    steps = _col(ledger, "step")
+    traces = [
+        _line(steps, _col(ledger, "insurance_fund"), "insurance fund"),
+        _line(steps, _col(ledger, "bad_debt"), "bad debt"),
+    ]
+    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD"}})
 
 
-def per_instrument_figure(market: pl.DataFrame, column: str, label: str) -> go.Figure:
-    fig = go.Figure()
+def per_instrument_figure(market: pl.DataFrame, column: str, label: str) -> dict:
+    traces = []
     for name in market.get_column("instrument").unique(maintain_order=True):
         m = market.filter(pl.col("instrument") == name)
-        fig.add_trace(go.Scattergl(x=m["step"], y=m[column], name=name))
-    fig.update_layout(xaxis_title="step", yaxis_title=label, height=320)
-    return fig
+        traces.append(_line(_col(m, "step"), _col(m, column), name))
+    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": label}})
 
 
-def depth_figure(market: pl.DataFrame) -> go.Figure:
-    fig = go.Figure()
+def depth_figure(market: pl.DataFrame) -> dict:
+    traces = []
     for name in market.get_column("instrument").unique(maintain_order=True):
         m = market.filter(pl.col("instrument") == name)
-        notional_bid = m["depth_bid_1pct"] * m["index_price"]
-        notional_ask = m["depth_ask_1pct"] * m["index_price"]
-        fig.add_trace(go.Scattergl(x=m["step"], y=notional_bid, name=f"{name} bids"))
-        fig.add_trace(go.Scattergl(x=m["step"], y=-notional_ask, name=f"{name} asks (negative)"))
-    fig.update_layout(xaxis_title="step", yaxis_title="USD within 1 % of mid", height=320)
-    return fig
+        bids = (m["depth_bid_1pct"] * m["index_price"]).to_list()
+        asks = (-m["depth_ask_1pct"] * m["index_price"]).to_list()
+        traces += [
+            _line(_col(m, "step"), bids, f"{name} bids"),
+            _line(_col(m, "step"), asks, f"{name} asks (negative)"),
+        ]
+    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD within 1 % of mid"}})
 
 
-def margin_ratio_figure(accounts: pl.DataFrame) -> go.Figure:
+def margin_ratio_figure(accounts: pl.DataFrame) -> dict:
     """Heatmap: share of trader accounts with a position per margin-ratio bin, per snapshot."""
     traders = accounts.filter(~pl.col("agent_type").str.starts_with("system:") & (pl.col("maint_margin") > 0))
     steps = sorted(traders.get_column("step").unique().to_list())
@@ -203,17 +251,24 @@ def margin_ratio_figure(accounts: pl.DataFrame) -> go.Figure:
         ratios = traders.filter(pl.col("step") == step).get_column("margin_ratio").to_numpy()
         counts, _ = np.histogram(np.nan_to_num(ratios, posinf=1e300), bins=edges)
         z[:, j] = counts / max(len(ratios), 1)
-    fig = go.Figure(go.Heatmap(x=steps, y=labels, z=z, colorscale="Viridis", colorbar={"title": "share"}))
-    fig.update_layout(xaxis_title="step", yaxis_title="margin ratio (MM / equity)", height=360)
-    return fig
+    heatmap = {
+        "type": "heatmap",
+        "x": steps,
+        "y": labels,
+        "z": z.round(4).tolist(),
+        "colorscale": "Viridis",
+        "colorbar": {"title": {"text": "share"}},
+    }
+    return _plot(
+        [heatmap], 360, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "margin ratio (MM / equity)"}}
+    )
 
 
-def cascade_figure(liq: pl.DataFrame) -> go.Figure:
+def cascade_figure(liq: pl.DataFrame) -> dict:
     """Nodes: each account's first row in a cascade; edges: trigger links; x = step."""
-    fig = go.Figure()
+    axes = {"xaxis": {"title": {"text": "step (+ round / 10)"}}, "yaxis": {"title": {"text": "cascade id"}}}
     if liq.height == 0:
-        fig.add_annotation(text="no liquidations", showarrow=False)
-        return fig
+        return _plot([], 420, annotations=[{"text": "no liquidations", "showarrow": False}], **axes)
     nodes = (
         liq.sort("row_id")
         .group_by("cascade_id", "account", maintain_order=True)
@@ -225,36 +280,176 @@ def cascade_figure(liq: pl.DataFrame) -> go.Figure:
             pl.col("notional").sum(),
         )
     )
-    rows_to_node = dict(zip(liq["row_id"].to_list(), liq["account"].to_list(), strict=True))
+    account_of_row = dict(zip(liq["row_id"].to_list(), liq["account"].to_list(), strict=True))
     position = {
         (n["cascade_id"], n["account"]): (n["step"] + n["round"] / 10, n["cascade_id"])
         for n in nodes.iter_rows(named=True)
     }
     xs, ys = [], []
     for node in nodes.iter_rows(named=True):
-        if node["trigger"] is None:
-            continue
-        source = position.get((node["cascade_id"], rows_to_node[node["trigger"]]))
+        source = (
+            None if node["trigger"] is None else position.get((node["cascade_id"], account_of_row[node["trigger"]]))
+        )
         if source is not None:
             target = position[(node["cascade_id"], node["account"])]
             xs += [source[0], target[0], None]
             ys += [source[1], target[1], None]
-    fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line={"color": "#999", "width": 1}, name="trigger"))
+    notional = nodes["notional"].to_numpy()
     x, y = zip(*position.values(), strict=True)
-    fig.add_trace(
-        go.Scattergl(
-            x=x,
-            y=y,
-            mode="markers",
-            name="liquidated account",
-            marker={
-                "size": 6 + 20 * np.sqrt(nodes["notional"].to_numpy() / max(nodes["notional"].max(), 1.0)),
+    traces = [
+        _line(xs, ys, "trigger", line={"color": "#999", "width": 1}),
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "x": list(x),
+            "y": list(y),
+            "name": "liquidated account",
+            "marker": {
+                "size": (6 + 20 * np.sqrt(notional / max(notional.max(), 1.0))).round(1).tolist(),
                 "color": "#d62728",
                 "opacity": 0.7,
             },
-            customdata=np.stack([nodes["account"].to_numpy(), nodes["notional"].to_numpy()], axis=1),
-            hovertemplate="account %{customdata[0]}<br>notional %{customdata[1]:,.0f}<br>step %{x}",
+            "customdata": np.stack([nodes["account"].to_numpy(), notional.round(2)], axis=1).tolist(),
+            "hovertemplate": "account %{customdata[0]}<br>notional %{customdata[1]:,.0f}<br>step %{x}",
+        },
+    ]
+    return _plot(traces, 420, **axes)
+
+
+# -------------------------------------------------------------------- sweep report
+def write_sweep_report(
+    folder: Path, metric: str = "liquidated_notional", x: str | None = None, y: str | None = None
+) -> Path:
+    """Write ``report.html`` for a sweep folder (plotly.js from ``plotly.min.js`` beside it).
+
+    Args:
+        folder: The sweep's output folder (with ``runs.parquet`` and ``summary.parquet``).
+        metric: The headline metric of the heatmaps (a column of ``summary.parquet``).
+        x, y: Grid keys for the heatmap axes (default: the first two).
+    """
+    runs = pl.read_parquet(folder / "runs.parquet")
+    summary = pl.read_parquet(folder / "summary.parquet")
+    axes = [c for c in runs.columns if c not in RUN_SCHEMA]
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}, choose from {list(METRICS)}")
+    for key in (x, y):
+        if key is not None and key not in axes:
+            raise ValueError(f"unknown grid key {key!r}, choose from {axes}")
+    x = x or (axes[0] if axes else None)
+    y = y or next((a for a in axes if a != x), None)
+    counts = runs.group_by("status").len().sort("status")
+    failed = runs.filter(pl.col("status") == "failed").select("run_id", *axes, "error")
+    sections = [
+        "<h2>Runs</h2>" + table({row["status"]: row["len"] for row in counts.iter_rows(named=True)}),
+        figure(
+            heatmap_figure(summary, metric, x, y),
+            f"{metric}: mean over seeds (left) and spread (right)",
+            "Spread is the standard deviation over seeds; hover for the number of runs.",
+        ),
+        figure(distributions_figure(summary, axes), "Metric distributions per grid point"),
+        figure(
+            cascade_size_figure(folder, runs, axes),
+            "Cascade size distribution per setting",
+            "P(a cascade has at least s accounts), over all seeds of a grid point.",
+        ),
+    ]
+    if failed.height:
+        sections.append(
+            "<h2>Failed runs</h2>"
+            + "".join(f"<p class='note'>{html.escape(str(row))}</p>" for row in failed.iter_rows(named=True))
         )
+    path = folder / "report.html"
+    path.write_text(page(f"cascadelab sweep: {folder.name}", sections, "plotly.min.js"))
+    return path
+
+
+def point_label(row: dict, axes: list[str]) -> str:
+    """A grid point's values, in axis order (the axes are named in the section note)."""
+    return " / ".join(str(row[key]) for key in axes) or "all runs"
+
+
+def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | None) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "standard deviation"), horizontal_spacing=0.12)
+    if summary.height == 0:
+        fig.add_annotation(text="no finished runs", showarrow=False)
+        return fig
+    keys = [k for k in (x, y) if k is not None]
+    stats = summary.group_by(keys or pl.lit(0)).agg(
+        pl.col(metric).mean().alias("mean"), pl.col(metric).std().alias("std"), pl.len().alias("n")
     )
-    fig.update_layout(xaxis_title="step (+ round / 10)", yaxis_title="cascade id", height=420)
+    xs = sorted(stats[x].unique().to_list()) if x else [""]
+    ys = sorted(stats[y].unique().to_list()) if y else [""]
+    mean, std, n = (np.full((len(ys), len(xs)), np.nan) for _ in range(3))
+    for row in stats.iter_rows(named=True):
+        i, j = ys.index(row[y]) if y else 0, xs.index(row[x]) if x else 0
+        mean[i, j], std[i, j], n[i, j] = row["mean"], row["std"] if row["std"] is not None else np.nan, row["n"]
+    labels_x, labels_y = [str(v) for v in xs], [str(v) for v in ys]
+    hover = "x %{x}<br>y %{y}<br>%{z:,.4g}<br>runs %{customdata}"
+    fig.add_trace(
+        go.Heatmap(
+            x=labels_x,
+            y=labels_y,
+            z=mean,
+            customdata=n,
+            hovertemplate=hover,
+            colorscale="Viridis",
+            colorbar={"x": 0.44},
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(x=labels_x, y=labels_y, z=std, customdata=n, hovertemplate=hover, colorscale="Magma"), row=1, col=2
+    )
+    for col in (1, 2):
+        fig.update_xaxes(title_text=x or "", type="category", row=1, col=col)
+        fig.update_yaxes(title_text=y or "", type="category", row=1, col=col)
+    fig.update_layout(height=420)
+    return fig
+
+
+def distributions_figure(summary: pl.DataFrame, axes: list[str]) -> go.Figure:
+    cols = 3
+    rows = -(-len(METRICS) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=METRICS, vertical_spacing=0.12)
+    labels = [point_label(row, axes) for row in summary.iter_rows(named=True)]
+    for k, name in enumerate(METRICS):
+        fig.add_trace(
+            go.Box(x=labels, y=summary[name].to_list(), name=name, showlegend=False, boxpoints="all"),
+            row=k // cols + 1,
+            col=k % cols + 1,
+        )
+    fig.update_layout(height=320 * rows)
+    fig.update_xaxes(tickangle=0, tickfont={"size": 9})
+    return fig
+
+
+def cascade_size_figure(folder: Path, runs: pl.DataFrame, axes: list[str]) -> go.Figure:
+    fig = go.Figure()
+    files = list((folder / "runs").glob("*/cascades.parquet"))
+    if not files:
+        fig.add_annotation(text="no finished runs", showarrow=False)
+        return fig
+    cascades = (
+        pl.scan_parquet(folder / "runs" / "*" / "cascades.parquet", include_file_paths="path")
+        .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
+        .join(runs.lazy().select("run_id", "point", *axes), on="run_id")
+        .collect()
+    )
+    for point in sorted(cascades["point"].unique().to_list()):
+        part = cascades.filter(pl.col("point") == point)
+        sizes = np.sort(part["accounts"].to_numpy())
+        survival = 1.0 - np.arange(len(sizes)) / len(sizes)  # P(size >= s)
+        fig.add_trace(
+            go.Scatter(
+                x=sizes,
+                y=survival,
+                mode="lines+markers",
+                line_shape="hv",
+                name=point_label(part.row(0, named=True), axes),
+            )
+        )
+    fig.update_xaxes(type="log", title_text="cascade size s (accounts)")
+    fig.update_yaxes(type="log", title_text="P(size >= s)")
+    fig.update_layout(height=420)
     return fig

@@ -1,10 +1,12 @@
 """`cascadelab run`: simulate one config and write its result folder atomically.
 
 A result folder holds ``config.toml`` (the fully resolved config: loading it again
-reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, and
-``report.html``. Everything is written into a hidden temporary folder beside the
-target and renamed into place at the end, so an interrupted run leaves no folder that
-looks complete; re-running into an existing folder replaces it.
+reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, the
+run's headline metrics (``metrics.parquet``, one row, see `sim.metrics`) and cascades
+(``cascades.parquet``, see `sim.cascades`), and ``report.html``. Everything is written
+into a hidden temporary folder beside the target and renamed into place at the end, so
+an interrupted run leaves no folder that looks complete; re-running into an existing
+folder replaces it.
 
 Determinism: the same config and seed give byte-identical parquet files (the manifest
 differs only by its times).
@@ -22,10 +24,13 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import polars as pl
 import tomli_w
 
 from sim import __version__
+from sim.cascades import cascade_summary_frame
 from sim.config import Config
+from sim.metrics import run_metrics
 from sim.model import MarketModel
 from sim.progress import Progress
 from sim.report import write_run_report
@@ -39,7 +44,9 @@ def default_out_dir(config_path: Path, config: Config, root: Path = Path("result
     return root / f"{config_path.stem}-{config.hash()[:8]}-s{config.seed}"
 
 
-def run_to_folder(config: Config, out: Path, progress: bool | None = None, report: bool = True) -> Path:
+def run_to_folder(
+    config: Config, out: Path, progress: bool | None = None, report: bool = True, plotly_js: str = "embed"
+) -> Path:
     """Simulate ``config`` and write its result folder to ``out``; return ``out``.
 
     Args:
@@ -47,6 +54,7 @@ def run_to_folder(config: Config, out: Path, progress: bool | None = None, repor
         out: The result folder to create (replaced if it exists).
         progress: Show a progress bar; by default only on a terminal.
         report: Also write ``report.html``.
+        plotly_js: ``"embed"``, or the path of plotly.min.js relative to the report.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -63,8 +71,10 @@ def run_to_folder(config: Config, out: Path, progress: bool | None = None, repor
         (tmp / "config.toml").write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
         for name in TABLES:
             tables[name].write_parquet(tmp / f"{name}.parquet")
+        pl.DataFrame([run_metrics(tables)]).write_parquet(tmp / "metrics.parquet")
+        cascade_summary_frame(tables["liquidations"]).write_parquet(tmp / "cascades.parquet")
         if report:
-            write_run_report(tmp, tables, config, out.name)
+            write_run_report(tmp, tables, config, out.name, plotly_js)
         manifest = build_manifest(config, started, time.perf_counter() - clock)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out)
@@ -98,7 +108,7 @@ def build_manifest(config: Config, started: datetime, wall_seconds: float) -> di
         "git_dirty": dirty,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall_seconds, 3),
-        "tables": [f"{name}.parquet" for name in TABLES],
+        "tables": [f"{name}.parquet" for name in (*TABLES, "metrics", "cascades")],
     }
 
 

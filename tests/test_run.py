@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from sim.config import load_config
+from tests.browser import render
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY = ROOT / "configs" / "replay.toml"
@@ -67,7 +68,7 @@ def test_result_folder_is_complete(replay_run):
     names = sorted(p.name for p in replay_run.iterdir())
     assert names == sorted(
         ["config.toml", "manifest.json", "report.html"]
-        + [f"{t}.parquet" for t in ("market", "trades", "liquidations", "ledger", "accounts")]
+        + [f"{t}.parquet" for t in ("market", "trades", "liquidations", "ledger", "accounts", "metrics", "cascades")]
     )
     for table, columns in TABLE_COLUMNS.items():
         assert pl.read_parquet(replay_run / f"{table}.parquet").columns == columns
@@ -94,6 +95,8 @@ def test_result_folder_is_complete(replay_run):
     )
     market = pl.read_parquet(replay_run / "market.parquet")
     assert market.height == 41
+    metrics = pl.read_parquet(replay_run / "metrics.parquet")
+    assert metrics.height == 1 and "largest_cascade_depth" in metrics.columns
 
 
 def test_manifest_and_resolved_config_reproduce_the_run(replay_run):
@@ -194,3 +197,14 @@ def test_interrupted_run_leaves_no_complete_folder(tmp_path, sig):
     assert "Traceback" not in err
     assert not out.exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_run_report_renders_in_headless_chromium(replay_run, tmp_path):
+    shot = tmp_path / "run_report.png"
+    page = render(replay_run / "report.html", shot, tmp_path / "profile")
+    html = (replay_run / "report.html").read_text()
+    assert "<script src=" not in html  # plotly.js is embedded: nothing loaded from elsewhere
+    assert page.plots == 7 and page.drawn_svgs >= 7
+    assert page.traces > 10
+    assert page.console == [], page.console
+    assert shot.stat().st_size > 50_000
