@@ -3,7 +3,9 @@ it. The population whose leverage distribution researchers vary."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from agents.base import StrictParams, Trader
 
@@ -14,7 +16,7 @@ class HolderParams(StrictParams):
     """
 
     side: Literal["long", "short", "random"] = "long"
-    long_share: float = 0.5
+    long_share: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class LeveragedHolder(Trader):

@@ -244,13 +244,15 @@ class LiquidationEngine:
         ex = self.exchange
         ex.cancel_all(account)
         health = ex.account_health(account)
-        if not health.liquidatable[0].any():
+        flagged = health.liquidatable[0]
+        if not flagged.any():
             return False
         episode = self._episode(account)
         order = np.argsort(-health.risk.maint[0], kind="stable")
         acted = False
         for m in (int(i) for i in order):
-            if ex.ledger.positions[account, m] == 0:
+            # cross: any position may be closed; isolated: only the liquidatable ones
+            if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated and not flagged[m]):
                 continue
             health = ex.account_health(account)
             target = self._target(account, health, m)

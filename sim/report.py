@@ -76,6 +76,7 @@ def figure(fig: go.Figure | dict, title: str, note: str = "") -> str:
     """
     if isinstance(fig, go.Figure):
         fig = fig.to_plotly_json()
+        fig["layout"].pop("template", None)  # use ours, below
     fig["layout"] = {"template": _template(), "margin": {"l": 60, "r": 20, "t": 30, "b": 40}, **fig["layout"]}
     div = pio.to_html(fig, include_plotlyjs=False, full_html=False, config=PLOT_CONFIG, validate=False)
     extra = f'<p class="note">{html.escape(note)}</p>' if note else ""
@@ -346,7 +347,8 @@ def write_sweep_report(
             f"{metric}: mean over seeds (left) and spread (right)",
             "Spread is the standard deviation over seeds; hover for the number of runs.",
         ),
-        figure(distributions_figure(summary, axes), "Metric distributions per grid point"),
+        "<h2>Grid points</h2>" + points_table(runs, axes),
+        figure(distributions_figure(summary), "Metric distributions per grid point", "One dot per seed."),
         figure(
             cascade_size_figure(folder, runs, axes),
             "Cascade size distribution per setting",
@@ -368,6 +370,17 @@ def point_label(row: dict, axes: list[str]) -> str:
     return " / ".join(str(row[key]) for key in axes) or "all runs"
 
 
+def points_table(runs: pl.DataFrame, axes: list[str]) -> str:
+    """HTML table: grid point number -> its values."""
+    points = runs.sort("point").unique("point", maintain_order=True)
+    head = "".join(f"<th>{html.escape(a)}</th>" for a in axes)
+    body = "".join(
+        f"<tr><td>#{row['point']}</td>" + "".join(f"<td>{html.escape(str(row[a]))}</td>" for a in axes) + "</tr>"
+        for row in points.iter_rows(named=True)
+    )
+    return f'<table class="summary"><tr><th>point</th>{head}</tr>{body}</table>'
+
+
 def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | None) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "standard deviation"), horizontal_spacing=0.12)
     if summary.height == 0:
@@ -377,8 +390,9 @@ def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | N
     stats = summary.group_by(keys or pl.lit(0)).agg(
         pl.col(metric).mean().alias("mean"), pl.col(metric).std().alias("std"), pl.len().alias("n")
     )
-    xs = sorted(stats[x].unique().to_list()) if x else [""]
-    ys = sorted(stats[y].unique().to_list()) if y else [""]
+    ordered = summary.sort("point")  # axis values in the sweep file's order
+    xs = ordered[x].unique(maintain_order=True).to_list() if x else [""]
+    ys = ordered[y].unique(maintain_order=True).to_list() if y else [""]
     mean, std, n = (np.full((len(ys), len(xs)), np.nan) for _ in range(3))
     for row in stats.iter_rows(named=True):
         i, j = ys.index(row[y]) if y else 0, xs.index(row[x]) if x else 0
@@ -403,16 +417,16 @@ def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | N
     )
     for col in (1, 2):
         fig.update_xaxes(title_text=x or "", type="category", row=1, col=col)
-        fig.update_yaxes(title_text=y or "", type="category", row=1, col=col)
+        fig.update_yaxes(title_text=(y or "") if col == 1 else "", type="category", row=1, col=col)
     fig.update_layout(height=420)
     return fig
 
 
-def distributions_figure(summary: pl.DataFrame, axes: list[str]) -> go.Figure:
+def distributions_figure(summary: pl.DataFrame) -> go.Figure:
     cols = 3
     rows = -(-len(METRICS) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=METRICS, vertical_spacing=0.12)
-    labels = [point_label(row, axes) for row in summary.iter_rows(named=True)]
+    labels = [f"#{point}" for point in summary["point"].to_list()]
     for k, name in enumerate(METRICS):
         fig.add_trace(
             go.Box(x=labels, y=summary[name].to_list(), name=name, showlegend=False, boxpoints="all"),

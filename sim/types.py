@@ -112,7 +112,7 @@ class SubmitResult:
     """What happened to a submitted order.
 
     Attributes:
-        order_id: The order's id (also set for rejections).
+        order_id: The order's id; -1 when it was rejected before reaching a book.
         fills: Matches, in execution order.
         rested: Lots left resting on the book.
         cancelled: Lots of this order cancelled (IOC/market remainder).

@@ -1,0 +1,87 @@
+"""Funding (MARGIN-SPEC 6) and the mark-price rules (MARGIN-SPEC 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.exchange import Exchange, FeeSchedule
+from sim.funding import Funding, FundingRules
+from sim.instruments import CollateralAsset
+from sim.ledger import N_SYSTEM, USD
+from sim.marks import MedianMark, index_mark, last_trade_mark
+from sim.types import Side
+from tests.conftest import btc
+
+A, B, MM = N_SYSTEM, N_SYSTEM + 1, N_SYSTEM + 2
+
+
+def venue() -> Exchange:
+    ex = Exchange([btc()], [CollateralAsset("USD")], 3, [50_000.0], FeeSchedule(0.0, 0.0))
+    for account in (A, B, MM):
+        ex.ledger.deposit(account, USD, 1e6)
+    return ex
+
+
+def test_premium_from_impact_prices():
+    ex = venue()
+    rules = FundingRules(interval=8, impact_notional=100_000.0)
+    # bids 1 @ 50,100 and 1 @ 50,050: selling 100k averages ~50,075 (> index: premium)
+    ex.submit(MM, 0, Side.BUY, 1.0, 50_100.0)
+    ex.submit(MM, 0, Side.BUY, 1.0, 50_050.0)
+    ex.submit(MM, 0, Side.SELL, 5.0, 50_200.0)
+    premium = Funding(ex, rules).premium()[0]
+    sold = 100_000.0
+    first = 50_100.0
+    second_qty = (sold - first) / 50_050.0
+    impact_bid = sold / (1 + second_qty)
+    assert premium == pytest.approx((impact_bid - 50_000.0) / 50_000.0)
+
+
+def test_thin_side_contributes_nothing():
+    ex = venue()
+    ex.submit(MM, 0, Side.BUY, 0.1, 50_100.0)  # 5k of bids: too thin for 10k
+    assert Funding(ex, FundingRules(impact_notional=10_000.0)).premium()[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("premium", "expected"),
+    [(0.0, 0.0001), (0.0003, 0.0001), (0.002, 0.0015), (-0.002, -0.0015)],
+)
+def test_rate_is_premium_plus_clamped_interest_difference(premium, expected):
+    ex = venue()
+    funding = Funding(ex, FundingRules(interval=4, interest=0.0001, clamp=0.0005))
+    funding._premium_sum[:] = premium * 3
+    funding._samples = 3
+    assert funding.estimate()[0] == pytest.approx(expected)
+
+
+def test_longs_pay_shorts_and_value_is_conserved():
+    ex = venue()
+    ex.submit(B, 0, Side.SELL, 2.0, 50_000.0)
+    ex.submit(A, 0, Side.BUY, 2.0, 50_000.0)
+    funding = Funding(ex, FundingRules(interval=3, interest=0.0001, clamp=0.0005, impact_notional=1e12))
+    paid = [funding.step(t) for t in range(1, 7)]
+    assert paid == [False, False, True, False, False, True]
+    assert funding.rate[0] == pytest.approx(0.0001)  # no book: premium 0, rate = interest
+    health = ex.health()
+    assert health.equity[A] == pytest.approx(1e6 - 2 * 2 * 50_000 * 0.0001)
+    assert health.equity[B] == pytest.approx(1e6 + 2 * 2 * 50_000 * 0.0001)
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
+    ex.submit(MM, 0, Side.SELL, 2.0, 50_000.0)  # touching A's position settles its funding
+    ex.submit(A, 0, Side.BUY, 0.001, 50_000.0)
+    assert ex.ledger.balances[A, USD] == pytest.approx(1e6 - 20.0)
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mark_rules():
+    index, last = np.array([100.0, 50.0]), np.array([90.0, np.nan])
+    assert index_mark(index, last).tolist() == [100.0, 50.0]
+    assert last_trade_mark(index, last).tolist() == [90.0, 50.0]
+    median = MedianMark(2, window=3)
+    median.funding_basis = np.array([0.001, 0.0])
+    # last alone cannot move it: median(100.1, 100, 90) = 100
+    assert median(index, last).tolist() == [100.0, 50.0]
+    for _ in range(3):  # a persistent basis of -5 does
+        median.observe(index, np.array([95.0, np.nan]))
+    assert median(index, last).tolist() == [95.0, 50.0]
