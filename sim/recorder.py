@@ -14,6 +14,8 @@ Tables (columns, units: prices USD, sizes base units, money USD):
   n_liquidatable (after the liquidation phase), n_liquidated (this step).
 - ``accounts``: every ``record_every`` steps, one row per account: equity,
   maint_margin, init_margin, margin_ratio and ``pos_<INSTRUMENT>`` positions.
+- ``unresolved``: accounts left liquidatable at the end of a step and why: step,
+  account, agent_type, reason (``step_cap``, ``book_exhausted``, ``rounds_exhausted``).
 
 Step 0 is the state before the first step. Rows are sorted by their key columns.
 """
@@ -190,6 +192,14 @@ class Recorder:
             "liquidations": liquidation_frame(self.engine, self.names, self.agent_types),
             "ledger": ledger.sort("step"),
             "accounts": accounts.sort("step", "account") if accounts.height else accounts,
+            "unresolved": pl.DataFrame(
+                [
+                    (step, account, self.agent_types[account], reason)
+                    for step, account, reason in self.engine.unresolved
+                ],
+                schema={"step": pl.Int64, "account": pl.Int64, "agent_type": pl.String, "reason": pl.String},
+                orient="row",
+            ),
         }
 
 

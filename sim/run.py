@@ -35,7 +35,7 @@ from sim.model import MarketModel
 from sim.progress import Progress
 from sim.report import write_run_report
 
-TABLES = ("market", "trades", "liquidations", "ledger", "accounts")
+TABLES = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved")
 DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic")
 
 

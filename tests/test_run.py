@@ -61,6 +61,7 @@ def replay_run(tmp_path_factory) -> Path:
     result = cascadelab("run", str(REPLAY), "--set", "steps=40", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
     return out
 
 
@@ -68,7 +69,10 @@ def test_result_folder_is_complete(replay_run):
     names = sorted(p.name for p in replay_run.iterdir())
     assert names == sorted(
         ["config.toml", "manifest.json", "report.html"]
-        + [f"{t}.parquet" for t in ("market", "trades", "liquidations", "ledger", "accounts", "metrics", "cascades")]
+        + [
+            f"{t}.parquet"
+            for t in ("market", "trades", "liquidations", "ledger", "accounts", "unresolved", "metrics", "cascades")
+        ]
     )
     for table, columns in TABLE_COLUMNS.items():
         assert pl.read_parquet(replay_run / f"{table}.parquet").columns == columns
@@ -121,7 +125,7 @@ def test_manifest_and_resolved_config_reproduce_the_run(replay_run):
 def test_same_seed_is_byte_identical_across_processes(replay_run, tmp_path):
     again = tmp_path / "again"
     assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--out", str(again)).returncode == 0
-    for table in ("market", "trades", "liquidations", "ledger", "accounts"):
+    for table in ("market", "trades", "liquidations", "ledger", "accounts", "unresolved", "metrics", "cascades"):
         assert (again / f"{table}.parquet").read_bytes() == (replay_run / f"{table}.parquet").read_bytes(), table
     other = tmp_path / "other"
     assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--seed", "12", "--out", str(other)).returncode == 0
