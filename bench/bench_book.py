@@ -62,7 +62,7 @@ def run(events: list[tuple]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--resting", type=int, default=2000, help="cap on live orders")
     args = parser.parse_args()
     events = make_events(args.events, args.resting)

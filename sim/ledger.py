@@ -40,11 +40,12 @@ class Ledger:
 
     Attributes:
         balances: (A, S) collateral per asset, asset units.
-        positions: (A, I) signed position, integer lots.
+        positions: (A, I) signed position in lots: whole numbers stored as float64 (exact
+            up to 2^53 lots), so the margin math never converts integers to floats.
         entry: (A, I) average entry price, USD; 0 where flat.
         funding_index: (A, I) instrument's cumulative funding at the last settlement.
         isolated_margin: (A, I) USD set aside per position (isolated mode only).
-        open_bids / open_asks: (A, I) lots in resting orders per side.
+        open_bids / open_asks: (A, I) lots in resting orders per side (whole numbers, float64).
         deposits: (S,) everything ever deposited, per asset.
         lot_sizes: (I,) base units per lot.
     """
@@ -59,13 +60,15 @@ class Ledger:
         self.isolated = isolated
         self.lot_sizes = np.array([inst.lot_size for inst in instruments])
         # Fortran order: each asset's / instrument's column is contiguous (see sim.margin).
+        # Lot counts are float64 holding whole numbers: adding and subtracting them stays
+        # exact, and an int64 array would cost a conversion in every margin computation.
         self.balances = np.zeros((n, n_assets), order="F")
-        self.positions = np.zeros((n, n_inst), dtype=np.int64, order="F")
+        self.positions = np.zeros((n, n_inst), order="F")
         self.entry = np.zeros((n, n_inst), order="F")
         self.funding_index = np.zeros((n, n_inst), order="F")
         self.isolated_margin = np.zeros((n, n_inst), order="F")
-        self.open_bids = np.zeros((n, n_inst), dtype=np.int64, order="F")
-        self.open_asks = np.zeros((n, n_inst), dtype=np.int64, order="F")
+        self.open_bids = np.zeros((n, n_inst), order="F")
+        self.open_asks = np.zeros((n, n_inst), order="F")
         self.deposits = np.zeros(n_assets)
 
     @property

@@ -23,6 +23,9 @@ import numpy as np
 
 from sim.instruments import MarginTiers
 
+#: Arrays up to this size take the small-array shortcuts (per-call overhead dominates).
+_SMALL = 64
+
 
 @dataclass(frozen=True)
 class TierTable:
@@ -65,11 +68,15 @@ class TierTable:
         keep that order because numpy's ufuncs follow their inputs' layout.
         """
         out = notional * rates[:, 0]
-        if self.floors.shape[1] == 1 or notional.max(initial=0.0) < self.lowest_second_floor:
+        if self.floors.shape[1] == 1:
             return out
+        if notional.size <= _SMALL and notional.max(initial=0.0) < self.lowest_second_floor:
+            return out  # the one-row pre-trade check: one cheap test instead of three calls
         n_accounts = notional.shape[0] if notional.ndim > 1 else 1
         flat = notional.ravel(order="F")  # a view: ledger-derived arrays are Fortran-ordered
         high = np.flatnonzero((notional >= self.floors[:, 1]).ravel(order="F"))
+        if high.size == 0:
+            return out
         n, inst = flat[high], high // n_accounts
         tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
         fixed = n * rates[inst, tier]
@@ -152,13 +159,25 @@ class MarketPrices:
 
 @dataclass(slots=True)
 class PositionRisk:
-    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,)."""
+    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,).
+
+    The initial margin is computed on first access: the liquidation scan, which runs
+    every step over every account, never needs it.
+    """
 
     collateral: np.ndarray
     unrealized: np.ndarray
     notional: np.ndarray
     maint: np.ndarray
-    init: np.ndarray
+    source: tuple[Portfolio, MarketPrices, MarginRules]
+    _init: np.ndarray | None = None
+
+    @property
+    def init(self) -> np.ndarray:
+        """(A, I) initial margin with open orders at their worst case, USD."""
+        if self._init is None:
+            self._init = position_initial(*self.source)
+        return self._init
 
 
 @dataclass(slots=True)
@@ -168,8 +187,6 @@ class Health:
     Attributes:
         equity: (A,) haircut collateral + isolated margins + unrealized PnL, USD.
         maint: (A,) total maintenance margin, USD.
-        init: (A,) total initial margin (open orders at worst case), USD.
-        init_health: (A,) must stay >= 0 for a new order to be accepted, USD.
         account_liquidatable: (A,) accounts with at least one liquidatable position.
         risk: The per-position numbers behind the totals.
         positions: (A, I) the positions (lots) it was computed for.
@@ -179,12 +196,23 @@ class Health:
 
     equity: np.ndarray
     maint: np.ndarray
-    init: np.ndarray
-    init_health: np.ndarray
     account_liquidatable: np.ndarray
     risk: PositionRisk
     positions: np.ndarray
     position_equity: np.ndarray | None = None
+
+    @property
+    def init(self) -> np.ndarray:
+        """(A,) total initial margin (open orders at worst case), USD."""
+        return _row_sum(self.risk.init)
+
+    @property
+    def init_health(self) -> np.ndarray:
+        """(A,) must stay >= 0 for a new order to be accepted, USD. Cross: equity minus
+        IM. Isolated: free collateral minus every position's shortfall of equity below IM."""
+        if self.position_equity is None:
+            return self.equity - self.init
+        return self.risk.collateral - _row_sum(np.maximum(self.risk.init - self.position_equity, 0.0))
 
     @property
     def maint_health(self) -> np.ndarray:
@@ -220,30 +248,34 @@ def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: Marg
 
 
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
-    """Unrealized PnL (net of accrued funding), notional, MM and IM of every position."""
+    """Unrealized PnL (net of accrued funding), notional and MM of every position (IM on demand)."""
     # In-place arithmetic on results that keep the ledger's Fortran order: few temporaries.
-    marks, lots = prices.marks, portfolio.lot_sizes
-    lot_value = marks * lots  # (I,) USD per lot at mark
-    q = portfolio.positions.astype(np.float64)  # lots; one conversion, not three
-    # U = q (M - e) - q (Phi - phi) = q ((M - Phi) - e + phi), q in base units
+    marks = prices.marks
+    size = portfolio.positions * portfolio.lot_sizes  # base units
+    # U = q (M - e) - q (Phi - phi) = q ((M - Phi) - e + phi)
     unrealized = (marks - prices.cum_funding) - portfolio.entry
     unrealized += portfolio.funding_index
-    unrealized *= q
-    unrealized *= lots
-    notional = np.abs(q)
-    notional *= lot_value
-    # Open orders at worst case: max(|q + bids|, |q - asks|) * M, which equals
-    # max(q + bids, asks - q) * M because bids, asks >= 0.
-    worst = q + portfolio.open_bids
-    np.maximum(worst, portfolio.open_asks - q, out=worst)
-    worst *= lot_value
+    unrealized *= size
+    notional = np.abs(size)
+    notional *= marks
     return PositionRisk(
         collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
         unrealized=unrealized,
         notional=notional,
         maint=rules.tiers.maintenance(notional),
-        init=rules.tiers.initial(worst),
+        source=(portfolio, prices, rules),
     )
+
+
+def position_initial(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> np.ndarray:
+    """(A, I) initial margin with open orders at their worst case, USD.
+
+    Worst case: ``max(|q + bids|, |q - asks|) * M``, which equals ``max(q + bids, asks - q)
+    * M`` because bids, asks >= 0; kept in integer lots until the last product.
+    """
+    lots_worst = portfolio.positions + portfolio.open_bids
+    np.maximum(lots_worst, portfolio.open_asks - portfolio.positions, out=lots_worst)
+    return rules.tiers.initial(lots_worst * (prices.marks * portfolio.lot_sizes))
 
 
 def _ratio(requirement: np.ndarray, equity: np.ndarray) -> np.ndarray:
@@ -256,8 +288,9 @@ def _ratio(requirement: np.ndarray, equity: np.ndarray) -> np.ndarray:
 
 
 def _row_sum(values: np.ndarray) -> np.ndarray:
-    """(A, I) -> (A,) without ndarray.sum's Python-level wrapper (hot on one-row checks)."""
-    return np.add.reduce(values, axis=1)
+    """(A, I) -> (A,): a matrix-vector product, faster than a reduction on Fortran-order
+    arrays and free of ndarray.sum's Python-level wrapper (hot on one-row checks)."""
+    return values @ np.ones(values.shape[1])
 
 
 def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> Health:
@@ -265,12 +298,9 @@ def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules)
     risk = position_risk(portfolio, prices, rules)
     equity = risk.collateral + _row_sum(portfolio.isolated_margin) + _row_sum(risk.unrealized)
     maint = _row_sum(risk.maint)
-    init = _row_sum(risk.init)
     return Health(
         equity=equity,
         maint=maint,
-        init=init,
-        init_health=equity - init,
         account_liquidatable=(maint > 0) & (equity < maint),
         risk=risk,
         positions=portfolio.positions,
@@ -286,13 +316,10 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     """
     risk = position_risk(portfolio, prices, rules)
     pos_equity = portfolio.isolated_margin + risk.unrealized
-    shortfall = _row_sum(np.maximum(risk.init - pos_equity, 0.0))
     liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
     return Health(
         equity=risk.collateral + _row_sum(pos_equity),
         maint=_row_sum(risk.maint),
-        init=_row_sum(risk.init),
-        init_health=risk.collateral - shortfall,
         account_liquidatable=np.logical_or.reduce(liquidatable, axis=1),
         risk=risk,
         positions=portfolio.positions,
