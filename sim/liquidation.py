@@ -128,6 +128,21 @@ class CounterfactualPrices:
     asset_prices: np.ndarray
 
 
+@dataclass(slots=True, frozen=True)
+class _Target:
+    """The numbers a position's liquidation is sized against (USD).
+
+    ``equity``, ``maint`` and ``notional`` are the account's (cross) or the position's
+    (isolated); ``position_notional`` is the position's own.
+    """
+
+    equity: float
+    maint: float
+    notional: float
+    position_notional: float
+    bankruptcy_price: float
+
+
 @dataclass(slots=True)
 class _Episode:
     """An account's current stretch of being liquidatable."""
@@ -254,16 +269,14 @@ class LiquidationEngine:
             # cross: any position may be closed; isolated: only the liquidatable ones
             if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated and not flagged[m]):
                 continue
-            health = ex.account_health(account)
-            target = self._target(account, health, m)
+            target = self._target(account, ex.account_health(account), m)
             if target is None:
                 if ex.ledger.isolated:
                     continue
                 break
-            equity, bankrupt = target
-            lots = self._size(account, m, health, equity, state)
+            lots = self._size(account, m, target, state)
             if lots > 0:
-                acted |= self._close(account, m, lots, bankrupt, state, episode)
+                acted |= self._close(account, m, lots, target.bankruptcy_price, state, episode)
         return acted
 
     def _episode(self, account: int) -> _Episode:
@@ -276,8 +289,8 @@ class LiquidationEngine:
             self._episodes[account] = episode
         return episode
 
-    def _target(self, account: int, health: Health, m: int) -> tuple[float, float] | None:
-        """``(equity, bankruptcy_price)`` for position m, or None when it needs no action.
+    def _target(self, account: int, health: Health, m: int) -> _Target | None:
+        """What closing position m works against, or None when it needs no action.
 
         Cross: the account's equity against all its requirements; the position bears
         equity in proportion to its MM (dYdX allocation). Isolated: the position's own
@@ -299,9 +312,9 @@ class LiquidationEngine:
         lots = int(ex.ledger.positions[account, m])
         size = abs(ex.instruments[m].qty(lots))
         bankrupt = float(ex.marks[m]) - math.copysign(1.0, lots) * equity * share / size
-        return equity, bankrupt
+        return _Target(equity, maint, notional, float(risk.notional[0, m]), bankrupt)
 
-    def _size(self, account: int, m: int, health: Health, equity: float, state: _StepState) -> int:
+    def _size(self, account: int, m: int, target: _Target, state: _StepState) -> int:
         """Lots to close now: full or partial sizing, then the per-step cap."""
         ex, rules = self.exchange, self.rules
         inst = ex.instruments[m]
@@ -309,15 +322,11 @@ class LiquidationEngine:
         if rules.full:
             lots = held
         else:
-            risk = health.risk
-            if ex.ledger.isolated:
-                maint, notional = float(risk.maint[0, m]), float(risk.notional[0, m])
-            else:
-                maint, notional = float(health.maint[0]), float(risk.notional[0].sum())
-            shortfall = maint + rules.buffer * notional - equity
-            mark = float(ex.marks[m])
-            rate = inst.tiers.mmr[inst.tiers.tier_of(float(risk.notional[0, m]))]
-            size = partial_liquidation_size(shortfall, mark, rate, rules.buffer, rules.penalty, rules.fund_fee)
+            shortfall = target.maint + rules.buffer * target.notional - target.equity
+            rate = inst.tiers.mmr[inst.tiers.tier_of(target.position_notional)]
+            size = partial_liquidation_size(
+                shortfall, float(ex.marks[m]), rate, rules.buffer, rules.penalty, rules.fund_fee
+            )
             lots = min(held, inst.lots_up(size))
         key = (account, m)
         start = state.start_lots.setdefault(key, held)
