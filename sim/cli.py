@@ -92,8 +92,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    import polars as pl
+
     out = run_sweep(args.sweep, args.out, args.address, args.workers)
     print(out)
+    failed = pl.read_parquet(out / "runs.parquet").filter(pl.col("status") == "failed").height
+    if failed:
+        print(f"cascadelab: {failed} run(s) failed; errors in {out / 'runs.parquet'}", file=sys.stderr)
+        return 1
     return 0
 
 

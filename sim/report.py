@@ -423,6 +423,10 @@ def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | N
 
 
 def distributions_figure(summary: pl.DataFrame) -> go.Figure:
+    if summary.height == 0:
+        fig = go.Figure()
+        fig.add_annotation(text="no finished runs", showarrow=False)
+        return fig
     cols = 3
     rows = -(-len(METRICS) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=METRICS, vertical_spacing=0.12)

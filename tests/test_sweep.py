@@ -142,6 +142,19 @@ def test_cli_sweep_on_local_cores_and_errors(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert pl.read_parquet(tmp_path / "o" / "runs.parquet")["status"].to_list() == ["done"] * 4
+    failing = write(
+        tmp_path,
+        f'base = "{FLASH}"\nseeds = 2\n'
+        'set = { steps = 20, "instruments.BTC.price.process" = "replay", "instruments.BTC.price.file" = "no.csv" }\n',
+        "failing.toml",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "sweep", str(failing), "--workers", "1", "--out", str(tmp_path / "f")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1 and "2 run(s) failed" in result.stderr and "Traceback" not in result.stderr
     bad = write(tmp_path, "base = 3", "bad.toml")
     result = subprocess.run([sys.executable, "-m", "sim.cli", "sweep", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
