@@ -429,16 +429,10 @@ class LiquidationEngine:
         candidates = candidates[candidates != account]
         if candidates.size == 0:
             return lots
-        health = ex.health()
+        equity = ex.health_at(ex.marks, ex.asset_prices, candidates).equity
         inst, mark = ex.instruments[m], float(ex.marks[m])
         sizes = np.abs(positions[candidates]) * inst.lot_size
-        scores = adl_scores(
-            np.full(candidates.size, -sign),
-            ex.ledger.entry[candidates, m],
-            mark,
-            sizes * mark,
-            health.equity[candidates],
-        )
+        scores = adl_scores(np.full(candidates.size, -sign), ex.ledger.entry[candidates, m], mark, sizes * mark, equity)
         for j in candidates[np.lexsort((candidates, -scores))]:
             take = min(lots, abs(int(positions[j])))
             self._transfer_position(account, int(j), m, -sign * take, bankrupt)
