@@ -105,6 +105,8 @@ class Trader(mesa.Agent):
 
     Params: ClassVar[type[StrictParams]] = StrictParams
     kind: ClassVar[str] = "trader"
+    #: False for agents whose `step` does nothing: the model does not schedule them.
+    acts: ClassVar[bool] = True
 
     def __init__(self, model, account: int, instruments: list[int], leverage: float, params, rng: np.random.Generator):
         super().__init__(model)

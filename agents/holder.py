@@ -26,6 +26,7 @@ class LeveragedHolder(Trader):
 
     Params = HolderParams
     kind = "leveraged_holder"
+    acts = False  # half of a typical population: not shuffled and called every step
 
     def step(self) -> None:
         return None

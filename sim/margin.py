@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -290,7 +291,12 @@ def _ratio(requirement: np.ndarray, equity: np.ndarray) -> np.ndarray:
 def _row_sum(values: np.ndarray) -> np.ndarray:
     """(A, I) -> (A,): a matrix-vector product, faster than a reduction on Fortran-order
     arrays and free of ndarray.sum's Python-level wrapper (hot on one-row checks)."""
-    return values @ np.ones(values.shape[1])
+    return values @ _ones(values.shape[1])
+
+
+@cache
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n)
 
 
 def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> Health:

@@ -1,7 +1,8 @@
 """The Mesa model that steps the whole market.
 
-One step: advance the index -> mark -> agents act (``shuffle_do``) -> marks follow the
-book (if the mark rule does) -> funding -> liquidation rounds -> record.
+One step: advance the index -> mark -> agents act (``shuffle_do`` over the agents
+whose strategy does something; leveraged holders only hold) -> marks follow the book
+(if the mark rule does) -> funding -> liquidation rounds -> record.
 
 Randomness: one `numpy.random.SeedSequence` from the config's seed is spawned into
 independent streams: price paths, Mesa's shuffling, and one child per population whose
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import mesa
 import numpy as np
+from mesa.agent import AgentSet
 
 from agents import AGENT_TYPES, MarketView, Trader
 from sim.config import Config, sample
@@ -132,6 +134,8 @@ class MarketModel(mesa.Model):
         self.account_types: list[str] = [f"system:{name}" for name in SYSTEM_NAMES]
         self._create_populations(agents_seq)
         self._create_accounts()
+        #: The agents that act, in creation order; Mesa's shuffle is over these only.
+        self.actors = AgentSet([a for a in self.agents if a.acts], random=self.random)
         self.health = self.exchange.health()
         self.recorder = Recorder(self.exchange, self.liquidation, self.funding, self.account_types, config.record_every)
         self.recorder.record(0, self.health)
@@ -213,7 +217,7 @@ class MarketModel(mesa.Model):
         ex.set_index(self.paths[t] * self._feedback)
         self.market.advance(t)
         self.health = ex.health()
-        self.agents.shuffle_do("step")
+        self.actors.shuffle_do("step")
         ex.update_marks()
         self.funding.step(t)
         self.liquidation.run_step(t, self._counterfactual(t))
