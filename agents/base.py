@@ -140,15 +140,15 @@ class Trader(mesa.Agent):
         """An order with its size floored to lots and its price rounded away from the
         touch (bids down, asks up) to the tick; None if it rounds to nothing."""
         inst = self.exchange.instruments[m]
-        lots = int(qty / inst.lot_size)
+        lots = inst.lots_down(qty)
         if lots <= 0:
             return None
         if price is not None:
-            ticks = int(np.floor(price / inst.tick_size)) if side > 0 else int(np.ceil(price / inst.tick_size))
+            ticks = inst.ticks_toward(price, side)
             if ticks <= 0:
                 return None
-            price = ticks * inst.tick_size
-        return OrderRequest(m, side, lots * inst.lot_size, price, kind)
+            price = inst.price(ticks)
+        return OrderRequest(m, side, inst.qty(lots), price, kind)
 
     def submit(
         self, m: int, side: Side, qty: float, price: float | None = None, kind: OrderType = OrderType.LIMIT

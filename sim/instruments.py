@@ -108,15 +108,31 @@ class Instrument:
 
     def lots_up(self, qty: float) -> int:
         """Smallest whole number of lots covering ``qty`` base units (round up)."""
-        lots = qty / self.lot_size
-        nearest = round(lots)
-        return int(nearest) if abs(lots - nearest) <= GRID_TOLERANCE * max(1.0, abs(lots)) else math.ceil(lots)
+        return _snap(qty / self.lot_size, math.ceil)
+
+    def lots_down(self, qty: float) -> int:
+        """Largest whole number of lots within ``qty`` base units (round down)."""
+        return _snap(qty / self.lot_size, math.floor)
+
+    def ticks_toward(self, price: float, side: int) -> int:
+        """``price`` on the tick grid, rounded away from the touch: down for a buy
+        (side > 0), up for a sell, so the order never becomes more aggressive."""
+        return _snap(price / self.tick_size, math.floor if side > 0 else math.ceil)
 
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
 
     def qty(self, lots: int) -> float:
         return lots * self.lot_size
+
+
+def _snap(units: float, rounding) -> int:
+    """``units`` to a whole number: the nearest one when within float noise of it,
+    else ``rounding`` (math.floor or math.ceil)."""
+    nearest = round(units)
+    if abs(units - nearest) <= GRID_TOLERANCE * max(1.0, abs(units)):
+        return int(nearest)
+    return int(rounding(units))
 
 
 def _on_grid(value: float, step: float) -> int | None:

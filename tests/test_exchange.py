@@ -261,3 +261,11 @@ def test_value_is_conserved_and_positions_net_to_zero(orders, mode):
                 resting = [book.order(i) for i in ids]
                 assert sum(o[4] for o in resting if o[2] > 0) == bids[account]
                 assert sum(o[4] for o in resting if o[2] < 0) == asks[account]
+
+
+def test_grid_rounding_ignores_float_noise():
+    inst = btc()  # tick 0.1, lot 0.001
+    assert inst.lots_down(0.3) == 300 and inst.lots_down(0.0029999) == 2 and inst.lots_up(0.0021) == 3
+    assert inst.ticks_toward(49_950.000000001, 1) == 499_500  # noise, not a tick above
+    assert inst.ticks_toward(49_950.05, 1) == 499_500 and inst.ticks_toward(49_950.05, -1) == 499_501
+    assert inst.to_ticks(0.1 * 3) == 3 and inst.to_ticks(50_000.05) is None
