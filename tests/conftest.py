@@ -1,10 +1,8 @@
-"""Shared fixtures: the instruments of MARGIN-SPEC's worked examples."""
+"""Shared test helpers: the instruments of MARGIN-SPEC's worked examples."""
 
 from __future__ import annotations
 
-import pytest
-
-from sim.instruments import CollateralAsset, Instrument, MarginTiers
+from sim.instruments import Instrument, MarginTiers
 
 #: MARGIN-SPEC E0 brackets (USD notional floors and maintenance rates).
 E0_TIERS = MarginTiers(
@@ -20,8 +18,3 @@ def btc(mmr: float = 0.005, max_leverage: float = 20.0) -> Instrument:
 
 def eth(mmr: float = 0.01, max_leverage: float = 20.0) -> Instrument:
     return Instrument("ETH", tick_size=0.01, lot_size=0.01, tiers=MarginTiers.flat(mmr, max_leverage))
-
-
-@pytest.fixture
-def usd_only() -> list[CollateralAsset]:
-    return [CollateralAsset("USD")]

@@ -157,6 +157,7 @@ def test_e1b_partial_liquidation_size_and_outcome():
     health = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([mark]), rules)
     assert health.equity[0] == pytest.approx(400.0)
     assert health.maint[0] == pytest.approx(452.0)
+    assert health.maint_health[0] == pytest.approx(-52.0)  # H_maint = E - sum MM < 0: liquidatable
     shortfall = health.maint[0] + beta * health.risk.notional.sum() - health.equity[0]
     assert shortfall == pytest.approx(504.0)
     size = partial_liquidation_size(shortfall, mark, mmr, beta, lam, phi)
