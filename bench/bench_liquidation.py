@@ -13,7 +13,7 @@ import time
 from bench_margin import NAMES, build
 
 from sim.liquidation import LiquidationEngine, LiquidationRules
-from sim.runtime import tune_allocator
+from sim.runtime import tune_runtime
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
-    tune_allocator()
+    tune_runtime()
     ex = build(args.accounts, "cross")
     ex.ledger.balances[:, 0] = 1e6  # everyone healthy
     engine = LiquidationEngine(ex, LiquidationRules())

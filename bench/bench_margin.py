@@ -19,7 +19,7 @@ import numpy as np
 
 from sim.exchange import Exchange
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
-from sim.runtime import tune_allocator
+from sim.runtime import tune_runtime
 
 TIERS = MarginTiers(
     floors=(0.0, 50_000.0, 250_000.0, 1_000_000.0),
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--mode", default="cross", choices=["cross", "isolated"])
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
-    tune_allocator()  # as the cascadelab entry points do
+    tune_runtime()  # as the cascadelab entry points do
     ex = build(args.accounts, args.mode)
     everything(ex)  # warm up
     times = []

@@ -13,7 +13,7 @@ import time
 
 from sim.config import load_config
 from sim.model import MarketModel
-from sim.runtime import tune_allocator
+from sim.runtime import tune_runtime
 
 CONFIG = "configs/baseline.toml"
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--scaled-steps", type=int, default=200)
     args = parser.parse_args()
-    tune_allocator()
+    tune_runtime()
     report("baseline", *measure([f"steps={args.steps}"]))
     base = load_config(CONFIG)
     scaled = [f"populations.{i}.count={p.count * args.scale}" for i, p in enumerate(base.populations)]

@@ -20,7 +20,7 @@ from dask.distributed import Client, LocalCluster
 
 from sim.config import Config
 from sim.model import MarketModel
-from sim.runtime import tune_allocator
+from sim.runtime import tune_runtime
 from sim.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def timed_sweep(path: Path, out: Path, workers: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    tune_allocator()
+    tune_runtime()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.toml"
         path.write_text(SWEEP)

@@ -15,7 +15,7 @@ from pathlib import Path
 from sim import __version__
 from sim.config import ConfigError, load_config
 from sim.prices import PriceDataError
-from sim.runtime import tune_allocator
+from sim.runtime import tune_runtime
 
 USAGE_ERROR = 2
 
@@ -59,7 +59,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tune_allocator()
+    tune_runtime()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return {"run": _run, "sweep": _sweep, "report": _report}[args.command](args)

@@ -172,9 +172,9 @@ def execute_run(config_json: str, folder: str, report: bool) -> dict[str, Any]:
         ``{"status": "done" | "failed", "wall_seconds": float, "error": str | None}``.
     """
     from sim.run import run_to_folder
-    from sim.runtime import tune_allocator
+    from sim.runtime import tune_runtime
 
-    tune_allocator()
+    tune_runtime()
     start = time.perf_counter()
     try:
         config = Config.model_validate_json(config_json)
