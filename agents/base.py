@@ -111,6 +111,8 @@ class Trader(mesa.Agent):
     def __init__(self, model, account: int, instruments: list[int], leverage: float, params, rng: np.random.Generator):
         super().__init__(model)
         self.account = account
+        #: Ids of orders this trader left resting (some may have filled since).
+        self.resting: list[int] = []
         self.instruments = instruments
         self.leverage = leverage
         self.params = params
@@ -157,11 +159,20 @@ class Trader(mesa.Agent):
         request = self.order(m, side, qty, price, kind)
         if request is None:
             return None
-        return self.exchange.submit(self.account, m, side, request.qty, request.price, kind)
+        result = self.exchange.submit(self.account, m, side, request.qty, request.price, kind)
+        if result.rested:
+            self.resting.append(result.order_id)
+        return result
 
     def submit_many(self, requests: list[OrderRequest | None]) -> list[SubmitResult]:
         """Send several orders under one margin check (`Exchange.submit_many`)."""
-        return self.exchange.submit_many(self.account, [r for r in requests if r is not None])
+        results = self.exchange.submit_many(self.account, [r for r in requests if r is not None])
+        self.resting += [r.order_id for r in results if r.rested]
+        return results
 
     def cancel_all(self) -> None:
-        self.exchange.cancel_all(self.account)
+        """Cancel the orders this trader left resting (by id: O(own orders))."""
+        cancel = self.exchange.cancel
+        for order_id in self.resting:
+            cancel(order_id)
+        self.resting.clear()

