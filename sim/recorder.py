@@ -31,6 +31,41 @@ from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
 from sim.margin import Health
 
+MARKET_SCHEMA = {
+    "step": pl.Int64,
+    "instrument": pl.String,
+    "index_price": pl.Float64,
+    "mark_price": pl.Float64,
+    "last_price": pl.Float64,
+    "best_bid": pl.Float64,
+    "best_ask": pl.Float64,
+    "volume": pl.Float64,
+    "open_interest": pl.Float64,
+    "funding_rate": pl.Float64,
+    "depth_bid_1pct": pl.Float64,
+    "depth_ask_1pct": pl.Float64,
+}
+TRADES_SCHEMA = {
+    "step": pl.Int64,
+    "instrument": pl.String,
+    "price": pl.Float64,
+    "qty": pl.Float64,
+    "buyer": pl.Int64,
+    "seller": pl.Int64,
+    "aggressor": pl.String,
+    "liquidation": pl.Boolean,
+}
+LEDGER_SCHEMA = {
+    "step": pl.Int64,
+    "total_equity": pl.Float64,
+    "insurance_fund": pl.Float64,
+    "fees_collected": pl.Float64,
+    "deposits": pl.Float64,
+    "bad_debt": pl.Float64,
+    "n_liquidatable": pl.Int64,
+    "n_liquidated": pl.Int64,
+}
+
 
 class Recorder:
     """Buffers one run's tables in memory, column by column."""
@@ -45,9 +80,7 @@ class Recorder:
         self.every = every
         self.names = [inst.name for inst in exchange.instruments]
         self._market: list[tuple] = []
-        self._trades: dict[str, list] = {k: [] for k in ("step", "instrument", "price", "qty", "buyer", "seller")}
-        self._trades["aggressor"] = []
-        self._trades["liquidation"] = []
+        self._trades: dict[str, list] = {column: [] for column in TRADES_SCHEMA}
         self._ledger: list[tuple] = []
         self._accounts: list[pl.DataFrame] = []
         self._rows_seen = 0
@@ -140,58 +173,18 @@ class Recorder:
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict[str, pl.DataFrame]:
         """All tables, sorted by their keys."""
-        market = pl.DataFrame(
-            self._market,
-            schema={
-                "step": pl.Int64,
-                "instrument": pl.String,
-                "index_price": pl.Float64,
-                "mark_price": pl.Float64,
-                "last_price": pl.Float64,
-                "best_bid": pl.Float64,
-                "best_ask": pl.Float64,
-                "volume": pl.Float64,
-                "open_interest": pl.Float64,
-                "funding_rate": pl.Float64,
-                "depth_bid_1pct": pl.Float64,
-                "depth_ask_1pct": pl.Float64,
-            },
-            orient="row",
-        ).with_columns(pl.col("last_price").fill_nan(None))
-        trades = pl.DataFrame(
-            self._trades,
-            schema={
-                "step": pl.Int64,
-                "instrument": pl.String,
-                "price": pl.Float64,
-                "qty": pl.Float64,
-                "buyer": pl.Int64,
-                "seller": pl.Int64,
-                "aggressor": pl.String,
-                "liquidation": pl.Boolean,
-            },
+        market = pl.DataFrame(self._market, schema=MARKET_SCHEMA, orient="row").with_columns(
+            pl.col("last_price").fill_nan(None)
         )
-        ledger = pl.DataFrame(
-            self._ledger,
-            schema={
-                "step": pl.Int64,
-                "total_equity": pl.Float64,
-                "insurance_fund": pl.Float64,
-                "fees_collected": pl.Float64,
-                "deposits": pl.Float64,
-                "bad_debt": pl.Float64,
-                "n_liquidatable": pl.Int64,
-                "n_liquidated": pl.Int64,
-            },
-            orient="row",
-        )
-        accounts = pl.concat(self._accounts) if self._accounts else pl.DataFrame()
+        trades = pl.DataFrame(self._trades, schema=TRADES_SCHEMA)
+        ledger = pl.DataFrame(self._ledger, schema=LEDGER_SCHEMA, orient="row")
+        accounts = pl.concat(self._accounts)  # step 0 is always recorded
         return {
             "market": market.sort("step", "instrument", maintain_order=True),
             "trades": trades,  # already in execution order, which is the key
             "liquidations": liquidation_frame(self.engine, self.names, self.agent_types),
             "ledger": ledger.sort("step"),
-            "accounts": accounts.sort("step", "account") if accounts.height else accounts,
+            "accounts": accounts.sort("step", "account"),
             "unresolved": pl.DataFrame(
                 [
                     (step, account, self.agent_types[account], reason)
