@@ -19,7 +19,7 @@ METRICS = (
 )
 
 
-def run_metrics(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
+def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None = None) -> dict[str, float]:
     """The headline metrics.
 
     - max_drawdown: largest peak-to-trough fall of any instrument's mark (fraction).
@@ -29,6 +29,8 @@ def run_metrics(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
       deepest trigger chain of any cascade (see `sim.cascades`).
     - insurance_fund_low: the fund's lowest balance (USD); bad_debt: at the end (USD).
     - adl_count: ADL transfers.
+
+    ``cascades`` is the run's `cascade_summary_frame`, when the caller has it already.
     """
     market, liq, ledger = tables["market"], tables["liquidations"], tables["ledger"]
     drawdown = (
@@ -37,7 +39,8 @@ def run_metrics(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
         .get_column("dd")
         .max()
     )
-    cascades = cascade_summary_frame(liq)
+    if cascades is None:
+        cascades = cascade_summary_frame(liq)
     return {
         "max_drawdown": float(drawdown or 0.0),
         "liquidated_notional": float(liq.get_column("notional").sum()),

@@ -96,10 +96,16 @@ def _fmt(value: object) -> str:
 
 # ---------------------------------------------------------------------- run report
 def write_run_report(
-    folder: Path, tables: dict[str, pl.DataFrame], config: Config, name: str | None = None, plotly_js: str = "embed"
+    folder: Path,
+    tables: dict[str, pl.DataFrame],
+    config: Config,
+    name: str | None = None,
+    plotly_js: str = "embed",
+    metrics: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``report.html`` for one run's tables into ``folder`` (titled ``name``)."""
-    metrics = run_metrics(tables)
+    """Write ``report.html`` for one run's tables into ``folder`` (titled ``name``);
+    ``metrics`` are the run's `run_metrics`, computed here when not given."""
+    metrics = metrics if metrics is not None else run_metrics(tables)
     sections = [
         f'<p class="note">seed {config.seed}, {config.steps} steps, margin {config.margin.mode}, '
         f"mark {config.mark.method}, liquidation {config.liquidation.mode} "

@@ -71,10 +71,12 @@ def run_to_folder(
         (tmp / "config.toml").write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
         for name in TABLES:
             tables[name].write_parquet(tmp / f"{name}.parquet")
-        pl.DataFrame([run_metrics(tables)]).write_parquet(tmp / "metrics.parquet")
-        cascade_summary_frame(tables["liquidations"]).write_parquet(tmp / "cascades.parquet")
+        cascades = cascade_summary_frame(tables["liquidations"])
+        metrics = run_metrics(tables, cascades)
+        cascades.write_parquet(tmp / "cascades.parquet")
+        pl.DataFrame([metrics]).write_parquet(tmp / "metrics.parquet")
         if report:
-            write_run_report(tmp, tables, config, out.name, plotly_js)
+            write_run_report(tmp, tables, config, out.name, plotly_js, metrics)
         manifest = build_manifest(config, started, time.perf_counter() - clock)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out)
