@@ -36,6 +36,7 @@ sweep goes on.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import logging
@@ -141,13 +142,13 @@ def load_sweep(path: Path) -> tuple[SweepFile, list[PlannedRun]]:
     runs = []
     seeds = sweep.run_seeds()
     for point, values in enumerate(sweep.points()):
-        data = json.loads(json.dumps(base))  # a deep copy of plain TOML data
+        data = copy.deepcopy(base)
         for key, value in values.items():
             set_value(data, key, value, f"{path}: grid {key}", base_path)
         for seed_index, seed in enumerate(seeds):
             data["seed"] = seed
             try:
-                config = validate(json.loads(json.dumps(data)), base_path)
+                config = validate(copy.deepcopy(data), base_path)  # validate resolves paths in place
             except ConfigError as err:
                 raise ConfigError(f"{path}: grid point {values}: {err}") from None
             digest = config.hash()
