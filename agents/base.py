@@ -31,18 +31,25 @@ class MarketView:
     Attributes:
         exchange: The venue (agents use it for books and order entry only).
         step: The current step.
+        step_seconds: Simulated seconds per step.
         index_history: (N + 1, I) index prices so far (rows after ``step`` unset).
         last_history: (N + 1, I) last trade price at the end of each step (NaN before
             the first trade).
     """
 
-    def __init__(self, exchange: Exchange, steps: int):
+    def __init__(self, exchange: Exchange, steps: int, step_seconds: float = 1.0):
         self.exchange = exchange
+        #: Simulated seconds per step.
+        self.step_seconds = step_seconds
         n = len(exchange.instruments)
         self.step = 0
         self.index_history = np.full((steps + 1, n), np.nan)
         self.last_history = np.full((steps + 1, n), np.nan)
         self._vol_cache: dict[int, np.ndarray] = {}
+
+    def steps_for(self, seconds: float) -> int:
+        """A duration in seconds as a whole number of steps (at least 1)."""
+        return max(1, round(seconds / self.step_seconds))
 
     def advance(self, step: int) -> None:
         """Start a new step: record the index, forget cached statistics."""

@@ -188,6 +188,10 @@ class Config(_Strict):
 
     seed: Annotated[int, Field(ge=0)] = 0
     steps: Annotated[int, Field(ge=1)]
+    #: Simulated seconds per step: every window, lifetime and half-life in the config is
+    #: in seconds and converted with it. 1 s by default: venues update index and mark
+    #: prices every 1-5 s (MARKET-MODEL section 4).
+    step_seconds: Positive = 1.0
     record_every: Annotated[int, Field(ge=1)] = 10
     correlation: list[list[float]] | None = None
     instruments: dict[str, InstrumentConfig] = Field(min_length=1)

@@ -129,7 +129,7 @@ class MarketModel(mesa.Model):
         ledger = self.exchange.ledger
         ledger.deposit(INSURANCE_FUND, USD, liq.insurance_fund)
         ledger.deposit(BACKSTOP, USD, liq.backstop_capital)
-        self.market = MarketView(self.exchange, config.steps)
+        self.market = MarketView(self.exchange, config.steps, config.step_seconds)
         self.market.advance(0)
         self.account_types: list[str] = [f"system:{name}" for name in SYSTEM_NAMES]
         self._create_populations(agents_seq)
