@@ -125,6 +125,12 @@ class Trader(mesa.Agent):
         self.params = params
         self.draws = rng
 
+    def opening_positions(self) -> list[tuple[int, int, float]]:
+        """Positions the trader holds when the run starts: ``(instrument, signed lots,
+        price USD)`` each, given to it by the model as trades against the genesis
+        account. None by default."""
+        return []
+
     # ---------------------------------------------------------------- views
     @property
     def exchange(self) -> Exchange:

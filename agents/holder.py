@@ -28,5 +28,20 @@ class LeveragedHolder(Trader):
     kind = "leveraged_holder"
     acts = False  # half of a typical population: not shuffled and called every step
 
+    def opening_positions(self) -> list[tuple[int, int, float]]:
+        ex = self.exchange
+        value = float(ex.ledger.balances[self.account] @ ex.asset_prices)
+        side = self.params.side
+        if side == "random":
+            side = "long" if self.draws.random() < self.params.long_share else "short"
+        sign = 1 if side == "long" else -1
+        per_instrument = self.leverage * value / len(self.instruments)
+        opened = []
+        for m in self.instruments:
+            price = float(ex.index[m])
+            lots = int(per_instrument / price / ex.instruments[m].lot_size)
+            opened.append((m, sign * lots, price))
+        return opened
+
     def step(self) -> None:
         return None

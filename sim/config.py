@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents import AGENT_TYPES
+from sim.distributions import DISTRIBUTION_NAMES, Distribution
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -31,36 +32,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ----------------------------------------------------------------- distributions
-class Uniform(_Strict):
-    uniform: tuple[float, float]
-
-
-class LogNormal(_Strict):
-    """Log-normal with the given median and log-space standard deviation."""
-
-    lognormal: tuple[Positive, Annotated[float, Field(ge=0)]]
-
-
-class Choice(_Strict):
-    choice: list[float] = Field(min_length=1)
-
-
-Distribution = float | Uniform | LogNormal | Choice
-
-
-def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Draw n values: a number is fixed, a table names a distribution."""
-    if isinstance(dist, Uniform):
-        return rng.uniform(*dist.uniform, n)
-    if isinstance(dist, LogNormal):
-        median, sigma = dist.lognormal
-        return median * np.exp(sigma * rng.standard_normal(n))
-    if isinstance(dist, Choice):
-        return rng.choice(np.array(dist.choice), n)
-    return np.full(n, float(dist))
 
 
 # --------------------------------------------------------------------- market
@@ -349,7 +320,7 @@ def describe(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in first["loc"]).replace(".[", "[")
     # pydantic names the union member it tried ("float", "Uniform", ...): drop those parts
-    loc = ".".join(p for p in loc.split(".") if p not in {"float", "Uniform", "LogNormal", "Choice"})
+    loc = ".".join(p for p in loc.split(".") if p not in DISTRIBUTION_NAMES)
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"

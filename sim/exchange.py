@@ -170,6 +170,13 @@ class Exchange:
         """Margin state of one account, as one-row arrays."""
         return self._health(self.ledger.portfolio(slice(account, account + 1)), self.prices(), self.rules)
 
+    # ---------------------------------------------------------------- deposits
+    def deposit(self, account: int, amount: float) -> None:
+        """A trader adds USD from outside the venue (a top-up from its own wallet)."""
+        if not (math.isfinite(amount) and amount > 0):
+            raise ValueError(f"deposit must be a positive amount of USD, got {amount}")
+        self.ledger.deposit(account, USD, amount)
+
     # ----------------------------------------------------------------- orders
     def submit(
         self,

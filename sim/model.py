@@ -27,8 +27,9 @@ import mesa
 import numpy as np
 from mesa.agent import AgentSet
 
-from agents import AGENT_TYPES, MarketView, Trader
-from sim.config import Config, sample
+from agents import AGENT_TYPES, MarketView
+from sim.config import Config
+from sim.distributions import draw
 from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
@@ -153,12 +154,12 @@ class MarketModel(mesa.Model):
                 account = len(self.account_types)
                 self.account_types.append(pop.type)
                 for asset, dist in pop.collateral.items():
-                    amount = float(sample(dist, rng, 1)[0])
+                    amount = draw(dist, rng)
                     self.exchange.ledger.deposit(account, self._asset(asset), max(amount, 0.0))
-                leverage = float(sample(pop.leverage, rng, 1)[0])
+                leverage = draw(pop.leverage, rng)
                 agent = cls(self, account, instruments, leverage, params, rng)
-                if isinstance(agent, AGENT_TYPES["leveraged_holder"]):
-                    self._open_holder_position(agent)
+                opened = [self._give(account, m, lots, price) for m, lots, price in agent.opening_positions()]
+                self._isolate(account, opened)
 
     def _create_accounts(self) -> None:
         names = list(self.config.instruments)
@@ -173,21 +174,6 @@ class MarketModel(mesa.Model):
                 lots = round(pos.qty / self.exchange.instruments[m].lot_size)
                 opened.append(self._give(account, m, lots, pos.entry))
             self._isolate(account, opened)
-
-    def _open_holder_position(self, agent: Trader) -> None:
-        ex = self.exchange
-        value = float(ex.ledger.balances[agent.account] @ ex.asset_prices)
-        side = agent.params.side
-        if side == "random":
-            side = "long" if agent.draws.random() < agent.params.long_share else "short"
-        sign = 1 if side == "long" else -1
-        per_instrument = agent.leverage * value / len(agent.instruments)
-        opened = []
-        for m in agent.instruments:
-            price = float(ex.index[m])
-            lots = int(per_instrument / price / ex.instruments[m].lot_size)
-            opened.append(self._give(agent.account, m, sign * lots, price))
-        self._isolate(agent.account, opened)
 
     def _give(self, account: int, m: int, lots: int, price: float) -> tuple[int, float]:
         """Open ``lots`` (signed) at ``price`` against genesis; return (m, notional)."""
