@@ -5,7 +5,10 @@ file, the key path and the value (`ConfigError`). `load_config` also applies
 ``--set key.path=value`` overrides (the value is parsed as TOML, so ``1e-3``, ``true``,
 ``"text"`` and ``[1, 2]`` work; a bare word is taken as a string).
 
-Units: prices USD, sizes base units, rates fractions (0.005 = 0.5 %), time in steps.
+Units: prices USD, sizes base units, rates fractions (0.005 = 0.5 %). Time: ``steps``,
+``record_every`` and shocks count steps; every other duration (funding interval, mark
+windows, impact decay, unwinding, agents' windows) is in seconds, converted with
+``step_seconds``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents import AGENT_TYPES
 from sim.distributions import DISTRIBUTION_NAMES, Distribution
+from sim.marks import MARK_RULES
+from sim.prices import PROCESSES
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -36,7 +41,9 @@ class _Strict(BaseModel):
 
 # --------------------------------------------------------------------- market
 class PriceConfig(_Strict):
-    process: Literal["gbm", "jump", "garch", "replay"] = "gbm"
+    """The exogenous reference path X (the rest of the market); parameters per step."""
+
+    process: str = "gbm"
     drift: float = 0.0
     volatility: Annotated[float, Field(ge=0)] = 0.001
     jump_intensity: Annotated[float, Field(ge=0)] = 0.0
@@ -50,6 +57,8 @@ class PriceConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PriceConfig:
+        if self.process not in PROCESSES:
+            raise ValueError(f"unknown process {self.process!r}, choose from {sorted(PROCESSES)}")
         if self.process == "garch" and self.garch_alpha + self.garch_beta >= 1:
             raise ValueError("garch_alpha + garch_beta must be < 1")
         if self.process == "replay" and not self.file:
@@ -82,13 +91,28 @@ class MarginConfig(_Strict):
 
 
 class MarkConfig(_Strict):
-    method: Literal["index", "last", "median"] = "index"
-    basis_window: Annotated[int, Field(ge=1)] = 30
+    """The mark rule (`sim.marks`). Default: Binance's median of three."""
+
+    method: str = "median"
+    #: Binance COIN-M perpetuals: 30 basis samples, one every 5 s (2.5 minutes).
+    basis_window_seconds: Positive = 150.0
+    #: A last trade older than this falls back to the index (cascadelab's rule).
+    stale_seconds: Positive = 60.0
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in MARK_RULES:
+            raise ValueError(f"unknown mark method {value!r}, choose from {sorted(MARK_RULES)}")
+        return value
 
 
 class FundingConfig(_Strict):
-    interval: Annotated[int, Field(ge=0)] = 480
+    #: Binance, Bybit and OKX pay every 8 h (Hyperliquid and dYdX every hour); 0 = off.
+    interval_seconds: Annotated[float, Field(ge=0)] = 28_800.0
+    #: Binance's interest rate component: 0.01 % per 8 h interval.
     interest: float = 0.0001
+    #: Binance's clamp on (interest - premium): 0.05 %.
     clamp: Annotated[float, Field(ge=0)] = 0.0005
     impact_notional: Positive = 10_000.0
 
@@ -96,7 +120,23 @@ class FundingConfig(_Strict):
 class MarketConfig(_Strict):
     taker_fee: Annotated[float, Field(ge=0)] = 0.0005
     maker_fee: float = 0.0002
-    index_feedback: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class ImpactConfig(_Strict):
+    """How this venue's aggressive flow moves the index (`sim.impact`)."""
+
+    #: Share of the instruments' global volume traded on this venue. A top-three
+    #: derivatives venue (Bybit, OKX) trades roughly a fifth of crypto perpetual volume.
+    venue_share: Annotated[float, Field(gt=0, le=1)] = 0.2
+    #: Y of the square-root law: order 1 (Tóth et al. 2011; Donier & Bonart 2015 for BTC).
+    y: Annotated[float, Field(ge=0)] = 1.0
+    #: Decay exponent of the propagator G(l) = (1 + l/l0)^-beta (Bouchaud et al. 2004).
+    beta: Annotated[float, Field(gt=0)] = 0.5
+    #: l0, seconds: the book's resilience time, seconds on liquid venues.
+    decay_seconds: Positive = 5.0
+    #: sigma_D per instrument (fraction per day); default: the exogenous path's realized
+    #: daily volatility before scheduled shocks.
+    daily_volatility: dict[str, Positive] = Field(default_factory=dict)
 
 
 class LiquidationConfig(_Strict):
@@ -109,6 +149,9 @@ class LiquidationConfig(_Strict):
     fallback: list[Literal["backstop", "adl", "socialize", "none"]] = Field(default_factory=lambda: ["adl"])
     insurance_fund: Annotated[float, Field(ge=0)] = 100_000.0
     backstop_capital: Annotated[float, Field(ge=0)] = 0.0
+    #: Half-life, seconds, of the backstop vault's selling of positions it took over (it
+    #: sells into the rest of the market, with impact; 0 = all in the step it took them).
+    unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
 
 
 # ---------------------------------------------------------------------- agents
@@ -171,10 +214,23 @@ class Config(_Strict):
     mark: MarkConfig = MarkConfig()
     funding: FundingConfig = FundingConfig()
     market: MarketConfig = MarketConfig()
+    impact: ImpactConfig = ImpactConfig()
     liquidation: LiquidationConfig = LiquidationConfig()
     populations: list[PopulationConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
     shocks: list[ShockConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """Keys of older configs get a line that names their replacement."""
+        if not isinstance(data, dict):
+            return data
+        for table, key, instead in RENAMED_KEYS:
+            section = data.get(table)
+            if isinstance(section, dict) and key in section:
+                raise ValueError(f"{table}.{key}: removed; {instead}")
+        return data
 
     @field_validator("collateral")
     @classmethod
@@ -196,6 +252,9 @@ class Config(_Strict):
                 raise ValueError(f"correlation must be a symmetric {len(names)}x{len(names)} matrix (order: {names})")
             if np.any(np.linalg.eigvalsh(corr) <= 0) or not np.allclose(np.diag(corr), 1):
                 raise ValueError("correlation must be positive definite with ones on the diagonal")
+        for name in self.impact.daily_volatility:
+            if name not in self.instruments:
+                raise ValueError(f"impact.daily_volatility: unknown instrument {name!r}")
         for i, shock in enumerate(self.shocks):
             if shock.instrument not in self.instruments:
                 raise ValueError(f"shocks[{i}].instrument: unknown instrument {shock.instrument!r}")
@@ -222,6 +281,19 @@ class Config(_Strict):
     def hash(self) -> str:
         """SHA-256 of the canonical JSON, hex."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+#: (table, key, what to use instead) of keys that older configs may still carry.
+RENAMED_KEYS = (
+    (
+        "market",
+        "index_feedback",
+        "the venue's aggressive flow now moves the index through [impact] "
+        "(venue_share, y, beta, decay_seconds, daily_volatility)",
+    ),
+    ("funding", "interval", "use funding.interval_seconds (time is in seconds now)"),
+    ("mark", "basis_window", "use mark.basis_window_seconds (time is in seconds now)"),
+)
 
 
 # ----------------------------------------------------------------------- loading

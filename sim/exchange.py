@@ -39,7 +39,7 @@ from sim.book import OrderBook
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import FEE_POOL, USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable
-from sim.marks import MarkRule, index_mark
+from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
@@ -79,7 +79,7 @@ class Exchange:
         initial_prices: Sequence[float],
         fees: FeeSchedule | None = None,
         mode: str = "cross",
-        mark_rule: MarkRule = index_mark,
+        mark_rule: MarkRule | None = None,
     ):
         if mode not in HEALTH_BY_MODE:
             raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
@@ -87,7 +87,7 @@ class Exchange:
         self.collateral = tuple(collateral)
         self.fees = fees or FeeSchedule()
         self.mode = mode
-        self.mark_rule = mark_rule
+        self.mark_rule = mark_rule if mark_rule is not None else IndexMark(len(instruments))
         self._health = HEALTH_BY_MODE[mode]
         assets = [c.name for c in self.collateral]
         self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
@@ -101,6 +101,9 @@ class Exchange:
         n_inst = len(self.instruments)
         self.cum_funding = np.zeros(n_inst)
         self.last_price = np.full(n_inst, np.nan)
+        #: Simulated time (seconds) and (I,) time of each instrument's last trade.
+        self.time = 0.0
+        self.last_trade_time = np.full(n_inst, -np.inf)
         self.index = np.zeros(n_inst)
         self.marks = np.zeros(n_inst)
         self.asset_prices = np.ones(len(assets))
@@ -151,7 +154,7 @@ class Exchange:
 
     def update_marks(self) -> None:
         """Recompute the marks from the current index and last trades."""
-        self.marks[:] = self.mark_rule(self.index, self.last_price)
+        self.marks[:] = self.mark_rule(self.index, self.last_price, self.time - self.last_trade_time)
 
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
@@ -387,6 +390,7 @@ class Exchange:
             self._top_up_isolated(fill.taker_account, m)
             self._top_up_isolated(fill.maker_account, m)
         self.last_price[m] = price
+        self.last_trade_time[m] = self.time
         self.trades.append(fill)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:

@@ -35,15 +35,18 @@ that becomes liquidatable any other way (index moves, its own trading) starts a 
 cascade with no trigger. A trigger or episode ends when a scan finds the account
 healthy again; its later liquidations start afresh.
 
-Across steps, forced selling can also move the *index* (the model's index feedback: the
-venue is part of the index basket). The model then passes the prices the step would
-have had without the feedback from the previous step's trading
-(`CounterfactualPrices`). An account that is liquidatable at the step's first scan, was
-not at the end of the previous step, and would not be at those prices, was pushed under
-by the venue's own price move: its trigger is the previous step's largest liquidation
-(by notional) in the instrument whose feedback move cost the account most. If the
-previous step had no liquidation there, the move came from ordinary trading and the
-account starts a new cascade.
+Forced selling also moves the *index* (`sim.impact`): each liquidation's book fills are
+a flow term of the propagator, added right after them, so the index and the marks move
+before the next health check, and the backstop's later selling of a takeover is a term
+tagged with the takeover's row. Because the index is a sum of known terms, the prices
+without given liquidations are exact. At each step's first scan, an account that is
+liquidatable and was not at the end of the previous step is checked at the prices without
+the impact of *all* liquidations still decaying in the index: if it would be healthy
+there, liquidations pushed it under, and its trigger is the one whose impact cost it
+most (position times the price move that liquidation's terms still cause; row id of the
+liquidation's last row, or of the takeover row for the backstop's selling). Otherwise
+(the exogenous path, ordinary trading, its own orders) it starts a new cascade. The
+within-step rule above covers what happens inside a step, through impact and book alike.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.exchange import Exchange
+from sim.impact import VenueIndex
 from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM, USD
 from sim.margin import Health, adl_scores, partial_liquidation_size
 from sim.types import OrderType, Side
@@ -120,14 +124,6 @@ class LiquidationRow:
     trigger: int | None
 
 
-@dataclass(frozen=True)
-class CounterfactualPrices:
-    """(I,) marks and (S,) collateral prices had the venue's trading not moved the index."""
-
-    marks: np.ndarray
-    asset_prices: np.ndarray
-
-
 @dataclass(slots=True, frozen=True)
 class _Target:
     """The numbers a position's liquidation is sized against (USD).
@@ -163,11 +159,21 @@ class _StepState:
 
 
 class LiquidationEngine:
-    """Liquidates under-margined accounts of one exchange through its books."""
+    """Liquidates under-margined accounts of one exchange through its books.
 
-    def __init__(self, exchange: Exchange, rules: LiquidationRules):
+    Args:
+        exchange: The venue.
+        rules: The research switches.
+        index: The venue's index, moved by each liquidation's fills (None: the index
+            does not feel the venue, as in unit tests of the engine alone).
+        unwinder: Told of every position the backstop takes over (None: it keeps them).
+    """
+
+    def __init__(self, exchange: Exchange, rules: LiquidationRules, index: VenueIndex | None = None, unwinder=None):
         self.exchange = exchange
         self.rules = rules
+        self.index = index
+        self.unwinder = unwinder
         self.rows: list[LiquidationRow] = []
         #: (step, account, reason) for accounts left liquidatable at the end of a step.
         self.unresolved: list[tuple[int, int, str]] = []
@@ -177,16 +183,13 @@ class LiquidationEngine:
         self._triggers: dict[int, _Episode] = {}
         self._episodes: dict[int, _Episode] = {}
         self._next_cascade = 0
-        self._previous_step_rows: list[LiquidationRow] = []
 
     # ------------------------------------------------------------------ step
-    def run_step(self, step: int, counterfactual: CounterfactualPrices | None = None) -> list[LiquidationRow]:
+    def run_step(self, step: int) -> list[LiquidationRow]:
         """Run the liquidation rounds of one step; return the rows it added.
 
         Args:
             step: The step number (recorded in the rows).
-            counterfactual: Prices without this step's index feedback, for cross-step
-                attribution (see the module docstring); None when the index has none.
 
         Accounts still liquidatable afterwards are listed in `unresolved` with the
         reason: ``step_cap``, ``book_exhausted`` (fallback ``none``) or
@@ -195,8 +198,7 @@ class LiquidationEngine:
         first_row = len(self.rows)
         state = _StepState(step)
         health = self.exchange.health()
-        if counterfactual is not None:
-            self._attribute_feedback(health, counterfactual)
+        self._attribute_impact(health)
         accounts = self._scan(health)
         while accounts:
             acted = [self._liquidate_account(a, state) for a in accounts]
@@ -209,32 +211,35 @@ class LiquidationEngine:
         for account in accounts:
             if self._liquidatable[account]:
                 self.unresolved.append((step, account, state.stuck.get(account, "rounds_exhausted")))
-        self._previous_step_rows = self.rows[first_row:]
-        return self._previous_step_rows
+        return self.rows[first_row:]
 
-    def _attribute_feedback(self, health: Health, counterfactual: CounterfactualPrices) -> None:
-        """Link accounts the index feedback pushed under to last step's liquidations."""
-        if not self._previous_step_rows:
+    def _attribute_impact(self, health: Health) -> None:
+        """Link accounts that liquidations' index impact pushed under since the last
+        check to the liquidation whose impact cost them most (module docstring)."""
+        if self.index is None:
             return
         fresh = np.flatnonzero(health.account_liquidatable & self._is_trader & ~self._liquidatable)
         fresh = np.array([j for j in fresh if j not in self._episodes and j not in self._triggers], dtype=np.int64)
         if fresh.size == 0:
             return
+        sources, impact = self.index.propagator.by_source()  # (K,), (K, I) log impact
+        if sources.size == 0:
+            return
         ex = self.exchange
-        without = ex.health_at(counterfactual.marks, counterfactual.asset_prices, fresh)
-        biggest: dict[int, LiquidationRow] = {}
-        for row in self._previous_step_rows:
-            best = biggest.get(row.instrument)
-            if best is None or row.qty * row.price > best.qty * best.price:
-                biggest[row.instrument] = row
-        moved = counterfactual.marks - ex.marks
-        for j in fresh[~without.account_liquidatable]:
-            cost = ex.ledger.positions[j] * ex.ledger.lot_sizes * moved  # > 0: the feedback move lost money
-            for m in np.argsort(-cost, kind="stable"):
-                if cost[m] > 0 and int(m) in biggest:
-                    row = biggest[int(m)]
-                    self._triggers[int(j)] = _Episode(row.cascade_id, row.row_id)
-                    break
+        index = self.index.without_sources(impact)
+        marks = ex.mark_rule(index, ex.last_price, ex.time - ex.last_trade_time)
+        without = ex.health_at(marks, ex.asset_prices_at(index), fresh)
+        caused = fresh[~without.account_liquidatable]
+        if caused.size == 0:
+            return
+        held = ex.ledger.positions[caused] * ex.ledger.lot_sizes  # (J, I) base units
+        moved = ex.index * (1.0 - np.exp(-impact))  # (K, I) USD each source moved the index by
+        cost = -(held @ moved.T)  # (J, K) USD: > 0 where that source's move lost j money
+        for i, k in enumerate(np.argmax(cost, axis=1)):
+            if cost[i, k] > 0:
+                j = caused[i]
+                row = self.rows[int(sources[k])]
+                self._triggers[int(j)] = _Episode(row.cascade_id, row.row_id)
 
     def _scan_flags(self, health: Health) -> np.ndarray:
         """(A,) liquidatable trader accounts; ends the episodes of healthy ones."""
@@ -348,6 +353,7 @@ class LiquidationEngine:
         kind = "full" if self.rules.full else "partial"
         take, limit = self._affordable(m, close_side, lots, bankrupt)
         filled = 0
+        flow = 0.0  # USD, signed as the liquidation's trades
         if take:
             result = ex.submit(
                 account, m, close_side, inst.qty(take), inst.price(limit), OrderType.IOC, liquidation=True
@@ -359,6 +365,7 @@ class LiquidationEngine:
                     state, account, m, close_side, size, price, mark, bankrupt, kind, fund, fill.maker_account, episode
                 )
                 filled += fill.qty
+                flow += close_side * size * price
         remaining = lots - filled
         for method in self.rules.fallback:
             if not remaining:
@@ -369,6 +376,9 @@ class LiquidationEngine:
         closed = lots - remaining
         state.closed_lots[(account, m)] = state.closed_lots.get((account, m), 0) + closed
         if len(self.rows) > first_row:
+            if self.index is not None and flow:
+                self.index.propagator.add_volume(m, abs(flow))
+                self.index.trade({m: flow}, self.rows[-1].row_id, kind="liquidation")
             ex.update_marks()
             self._attribute(self.rows[-1], episode)
         return closed > 0
@@ -418,6 +428,7 @@ class LiquidationEngine:
         sign = 1 if self.exchange.ledger.positions[account, m] > 0 else -1
         self._transfer_position(account, BACKSTOP, m, -sign * lots, bankrupt)
         self._record_transfer(state, account, m, -sign, lots, bankrupt, bankrupt, "backstop", 0.0, BACKSTOP, ep)
+        self._handed_to_backstop(m, sign * lots)
         return 0
 
     def _adl(self, account: int, m: int, lots: int, bankrupt: float, state: _StepState, ep: _Episode) -> int:
@@ -471,7 +482,13 @@ class LiquidationEngine:
             else:
                 ledger.credit_pocket(account, m, loss)
         self._record_transfer(state, account, m, -sign, lots, mark, bankrupt, "socialized", -fund, BACKSTOP, ep)
+        self._handed_to_backstop(m, sign * lots)
         return 0
+
+    def _handed_to_backstop(self, m: int, lots: int) -> None:
+        """Tell the unwinder the vault took ``lots`` (signed, its side) in the row just recorded."""
+        if self.unwinder is not None:
+            self.unwinder.take_over(m, lots, self.rows[-1].row_id)
 
     def _none(self, account: int, m: int, lots: int, bankrupt: float, state: _StepState, ep: _Episode) -> int:
         return lots

@@ -1,14 +1,27 @@
-"""Mark-price rules (MARGIN-SPEC section 1): what every margin number is computed at.
+"""Mark-price rules (MARGIN-SPEC section 1, MARKET-MODEL section 2): what every margin
+number is computed at.
 
-A rule maps the exchange's public prices to (I,) marks. The exchange calls it when the
-index moves and the liquidation engine calls it after every liquidation's fills, so a
-rule that follows the book lets forced selling move the marks within a step.
+A rule is an object with two methods:
 
-- ``index``: mark = index (the default and the safe choice: the book cannot move it).
+- ``__call__(index, last, last_age)``: (I,) marks from (I,) index prices, (I,) last trade
+  prices (NaN before any trade) and (I,) seconds since each instrument's last trade. The
+  exchange calls it whenever the index moves or a liquidation trades, so within a step
+  forced selling moves the marks through the index impact and the last trade.
+- ``observe(index, mid, funding_basis)``: the model's once-per-step hook (at the end of
+  the step) with (I,) index, (I,) mid (NaN where a side of the book is empty) and (I,)
+  ``F * tau / T`` (the funding rate estimate times the fraction of the interval left).
+
+Rules, by config name (``mark.method``):
+
+- ``median`` (default): Binance's ``median(I (1 + F tau / T), I + MA(mid - I), last)``.
+  The moving average of the book's basis samples once per step over ``basis_window_seconds``
+  (Binance COIN-M: 30 samples, one every 5 s, 2.5 minutes). Staleness (cascadelab's rule,
+  as venues do not publish one): a step with an empty side samples a basis of 0 (the
+  index), and a last trade older than ``stale_seconds`` is replaced by the index. A thin
+  book alone cannot move this mark; a persistent dislocation of the book can.
+- ``index``: mark = index (the book cannot move it, only the index impact can).
 - ``last``: mark = last trade (index until the first trade). Explicitly *unsafe*: a thin
   book lets one order move every account's margin; it exists to study that.
-- ``median``: Binance's median of three (`MedianMark`): a thin book alone cannot move
-  it, a persistent basis can.
 """
 
 from __future__ import annotations
@@ -19,49 +32,78 @@ import numpy as np
 
 
 class MarkRule(Protocol):
-    def __call__(self, index: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """(I,) marks from (I,) index and (I,) last prices (NaN before any trade)."""
-        ...
+    def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray: ...
+
+    def observe(self, index: np.ndarray, mid: np.ndarray, funding_basis: np.ndarray) -> None: ...
 
 
-def index_mark(index: np.ndarray, last: np.ndarray) -> np.ndarray:
-    return index.copy()
+class IndexMark:
+    """mark = index."""
+
+    def __init__(
+        self,
+        n_instruments: int,
+        step_seconds: float = 1.0,
+        basis_window_seconds: float = 150.0,
+        stale_seconds: float = 60.0,
+    ):
+        """Same signature as `MedianMark`; this rule uses none of the settings."""
+
+    def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray:
+        return index.copy()
+
+    def observe(self, index: np.ndarray, mid: np.ndarray, funding_basis: np.ndarray) -> None:
+        return None
 
 
-def last_trade_mark(index: np.ndarray, last: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(last), index, last)
+class LastMark(IndexMark):
+    """mark = last trade (the index before the first trade)."""
 
-
-#: Stateless mark methods (as named in configs); ``median`` is `MedianMark`.
-MARK_RULES: dict[str, MarkRule] = {"index": index_mark, "last": last_trade_mark}
+    def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(last), index, last)
 
 
 class MedianMark:
-    """Binance's mark: ``median(I (1 + F tau / T), I + MA(mid - I), last)``.
+    """Binance's median of three with staleness fallbacks (see the module docstring).
 
-    The model feeds it each step: `observe` adds a basis sample ``mid - I`` (window
-    of ``window`` steps) and ``funding_basis`` holds ``F * tau / T`` per instrument.
-    Before any trade, ``last`` is replaced by the index.
+    Args:
+        n_instruments: I.
+        step_seconds: Seconds per step (one basis sample per step).
+        basis_window_seconds: Length of the basis moving average, seconds.
+        stale_seconds: A last trade older than this is replaced by the index.
     """
 
-    def __init__(self, n_instruments: int, window: int):
-        self.window = window
-        self._samples = np.zeros((window, n_instruments))
+    def __init__(
+        self,
+        n_instruments: int,
+        step_seconds: float = 1.0,
+        basis_window_seconds: float = 150.0,
+        stale_seconds: float = 60.0,
+    ):
+        self.window = max(1, round(basis_window_seconds / step_seconds))
+        self.stale_seconds = stale_seconds
+        self._samples = np.zeros((self.window, n_instruments))
         self._count = 0
         self.funding_basis = np.zeros(n_instruments)
 
-    def observe(self, index: np.ndarray, mid: np.ndarray) -> None:
-        """Record one step's basis; instruments without a mid contribute 0."""
-        basis = np.where(np.isnan(mid), 0.0, mid - index)
-        self._samples[self._count % self.window] = basis
+    def observe(self, index: np.ndarray, mid: np.ndarray, funding_basis: np.ndarray) -> None:
+        """Record one basis sample ``mid - I`` (0 where a side is empty) and ``F tau / T``."""
+        self._samples[self._count % self.window] = np.where(np.isnan(mid), 0.0, mid - index)
         self._count += 1
+        self.funding_basis = np.asarray(funding_basis, dtype=float).copy()
 
     def basis_average(self) -> np.ndarray:
+        """(I,) moving average of the book's basis, USD."""
         n = min(self._count, self.window)
         return self._samples[:n].mean(axis=0) if n else np.zeros(self._samples.shape[1])
 
-    def __call__(self, index: np.ndarray, last: np.ndarray) -> np.ndarray:
+    def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray:
+        fresh = ~np.isnan(last) & (last_age <= self.stale_seconds)
         candidates = np.stack(
-            [index * (1.0 + self.funding_basis), index + self.basis_average(), np.where(np.isnan(last), index, last)]
+            [index * (1.0 + self.funding_basis), index + self.basis_average(), np.where(fresh, last, index)]
         )
         return np.median(candidates, axis=0)
+
+
+#: ``mark.method`` in configs -> rule class (constructed with I and the `[mark]` settings).
+MARK_RULES: dict[str, type] = {"median": MedianMark, "index": IndexMark, "last": LastMark}

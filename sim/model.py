@@ -1,22 +1,22 @@
 """The Mesa model that steps the whole market.
 
-One step: advance the index -> mark -> agents act (``shuffle_do`` over the agents
-whose strategy does something; leveraged holders only hold) -> marks follow the book
-(if the mark rule does) -> funding -> liquidation rounds -> record.
+One step: the index moves to the step's exogenous price times the decayed impact of the
+venue's past flow -> marks -> agents act (``shuffle_do`` over the agents whose strategy
+does something) -> their taker flow of the step moves the index (one propagator term per
+instrument) -> the backstop vault sells a slice of what it took over -> funding ->
+liquidation rounds (each liquidation's fills move the index and the marks before the
+next health check) -> the mark rule observes the book -> record.
 
 Randomness: one `numpy.random.SeedSequence` from the config's seed is spawned into
 independent streams: price paths, Mesa's shuffling, and one child per population whose
 own children give each agent its generator (agent j of a population always gets child
 j, so adding agents or populations never shifts anyone else's draws). Each agent draws
-its own collateral, leverage and side from its generator.
+its own collateral, leverage and parameters from its generator.
 
-Index feedback (``market.index_feedback`` = kappa): the venue is one of the markets the
-index aggregates, so the index is the exogenous path times a factor D that moves by
-``(venue_mid / index)^kappa`` each step (0 = purely exogenous index).
-
-Starting positions (leveraged holders, ``[[accounts]]`` positions) are trades at the
-given or initial price against the *genesis* system account. In isolated mode the
-account's USD is set aside as isolated margin in proportion to each position's notional.
+Starting positions (an agent's `opening_positions`, ``[[accounts]]`` positions) are
+trades at the given or initial price against the *genesis* system account. In isolated
+mode the account's USD is set aside as isolated margin in proportion to each position's
+notional.
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from sim.config import Config
 from sim.distributions import draw
 from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
+from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, SYSTEM_NAMES, USD
-from sim.liquidation import CounterfactualPrices, LiquidationEngine, LiquidationRules
-from sim.marks import MARK_RULES, MedianMark
-from sim.prices import ProcessSpec, Shock, simulate_paths
+from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.marks import MARK_RULES
+from sim.prices import ProcessSpec, Shock, apply_shocks, daily_volatility, simulate_paths
 from sim.recorder import Recorder
+from sim.unwind import BackstopUnwinder
 
 
 def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
@@ -86,7 +88,8 @@ class MarketModel(mesa.Model):
 
     Attributes:
         exchange, funding, liquidation, market: The engine's parts.
-        paths: (N + 1, I) exogenous index paths.
+        paths: (N + 1, I) exogenous paths X (the index without this venue's impact).
+        index: The venue's index (exogenous path moved by the venue's flow).
         health: Margin state of all accounts at the start of the current step's trading.
         recorder: Collects the run's tables.
     """
@@ -99,16 +102,21 @@ class MarketModel(mesa.Model):
         self.t = 0
         n_traders = sum(p.count for p in config.populations) + len(config.accounts)
         names = list(config.instruments)
-        if config.mark.method == "median":
-            self._median = MedianMark(len(names), config.mark.basis_window)
-            mark_rule = self._median
-        else:
-            self._median = None
-            mark_rule = MARK_RULES[config.mark.method]
+        mark = config.mark
+        mark_rule = MARK_RULES[mark.method](
+            len(names), config.step_seconds, mark.basis_window_seconds, mark.stale_seconds
+        )
         self.exchange = build_exchange(config, n_traders, mark_rule)
         f = config.funding
-        self.funding = Funding(self.exchange, FundingRules(f.interval, f.interest, f.clamp, f.impact_notional))
+        interval = max(1, round(f.interval_seconds / config.step_seconds)) if f.interval_seconds else 0
+        self.funding = Funding(self.exchange, FundingRules(interval, f.interest, f.clamp, f.impact_notional))
+        corr = None if config.correlation is None else np.array(config.correlation)
+        calm = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr)
+        shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]
+        self.paths = apply_shocks(calm, shocks)
+        self.index = VenueIndex(self.exchange, self.paths, Propagator(impact_params(config, calm)), config.step_seconds)
         liq = config.liquidation
+        self.unwinder = BackstopUnwinder(self.exchange, self.index, liq.unwind_half_life_seconds, config.step_seconds)
         self.liquidation = LiquidationEngine(
             self.exchange,
             LiquidationRules(
@@ -120,13 +128,10 @@ class MarketModel(mesa.Model):
                 rounds=liq.rounds,
                 fallback=tuple(liq.fallback),
             ),
+            self.index,
+            self.unwinder,
         )
-        corr = None if config.correlation is None else np.array(config.correlation)
-        shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]
-        self.paths = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr, shocks)
-        self._feedback = np.ones(len(names))
-        self._feedback_before = self._feedback.copy()
-        self.exchange.set_index(self.paths[0])
+        self.index.advance(0)
         ledger = self.exchange.ledger
         ledger.deposit(INSURANCE_FUND, USD, liq.insurance_fund)
         ledger.deposit(BACKSTOP, USD, liq.backstop_capital)
@@ -138,7 +143,9 @@ class MarketModel(mesa.Model):
         #: The agents that act, in creation order; Mesa's shuffle is over these only.
         self.actors = AgentSet([a for a in self.agents if a.acts], random=self.random)
         self.health = self.exchange.health()
-        self.recorder = Recorder(self.exchange, self.liquidation, self.funding, self.account_types, config.record_every)
+        self.recorder = Recorder(
+            self.exchange, self.liquidation, self.funding, self.index, self.account_types, config.record_every
+        )
         self.recorder.record(0, self.health)
 
     # ------------------------------------------------------------------ setup
@@ -200,40 +207,38 @@ class MarketModel(mesa.Model):
         self.t += 1
         t = self.t
         ex = self.exchange
-        ex.set_index(self.paths[t] * self._feedback)
+        ex.time = t * self.config.step_seconds
+        self.index.advance(t)
         self.market.advance(t)
         self.health = ex.health()
         self.actors.shuffle_do("step")
-        ex.update_marks()
+        self._traders_flow()
+        self.unwinder.step()
         self.funding.step(t)
-        self.liquidation.run_step(t, self._counterfactual(t))
+        self.liquidation.run_step(t)
         self.market.close(t)
-        self._end_of_step(t)
+        self._observe(t)
         self.recorder.record(t, ex.health())
 
-    def _end_of_step(self, t: int) -> None:
-        """Update what the next step's index and mark depend on."""
+    def _traders_flow(self) -> None:
+        """The step's taker flow (USD, buys > 0) per instrument moves the index."""
+        ex = self.exchange
+        flow = np.zeros(len(ex.instruments))
+        for fill in ex.trades:  # this step's fills so far: all traders'
+            inst = ex.instruments[fill.instrument]
+            notional = inst.qty(fill.qty) * inst.price(fill.price)
+            self.index.propagator.add_volume(fill.instrument, notional)
+            flow[fill.instrument] += fill.taker_side * notional
+        self.index.trade(flow)
+        ex.update_marks()
+
+    def _observe(self, t: int) -> None:
+        """End of step: the mark rule samples the book's basis and the funding basis."""
         ex = self.exchange
         mids = np.array([np.nan if (mid := self.market.mid(m)) is None else mid for m in range(len(ex.instruments))])
-        kappa = self.config.market.index_feedback
-        if kappa:
-            venue = np.where(np.isnan(mids), ex.index, mids)
-            self._feedback_before = self._feedback.copy()
-            self._feedback *= (venue / ex.index) ** kappa
-        if self._median is not None:
-            self._median.observe(ex.index, mids)
-            interval = self.funding.rules.interval
-            if interval:
-                left = (interval - t % interval) / interval
-                self._median.funding_basis = self.funding.estimate() * left
-
-    def _counterfactual(self, t: int) -> CounterfactualPrices | None:
-        """This step's prices without the index feedback from the last step's trading."""
-        if not self.config.market.index_feedback:
-            return None
-        ex = self.exchange
-        index = self.paths[t] * self._feedback_before
-        return CounterfactualPrices(ex.mark_rule(index, ex.last_price), ex.asset_prices_at(index))
+        interval = self.funding.rules.interval
+        left = (interval - t % interval) / interval if interval else 0.0
+        ex.mark_rule.observe(ex.index, mids, self.funding.estimate() * left)
 
     def run(self, progress=None) -> None:
         """Run all steps; ``progress(step)`` is called after each."""
@@ -241,3 +246,20 @@ class MarketModel(mesa.Model):
             self.step()
             if progress is not None:
                 progress(self.t)
+
+
+def impact_params(config: Config, calm_paths: np.ndarray) -> list[ImpactParams]:
+    """Each instrument's impact parameters; sigma_D from the config or from the (N + 1, I)
+    exogenous paths before scheduled shocks."""
+    imp = config.impact
+    realized = daily_volatility(calm_paths, config.step_seconds)
+    return [
+        ImpactParams(
+            daily_volatility=imp.daily_volatility.get(name, float(realized[m])),
+            venue_share=imp.venue_share,
+            y=imp.y,
+            beta=imp.beta,
+            decay_seconds=imp.decay_seconds,
+        )
+        for m, name in enumerate(config.instruments)
+    ]

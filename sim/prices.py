@@ -70,7 +70,7 @@ def simulate_paths(
     """Draw all index paths.
 
     Args:
-        specs: One process per instrument (I of them).
+        specs: One process per instrument (I of them), ``process`` a key of `PROCESSES`.
         steps: Number of steps N.
         rng: The price stream's generator.
         correlation: (I, I) correlation of the Gaussian shocks; identity if None.
@@ -82,27 +82,52 @@ def simulate_paths(
     n_inst = len(specs)
     corr = np.eye(n_inst) if correlation is None else np.asarray(correlation, dtype=float)
     z = rng.standard_normal((steps, n_inst)) @ np.linalg.cholesky(corr).T
-    log_returns = np.zeros((steps, n_inst))
     paths = np.empty((steps + 1, n_inst))
     for m, spec in enumerate(specs):
-        if spec.process == "replay":
-            paths[:, m] = load_replay(spec.file, spec.column, steps)
-            continue
-        if spec.process == "garch":
-            log_returns[:, m] = _garch_returns(spec, z[:, m])
-        else:
-            vol = spec.volatility
-            log_returns[:, m] = spec.drift - 0.5 * vol * vol + vol * z[:, m]
-        if spec.process == "jump":
-            log_returns[:, m] += _jumps(spec, steps, rng)
-        paths[0, m] = spec.initial_price
-        paths[1:, m] = spec.initial_price * np.exp(np.cumsum(log_returns[:, m]))
+        paths[:, m] = PROCESSES[spec.process](spec, z[:, m], rng)
+    return apply_shocks(paths, shocks)
+
+
+def apply_shocks(paths: np.ndarray, shocks: Sequence[Shock]) -> np.ndarray:
+    """(N + 1, I) paths with scheduled shocks applied (a new array)."""
+    out = paths.copy()
     for shock in shocks:
-        paths[:, shock.instrument] *= shock_factors(shock, steps)
-    return paths
+        out[:, shock.instrument] *= shock_factors(shock, paths.shape[0] - 1)
+    return out
+
+
+def daily_volatility(paths: np.ndarray, step_seconds: float) -> np.ndarray:
+    """(I,) realized volatility per day of (N + 1, I) paths: std of the log returns per
+    step times sqrt(steps per day). Give it the paths *before* scheduled shocks."""
+    if paths.shape[0] < 3:
+        return np.zeros(paths.shape[1])
+    return np.diff(np.log(paths), axis=0).std(axis=0) * np.sqrt(86_400.0 / step_seconds)
+
+
+def _from_log_returns(spec: ProcessSpec, log_returns: np.ndarray) -> np.ndarray:
+    return spec.initial_price * np.exp(np.concatenate([[0.0], np.cumsum(log_returns)]))
+
+
+def _gbm(spec: ProcessSpec, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    vol = spec.volatility
+    return _from_log_returns(spec, spec.drift - 0.5 * vol * vol + vol * z)
+
+
+def _jump(spec: ProcessSpec, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    vol = spec.volatility
+    return _from_log_returns(spec, spec.drift - 0.5 * vol * vol + vol * z + _jumps(spec, z.size, rng))
+
+
+def _garch(spec: ProcessSpec, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return _from_log_returns(spec, _garch_returns(spec, z))
+
+
+def _replay(spec: ProcessSpec, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return load_replay(spec.file, spec.column, z.size)
 
 
 def _garch_returns(spec: ProcessSpec, z: np.ndarray) -> np.ndarray:
+    """GARCH(1,1) log returns started at the long-run variance."""
     persistence = spec.garch_alpha + spec.garch_beta
     variance = spec.garch_omega / (1.0 - persistence)
     returns = np.empty_like(z)
@@ -113,10 +138,15 @@ def _garch_returns(spec: ProcessSpec, z: np.ndarray) -> np.ndarray:
 
 
 def _jumps(spec: ProcessSpec, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Merton jumps per step, compensated so the expected growth is the drift's."""
     counts = rng.poisson(spec.jump_intensity, steps)
     sizes = spec.jump_mean * counts + spec.jump_std * np.sqrt(counts) * rng.standard_normal(steps)
     compensation = spec.jump_intensity * (np.exp(spec.jump_mean + 0.5 * spec.jump_std**2) - 1.0)
     return sizes - compensation
+
+
+#: ``price.process`` in configs -> ``(spec, (N,) correlated standard normals, rng) -> (N + 1,) path``.
+PROCESSES = {"gbm": _gbm, "jump": _jump, "garch": _garch, "replay": _replay}
 
 
 def shock_factors(shock: Shock, steps: int) -> np.ndarray:

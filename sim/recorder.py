@@ -2,10 +2,14 @@
 
 Tables (columns, units: prices USD, sizes base units, money USD):
 
-- ``market``: one row per step and instrument: step, instrument, index_price,
-  mark_price, last_price, best_bid, best_ask, volume, open_interest, funding_rate
-  (the current interval's rate estimate; the paid rate at payment steps),
-  depth_bid_1pct, depth_ask_1pct (size resting within 1 % of mid).
+- ``market``: one row per step and instrument: step, instrument, time_seconds,
+  exogenous_price (the reference path X), index_price (X moved by the venue's impact),
+  impact_bps (log impact of the venue's flow on the index, basis points), mark_price,
+  last_price, best_bid, best_ask, volume, open_interest, funding_rate (the current
+  interval's rate estimate; the paid rate at payment steps), depth_bid_1pct,
+  depth_ask_1pct (size resting within 1 % of mid), traders_flow, liquidation_flow,
+  unwind_flow (the step's signed aggressive USD flow of each kind: traders' taker
+  orders, liquidation fills, the backstop's selling; buys > 0).
 - ``trades``: step, instrument, price, qty, buyer, seller, aggressor (buy/sell),
   liquidation.
 - ``liquidations``: the liquidation engine's rows (see `sim.liquidation`).
@@ -27,6 +31,7 @@ import polars as pl
 
 from sim.exchange import Exchange
 from sim.funding import Funding
+from sim.impact import FLOW_KINDS, VenueIndex
 from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
 from sim.margin import Health
@@ -34,7 +39,10 @@ from sim.margin import Health
 MARKET_SCHEMA = {
     "step": pl.Int64,
     "instrument": pl.String,
+    "time_seconds": pl.Float64,
+    "exogenous_price": pl.Float64,
     "index_price": pl.Float64,
+    "impact_bps": pl.Float64,
     "mark_price": pl.Float64,
     "last_price": pl.Float64,
     "best_bid": pl.Float64,
@@ -44,6 +52,7 @@ MARKET_SCHEMA = {
     "funding_rate": pl.Float64,
     "depth_bid_1pct": pl.Float64,
     "depth_ask_1pct": pl.Float64,
+    **{f"{kind}_flow": pl.Float64 for kind in FLOW_KINDS},
 }
 TRADES_SCHEMA = {
     "step": pl.Int64,
@@ -71,9 +80,16 @@ class Recorder:
     """Buffers one run's tables in memory, column by column."""
 
     def __init__(
-        self, exchange: Exchange, engine: LiquidationEngine, funding: Funding, agent_types: list[str], every: int
+        self,
+        exchange: Exchange,
+        engine: LiquidationEngine,
+        funding: Funding,
+        index: VenueIndex,
+        agent_types: list[str],
+        every: int,
     ):
         self.exchange = exchange
+        self.index = index
         self.engine = engine
         self.funding = funding
         self.agent_types = agent_types
@@ -91,6 +107,9 @@ class Recorder:
         ex = self.exchange
         rate = self.funding.estimate() if self.funding.rules.interval else np.zeros(len(self.names))
         open_interest = np.abs(ex.ledger.positions).sum(axis=0) * ex.ledger.lot_sizes / 2
+        exogenous = self.index.exogenous
+        impact_bps = self.index.propagator.log_impact() * 1e4
+        flows = [self.index.flows[kind] for kind in FLOW_KINDS]
         for m, (name, inst, book) in enumerate(zip(self.names, ex.instruments, ex.books, strict=True)):
             depth = book.depth(levels=1, pct=0.01)
             bid, ask = book.best_bid(), book.best_ask()
@@ -98,7 +117,10 @@ class Recorder:
                 (
                     step,
                     name,
+                    ex.time,
+                    float(exogenous[m]),
                     float(ex.index[m]),
+                    float(impact_bps[m]),
                     float(ex.marks[m]),
                     float(ex.last_price[m]),
                     None if bid is None else inst.price(bid),
@@ -108,6 +130,7 @@ class Recorder:
                     float(rate[m]),
                     inst.qty(depth.bid_lots_within),
                     inst.qty(depth.ask_lots_within),
+                    *(float(flow[m]) for flow in flows),
                 )
             )
         new_rows = self.engine.rows[self._rows_seen :]

@@ -20,7 +20,7 @@ initial_price = 50000.0
 [instruments.BTC.price]
 volatility = 0.0
 [funding]
-interval = 0
+interval_seconds = 0
 [[populations]]
 type = "market_maker"
 count = 1

@@ -33,7 +33,7 @@ def test_shipped_configs_validate(path):
 
 def test_minimal_config_gets_defaults(tmp_path):
     config = load_config(write(tmp_path, MINIMAL))
-    assert config.margin.mode == "cross" and config.mark.method == "index"
+    assert config.margin.mode == "cross" and config.mark.method == "median"
     assert config.liquidation.fallback == ["adl"] and list(config.collateral) == ["USD"]
 
 
@@ -63,6 +63,14 @@ def test_minimal_config_gets_defaults(tmp_path):
         ),
         ("[collateral.USD]\n[collateral.SOL]\nhaircut = 0.2", "collateral SOL: no instrument has it as base asset"),
         ("[collateral.BTC]\nhaircut = 0.05", "collateral: collateral must include the settlement asset USD"),
+        ("[market]\nindex_feedback = 0.5", r"market.index_feedback: removed; .*\[impact\] \(venue_share, y, beta"),
+        ("[funding]\ninterval = 480", "funding.interval: removed; use funding.interval_seconds"),
+        ("[mark]\nbasis_window = 30", "mark.basis_window: removed; use mark.basis_window_seconds"),
+        ("[mark]\nmethod = 'vwap'", "mark.method: unknown mark method 'vwap', choose from"),
+        ("[instruments.BTC.price]\nprocess = 'heston'", "unknown process 'heston', choose from"),
+        ("[impact]\nventure_share = 0.3", "impact.venture_share: Extra inputs are not permitted"),
+        ("[impact]\nvenue_share = 0", "impact.venue_share: Input should be greater than 0"),
+        ("[impact.daily_volatility]\nDOGE = 0.05", "impact.daily_volatility: unknown instrument 'DOGE'"),
     ],
 )
 def test_validation_errors_name_the_key(tmp_path, extra, message):

@@ -9,7 +9,7 @@ from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.instruments import CollateralAsset
 from sim.ledger import N_SYSTEM, USD
-from sim.marks import MedianMark, index_mark, last_trade_mark
+from sim.marks import IndexMark, LastMark, MedianMark
 from sim.types import Side
 from tests.conftest import btc
 
@@ -75,13 +75,27 @@ def test_longs_pay_shorts_and_value_is_conserved():
 
 
 def test_mark_rules():
-    index, last = np.array([100.0, 50.0]), np.array([90.0, np.nan])
-    assert index_mark(index, last).tolist() == [100.0, 50.0]
-    assert last_trade_mark(index, last).tolist() == [90.0, 50.0]
-    median = MedianMark(2, window=3)
-    median.funding_basis = np.array([0.001, 0.0])
+    index, last, age = np.array([100.0, 50.0]), np.array([90.0, np.nan]), np.zeros(2)
+    assert IndexMark(2)(index, last, age).tolist() == [100.0, 50.0]
+    assert LastMark(2)(index, last, age).tolist() == [90.0, 50.0]
+    # 3 samples: a 15 s window at 5 s steps
+    median = MedianMark(2, step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0)
+    median.observe(index, np.array([100.0, np.nan]), np.array([0.001, 0.0]))
     # last alone cannot move it: median(100.1, 100, 90) = 100
-    assert median(index, last).tolist() == [100.0, 50.0]
+    assert median(index, last, age).tolist() == [100.0, 50.0]
     for _ in range(3):  # a persistent basis of -5 does
-        median.observe(index, np.array([95.0, np.nan]))
-    assert median(index, last).tolist() == [95.0, 50.0]
+        median.observe(index, np.array([95.0, np.nan]), np.array([0.001, 0.0]))
+    assert median(index, last, age).tolist() == [95.0, 50.0]
+
+
+def test_median_mark_falls_back_to_the_index_when_the_book_is_stale_or_one_sided():
+    index, last = np.array([100.0]), np.array([90.0])
+    median = MedianMark(1, step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0)
+    for _ in range(3):  # the book sat 5 below the index
+        median.observe(index, np.array([95.0]), np.zeros(1))
+    assert median(index, last, np.array([10.0])).tolist() == [95.0]  # median(100, 95, 90)
+    # the last trade is 2 minutes old: it counts as the index, median(100, 95, 100)
+    assert median(index, last, np.array([120.0])).tolist() == [100.0]
+    for _ in range(3):  # a side of the book is empty: basis samples of 0
+        median.observe(index, np.array([np.nan]), np.zeros(1))
+    assert median(index, last, np.array([10.0])).tolist() == [100.0]  # median(100, 100, 90)

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from sim.cascades import cascade_summary
 from sim.exchange import Exchange, FeeSchedule
+from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
 from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM, USD
-from sim.liquidation import CounterfactualPrices, LiquidationEngine, LiquidationRules
-from sim.marks import last_trade_mark
+from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.marks import LastMark
 from sim.types import OrderType, Side
 from tests.conftest import btc, eth
 
@@ -250,7 +251,7 @@ def test_conservation_through_liquidations(longs, bids, gap, fund, fallback, ful
 
 def cascade_market(depth_lots: float) -> tuple[Exchange, LiquidationEngine]:
     """Longs with staggered liquidation prices above a book of bids every 0.2 %."""
-    ex = venue(12, mark_rule=last_trade_mark)
+    ex = venue(12, mark_rule=LastMark(2))
     short, bidder = trader(10), trader(11)
     ex.ledger.deposit(short, USD, 1e8)
     ex.ledger.deposit(bidder, USD, 1e8)
@@ -316,8 +317,9 @@ def test_cascade_summary_of_the_thin_book_cascade():
     assert cascade_summary([]).height == 0
 
 
-def test_index_feedback_links_liquidations_across_steps():
-    """B goes under only because the index followed the venue down after A's liquidation."""
+def test_impact_links_liquidations_across_steps():
+    """B goes under at step 2 only because A's forced selling at step 1 moved the index;
+    C is under at step 2 whatever the impact, so it starts a cascade of its own."""
     ex = venue(5)
     a, b, c, short, bidder = (trader(i) for i in range(5))
     for account, cash in ((a, 2_000.0), (b, 2_600.0), (c, 500.0), (short, 1e8), (bidder, 1e8)):
@@ -326,16 +328,22 @@ def test_index_feedback_links_liquidations_across_steps():
     for account in (a, b):
         give(ex, account, 0, 1.0, 50_000.0, short)
     ex.submit(bidder, 0, Side.BUY, 5.0, 47_000.0)
-    engine = LiquidationEngine(ex, LiquidationRules(full=True, fallback=("backstop",)))
-    mark_to(ex, 48_200.0, 3_000.0)  # A (liq. ~48,240) goes under, B (~47,640) does not
+    paths = np.array([[50_000.0, 3_000.0], [48_200.0, 3_000.0], [47_700.0, 3_000.0]])
+    # sigma_D 2 and a venue that is the whole market make A's one sale move the index ~60 bp
+    propagator = Propagator([ImpactParams(daily_volatility=2.0, venue_share=1.0)] * 2)
+    index = VenueIndex(ex, paths, propagator, step_seconds=1.0)
+    engine = LiquidationEngine(ex, LiquidationRules(full=True, fallback=("backstop",)), index)
+    ex.time = 1.0
+    index.advance(1)  # A (liq. ~48,240) goes under, B (~47,640) does not
     first = engine.run_step(step=1)
     assert {r.account for r in first} == {a}
-    # step 2: C opens late and is under at any price; the index fell 1 % through feedback
-    give(ex, c, 0, 1.0, 49_000.0, short)
-    without = CounterfactualPrices(np.array([48_200.0, 3_000.0]), np.ones(1))
-    mark_to(ex, 47_600.0, 3_000.0)
-    second = engine.run_step(step=2, counterfactual=without)
+    assert ex.index[0] < 48_200.0  # A's fills moved the index
+    give(ex, c, 0, 1.0, 49_000.0, short)  # C (liq. ~48,740) opens late, under at any price here
+    ex.time = 2.0
+    index.advance(2)
+    assert ex.index[0] < 47_638.0  # 47,700 exogenous, below B's liquidation price only with A's impact
+    second = engine.run_step(step=2)
     rows = {r.account: r for r in second}
     assert rows[b].trigger == first[-1].row_id and rows[b].cascade_id == first[-1].cascade_id
-    assert rows[c].trigger is None  # liquidatable even without the feedback
+    assert rows[c].trigger is None and rows[c].cascade_id != first[-1].cascade_id
     check_invariants(ex)

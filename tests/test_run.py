@@ -24,7 +24,10 @@ TABLE_COLUMNS = {
     "market": [
         "step",
         "instrument",
+        "time_seconds",
+        "exogenous_price",
         "index_price",
+        "impact_bps",
         "mark_price",
         "last_price",
         "best_bid",
@@ -34,6 +37,9 @@ TABLE_COLUMNS = {
         "funding_rate",
         "depth_bid_1pct",
         "depth_ask_1pct",
+        "traders_flow",
+        "liquidation_flow",
+        "unwind_flow",
     ],
     "trades": ["step", "instrument", "price", "qty", "buyer", "seller", "aggressor", "liquidation"],
     "ledger": [

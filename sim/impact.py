@@ -1,0 +1,210 @@
+"""The index: the rest of the market's price, moved by this venue's aggressive flow.
+
+A propagator (Bouchaud, Gefen, Potters & Wyart 2004; MARKET-MODEL section 1):
+
+    log I_t = log X_t + sum_k G(t - u_k) f(q_k)
+
+- ``X_t``: the exogenous reference path (`sim.prices`), "everything else".
+- ``q_k``: one *flow term*: signed aggressive notional (USD, buys > 0) executed at time
+  ``u_k`` (seconds). Each step, traders' taker flow on an instrument is one term; each
+  liquidation's fills are a term of their own, and so is every slice that the backstop
+  vault sells of a position it took over (tagged with the liquidation it came from).
+- ``f(q) = Y sigma_D sign(q) sqrt(|q| / V_D)``: the square-root law (Tóth et al. 2011;
+  it holds for Bitcoin over four decades: Donier & Bonart 2015), each term treated as a
+  metaorder. ``sigma_D`` is the daily volatility, ``V_D`` the whole market's daily volume:
+  the venue's own traded notional per day (averaged since the start of the run) divided
+  by its share of global volume, so the venue's flow moves the index in proportion to
+  its weight in the market.
+- ``G(l) = (1 + l / l0)^(-beta)``: impact decays (transient impact), ``beta = 1/2``.
+
+Resting or cancelled quotes move nothing: only executed aggressive flow is a term.
+
+Because the index is a sum over known terms, the index *without* some liquidations is
+exact: drop their terms (`VenueIndex.without_sources`). The liquidation engine uses it
+to attribute accounts to the liquidations whose impact pushed them under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Source id of traders' ordinary flow (liquidation terms carry the liquidation's id >= 0).
+TRADERS = -1
+SECONDS_PER_DAY = 86_400.0
+#: Kinds of flow terms, as recorded per step in the market table.
+FLOW_KINDS = ("traders", "liquidation", "unwind")
+
+
+@dataclass(frozen=True)
+class ImpactParams:
+    """Impact parameters of one instrument.
+
+    Attributes:
+        daily_volatility: sigma_D, fraction per day.
+        venue_share: The venue's share of the instrument's global volume (0, 1].
+        y: Y of the square-root law (order 1: Tóth et al. 2011).
+        beta: Decay exponent of the propagator.
+        decay_seconds: l0, the time over which impact starts to decay, seconds.
+    """
+
+    daily_volatility: float
+    venue_share: float
+    y: float = 1.0
+    beta: float = 0.5
+    decay_seconds: float = 5.0
+
+
+class Propagator:
+    """Flow terms of all instruments and their decayed sum.
+
+    Terms are stored as parallel arrays (time seconds, instrument, impact ``f(q)`` in log
+    price, source id). Within one time ``now`` the decayed sum of earlier terms is cached,
+    so adding a term and reading the impact are O(I), and a new time costs O(terms) once.
+
+    Args:
+        params: One `ImpactParams` per instrument (I of them).
+    """
+
+    def __init__(self, params: list[ImpactParams]):
+        self.n = len(params)
+        self._coef = np.array([p.y * p.daily_volatility for p in params])
+        self._share = np.array([p.venue_share for p in params])
+        self._beta = np.array([p.beta for p in params])
+        self._decay = np.array([p.decay_seconds for p in params])
+        self._time = np.zeros(64)
+        self._inst = np.zeros(64, dtype=np.int64)
+        self._impact = np.zeros(64)
+        self._source = np.zeros(64, dtype=np.int64)
+        self._count = 0
+        self._now = 0.0
+        self._old = 0  # terms before `now`
+        self._old_sum = np.zeros(self.n)
+        self._new_sum = np.zeros(self.n)
+        #: (I,) USD traded on the venue since the start (both sides counted once).
+        self.venue_volume = np.zeros(self.n)
+
+    # -------------------------------------------------------------- time, volume
+    def advance(self, now: float) -> None:
+        """Move the clock to ``now`` seconds and decay all earlier terms to it."""
+        self._now = now
+        self._old = self._count
+        self._old_sum = self._decayed(slice(0, self._count)) if self._count else np.zeros(self.n)
+        self._new_sum = np.zeros(self.n)
+
+    def add_volume(self, m: int, usd: float) -> None:
+        """Count ``usd`` of venue trades on instrument m in the liquidity estimate."""
+        self.venue_volume[m] += usd
+
+    def daily_volume(self) -> np.ndarray:
+        """(I,) V_D: the whole market's USD volume per day implied by the venue's so far."""
+        elapsed = max(self._now, 1e-9)
+        return self.venue_volume * (SECONDS_PER_DAY / elapsed) / self._share
+
+    # --------------------------------------------------------------------- terms
+    def instant_impact(self, m: int, notional: float) -> float:
+        """f(q) of a signed USD notional on instrument m, in log price."""
+        volume = float(self.daily_volume()[m])
+        if notional == 0.0 or volume <= 0.0:
+            return 0.0
+        return float(np.sign(notional) * self._coef[m] * np.sqrt(abs(notional) / volume))
+
+    def add(self, m: int, notional: float, source: int = TRADERS) -> float:
+        """Add a flow term now; return its instantaneous impact (log price)."""
+        impact = self.instant_impact(m, notional)
+        if impact == 0.0:
+            return 0.0
+        if self._count == self._time.size:
+            for name in ("_time", "_inst", "_impact", "_source"):
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
+        k = self._count
+        self._time[k], self._inst[k], self._impact[k], self._source[k] = self._now, m, impact, source
+        self._count += 1
+        self._new_sum[m] += impact
+        return impact
+
+    def log_impact(self) -> np.ndarray:
+        """(I,) sum_k G(now - u_k) f(q_k), log price."""
+        return self._old_sum + self._new_sum
+
+    def _decayed(self, rows: slice | np.ndarray) -> np.ndarray:
+        """(I,) decayed impact of the given terms at ``now``."""
+        return np.bincount(self._inst[rows], weights=self._kernel(rows) * self._impact[rows], minlength=self.n)
+
+    def _kernel(self, rows: slice | np.ndarray) -> np.ndarray:
+        inst = self._inst[rows]
+        lag = self._now - self._time[rows]
+        return (1.0 + lag / self._decay[inst]) ** -self._beta[inst]
+
+    def by_source(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current impact of every liquidation source.
+
+        Returns:
+            ``(sources (K,), impact (K, I))``: the distinct liquidation ids with terms, in
+            increasing order, and each one's decayed log impact per instrument now.
+        """
+        rows = np.flatnonzero(self._source[: self._count] >= 0)
+        if rows.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.n))
+        sources, which = np.unique(self._source[rows], return_inverse=True)
+        out = np.zeros((sources.size, self.n))
+        np.add.at(out, (which, self._inst[rows]), self._kernel(rows) * self._impact[rows])
+        return sources, out
+
+
+class VenueIndex:
+    """Publishes ``I_t = X_t exp(impact)`` to the exchange and records flow into it.
+
+    The model advances it each step; the model (traders' flow), the liquidation engine
+    (each liquidation's fills) and the backstop's unwinding report flow through `trade`,
+    which moves the exchange's index (and so its marks) at once.
+
+    Args:
+        exchange: The venue whose index this is (``set_index`` is called on it).
+        paths: (N + 1, I) exogenous paths X, USD.
+        propagator: The impact state.
+        step_seconds: Seconds per step.
+    """
+
+    def __init__(self, exchange, paths: np.ndarray, propagator: Propagator, step_seconds: float):
+        self.exchange = exchange
+        self.paths = paths
+        self.propagator = propagator
+        self.step_seconds = step_seconds
+        self.step = 0
+        #: This step's signed USD flow per kind of flow term, (I,) each.
+        self.flows = {kind: np.zeros(propagator.n) for kind in FLOW_KINDS}
+
+    @property
+    def exogenous(self) -> np.ndarray:
+        """(I,) this step's exogenous prices X_t, USD."""
+        return self.paths[self.step]
+
+    def advance(self, step: int) -> None:
+        """Start step ``step``: decay the impact to its time and publish the index."""
+        self.step = step
+        self.propagator.advance(step * self.step_seconds)
+        for flow in self.flows.values():
+            flow[:] = 0.0
+        self.publish()
+
+    def publish(self) -> None:
+        self.exchange.set_index(self.exogenous * np.exp(self.propagator.log_impact()))
+
+    def trade(self, flows: np.ndarray | dict[int, float], source: int = TRADERS, kind: str = "traders") -> None:
+        """Record signed USD flow per instrument (an (I,) array or {m: notional}) as terms
+        of one source and one of `FLOW_KINDS`, and move the index."""
+        items = flows.items() if isinstance(flows, dict) else enumerate(flows)
+        moved = False
+        for m, notional in items:
+            self.flows[kind][m] += notional
+            moved |= self.propagator.add(int(m), float(notional), source) != 0.0
+        if moved:
+            self.publish()
+
+    def without_sources(self, contributions: np.ndarray) -> np.ndarray:
+        """(I,) the index had (K, I) log-impact contributions not happened."""
+        log_impact = self.propagator.log_impact() - contributions.sum(axis=0)
+        return self.exogenous * np.exp(log_impact)

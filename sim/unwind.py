@@ -1,0 +1,83 @@
+"""The backstop vault sells what it took over: forced flow reaches the market.
+
+A venue's backstop (BitMEX's and Binance's insurance-fund takeover, Hyperliquid's
+liquidator vault) does not keep a liquidated position: it closes it in the market. A
+takeover that never trades would be a sink no real venue has, and would hide the forced
+flow that drives a cascade. Each step the vault sells a slice of every position it holds,
+``ceil(|position| (1 - 2^(-step_seconds / half_life)))`` lots (all of it with a half-life
+of 0), to the rest of the market: the trade is booked against the *genesis* account (the
+outside world) at the index after the slice's own impact, rounded to the tick, and the
+slice is a flow term of the index propagator (`sim.impact`). Slices are tagged with the
+takeovers they sell, first in first out, so accounts pushed under by them are attributed
+to the liquidation that handed the vault its position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from sim.exchange import Exchange
+from sim.impact import VenueIndex
+from sim.ledger import BACKSTOP, GENESIS
+
+
+class BackstopUnwinder:
+    """Sells the backstop vault's positions over time.
+
+    Args:
+        exchange: The venue.
+        index: The index the slices move.
+        half_life_seconds: Half-life of the vault's inventory, seconds (0 = at once).
+        step_seconds: Seconds per step.
+    """
+
+    def __init__(self, exchange: Exchange, index: VenueIndex, half_life_seconds: float, step_seconds: float):
+        self.exchange = exchange
+        self.index = index
+        self.fraction = 1.0 if half_life_seconds == 0 else 1.0 - 2.0 ** (-step_seconds / half_life_seconds)
+        #: Per instrument: [signed lots the vault holds from one takeover, source row id], oldest first.
+        self._queues: list[deque[list[int]]] = [deque() for _ in exchange.instruments]
+
+    def take_over(self, m: int, lots: int, source: int) -> None:
+        """The vault received ``lots`` (signed, its side) of instrument m from liquidation row ``source``."""
+        queue = self._queues[m]
+        while lots and queue and (queue[0][0] > 0) != (lots > 0):  # an opposite takeover nets the oldest
+            netted = min(abs(lots), abs(queue[0][0]))
+            queue[0][0] -= math.copysign(netted, queue[0][0])
+            lots -= int(math.copysign(netted, lots))
+            if not queue[0][0]:
+                queue.popleft()
+        if lots:
+            queue.append([lots, source])
+
+    def step(self) -> None:
+        """Sell this step's slice of every position (see the module docstring)."""
+        ex = self.exchange
+        for m, queue in enumerate(self._queues):
+            held = int(ex.ledger.positions[BACKSTOP, m])
+            if not held:
+                queue.clear()
+                continue
+            inst = ex.instruments[m]
+            to_sell = min(abs(held), math.ceil(abs(held) * self.fraction - 1e-9))
+            side = -1 if held > 0 else 1
+            for lots, source in self._slices(queue, to_sell):
+                self.index.trade({m: side * inst.qty(lots) * float(ex.index[m])}, source, kind="unwind")
+                price = inst.price(max(1, round(float(ex.index[m]) / inst.tick_size)))
+                ex.ledger.trade_between(BACKSTOP, GENESIS, m, side * lots, price, float(ex.cum_funding[m]))
+
+    @staticmethod
+    def _slices(queue: deque[list[int]], lots: int) -> list[tuple[int, int]]:
+        """Take ``lots`` from the queue, oldest takeover first: ``[(lots, source), ...]``."""
+        out = []
+        while lots and queue:
+            take = min(lots, abs(queue[0][0]))
+            out.append((take, queue[0][1]))
+            queue[0][0] -= int(math.copysign(take, queue[0][0]))
+            lots -= take
+            if not queue[0][0]:
+                queue.popleft()
+        if lots:  # held without a recorded takeover (cannot happen through the engine)
+            out.append((lots, -1))
+        return out

@@ -1,0 +1,102 @@
+"""The index propagator (square-root law, decay, exact counterfactuals) and the
+backstop's unwinding into the rest of the market."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.exchange import Exchange, FeeSchedule
+from sim.impact import TRADERS, ImpactParams, Propagator, VenueIndex
+from sim.instruments import CollateralAsset
+from sim.ledger import BACKSTOP, GENESIS, N_SYSTEM, USD
+from sim.types import Side
+from sim.unwind import BackstopUnwinder
+from tests.conftest import btc
+
+PARAMS = ImpactParams(daily_volatility=0.04, venue_share=0.25, y=1.0, beta=0.5, decay_seconds=5.0)
+
+
+def propagator(volume_usd: float = 1e6, now: float = 10.0) -> Propagator:
+    p = Propagator([PARAMS])
+    p.advance(now)
+    p.add_volume(0, volume_usd)
+    return p
+
+
+def test_instant_impact_is_the_square_root_law():
+    p = propagator()
+    # V_D = 1e6 USD traded in 10 s -> 8.64e9 per day on the venue, / 0.25 share = 3.456e10
+    v_d = 1e6 * 86_400 / 10 / 0.25
+    assert p.daily_volume()[0] == pytest.approx(v_d)
+    assert p.instant_impact(0, 1e5) == pytest.approx(0.04 * np.sqrt(1e5 / v_d))
+    assert p.instant_impact(0, 4e5) == pytest.approx(2 * p.instant_impact(0, 1e5))  # concave
+    assert p.instant_impact(0, -1e5) == pytest.approx(-p.instant_impact(0, 1e5))
+    assert p.instant_impact(0, 0.0) == 0.0
+
+
+def test_impact_decays_with_the_propagator_kernel():
+    p = propagator()
+    f = p.add(0, -2e5, source=3)
+    assert p.log_impact()[0] == pytest.approx(f)
+    p.advance(10.0 + 15.0)  # 15 s later: G = (1 + 15 / 5)^-0.5 = 1/2
+    assert p.log_impact()[0] == pytest.approx(f / 2)
+    p.advance(10.0 + 495.0)  # G = (1 + 99)^-0.5 = 1/10
+    assert p.log_impact()[0] == pytest.approx(f / 10)
+
+
+def test_the_index_without_a_liquidation_is_exact():
+    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0])
+    paths = np.full((3, 1), 50_000.0)
+    index = VenueIndex(ex, paths, Propagator([PARAMS]), step_seconds=5.0)
+    index.advance(1)
+    index.propagator.add_volume(0, 5e6)
+    index.trade({0: 3e5})  # traders bought
+    index.trade({0: -1e6}, source=7, kind="liquidation")
+    index.trade({0: -2e5}, source=9, kind="unwind")
+    index.advance(2)
+    sources, impact = index.propagator.by_source()
+    assert sources.tolist() == [7, 9]
+    assert impact.shape == (2, 1) and (impact < 0).all()
+    # removing every liquidation leaves the exogenous path times the traders' impact alone
+    traders_only = Propagator([PARAMS])
+    traders_only.advance(5.0)
+    traders_only.add_volume(0, 5e6)
+    traders_only.add(0, 3e5, TRADERS)
+    traders_only.advance(10.0)
+    expected = 50_000.0 * np.exp(traders_only.log_impact())
+    assert index.without_sources(impact)[0] == pytest.approx(expected[0])
+    assert ex.index[0] == pytest.approx(50_000.0 * np.exp(index.propagator.log_impact()[0]))
+    assert index.flows["liquidation"][0] == 0.0  # per-step tallies restart each step
+
+
+def test_resting_quotes_move_nothing():
+    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
+    index = VenueIndex(ex, np.full((2, 1), 50_000.0), Propagator([PARAMS]), step_seconds=1.0)
+    index.advance(1)
+    ex.ledger.deposit(N_SYSTEM, USD, 1e6)
+    ex.submit(N_SYSTEM, 0, Side.BUY, 1.0, 49_000.0)  # rests
+    index.trade(np.zeros(1))
+    assert ex.index[0] == 50_000.0
+
+
+def test_backstop_sells_its_takeovers_with_a_half_life():
+    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
+    index = VenueIndex(ex, np.full((4, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
+    index.advance(1)
+    index.propagator.add_volume(0, 1e7)
+    unwinder = BackstopUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+    ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, 1_000, 50_000.0, 0.0)  # the vault took 1 BTC long
+    unwinder.take_over(0, 600, source=4)
+    unwinder.take_over(0, 400, source=8)
+    unwinder.step()
+    assert ex.ledger.positions[BACKSTOP, 0] == 500  # half of it in one half-life
+    assert ex.ledger.positions[GENESIS, 0] == 500  # sold to the rest of the market
+    assert index.flows["unwind"][0] == pytest.approx(-0.5 * 50_000.0)
+    assert index.propagator.by_source()[0].tolist() == [4]  # the oldest takeover is sold first
+    assert ex.index[0] < 50_000.0
+    index.advance(2)
+    unwinder.step()
+    assert ex.ledger.positions[BACKSTOP, 0] == 250
+    assert index.propagator.by_source()[0].tolist() == [4, 8]
+    assert not ex.ledger.net_positions().any()
