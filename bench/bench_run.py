@@ -1,21 +1,32 @@
-"""Whole-run throughput: ``configs/baseline.toml`` (1,000 agents, 3 instruments, 2,000 steps).
+"""Whole-run throughput: ``configs/baseline.toml`` (3 instruments, 2,000 steps), against
+the code before the market formed its own price, measured in the same run.
 
-Prints wall seconds, agent-steps per second and order events (orders sent to the books
-plus cancels) per second, then the same workload with 10x agents (every population
-scaled) for ``--scaled-steps`` steps to show how the cost per step grows.
-Run: ``python bench/bench_run.py [--steps N] [--scaled-steps N] [--scale K]``.
+This VM's speed drifts by up to +-20 % between runs, so the old code's baseline (a
+``git worktree`` of ``--old`` in a temporary folder, its own ``configs/baseline.toml``)
+runs in a subprocess right before the new one, and the ratio is printed. Then the new
+workload with 10x agents (every population scaled) for ``--scaled-steps`` steps shows
+how the cost per step grows.
+Run: ``python bench/bench_run.py [--steps N] [--old REV] [--scaled-steps N] [--scale K]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from sim.config import load_config
 from sim.model import MarketModel
 from sim.runtime import tune_runtime
 
 CONFIG = "configs/baseline.toml"
+ROOT = Path(__file__).resolve().parent.parent
+#: The last commit before "The market forms its own price" (index feedback, old agents).
+OLD = "3f47bd1"
 
 
 def measure(overrides: list[str]) -> tuple[float, int, int, int]:
@@ -30,6 +41,20 @@ def measure(overrides: list[str]) -> tuple[float, int, int, int]:
     return seconds, agents, config.steps, model.exchange.n_orders + model.exchange.n_cancels
 
 
+def measure_old(rev: str, steps: int) -> tuple[float, int, int, int]:
+    """`measure` of the baseline at commit ``rev``, in a worktree of it and a subprocess."""
+    folder = Path(tempfile.gettempdir()) / f"cascadelab-bench-{rev}"
+    if not folder.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], cwd=ROOT, check=True)
+    code = (
+        "import json, sys; sys.path.insert(0, '.'); sys.path.insert(0, 'bench');"
+        "from bench_run import measure; from sim.runtime import tune_runtime; tune_runtime();"
+        f"print(json.dumps(measure(['steps={steps}'])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=folder, check=True, capture_output=True, text=True)
+    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def report(label: str, seconds: float, agents: int, steps: int, events: int) -> None:
     print(
         f"{label}: {agents:,} agents x {steps:,} steps in {seconds:.1f} s = {seconds / steps * 1e3:.1f} ms/step, "
@@ -40,11 +65,18 @@ def report(label: str, seconds: float, agents: int, steps: int, events: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--old", default=OLD, help="commit of the code to compare with ('' to skip)")
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--scaled-steps", type=int, default=200)
     args = parser.parse_args()
     tune_runtime()
-    report("baseline", *measure([f"steps={args.steps}"]))
+    old = measure_old(args.old, args.steps) if args.old else None
+    if old:
+        report(f"old baseline ({args.old})", *old)
+    new = measure([f"steps={args.steps}"])
+    report("baseline", *new)
+    if old:
+        print(f"new / old wall time: {new[0] / old[0]:.2f} (target <= 1.5)")
     base = load_config(CONFIG)
     scaled = [f"populations.{i}.count={p.count * args.scale}" for i, p in enumerate(base.populations)]
     report(f"{args.scale}x agents", *measure([f"steps={args.scaled_steps}", *scaled]))
