@@ -186,16 +186,6 @@ class MarketView:
         return np.array([self.venue_price(m) for m in range(len(self.exchange.instruments))])
 
     # ------------------------------------------------------------- statistics
-    def realized_vol(self, window: int) -> np.ndarray:
-        """(I,) standard deviation of the index's log returns over the last ``window`` steps."""
-        vol = self._vol_cache.get(window)
-        if vol is None:
-            start = max(0, self.step - window)
-            prices = self.index_history[start : self.step + 1]
-            vol = np.log(prices[1:] / prices[:-1]).std(axis=0) if len(prices) > 2 else np.zeros(prices.shape[1])
-            self._vol_cache[window] = vol
-        return vol
-
     def venue_return(self, m: int, seconds: float) -> float:
         """Log return of the venue price over the last ``seconds`` (from the end of the
         step that many seconds ago to now; shorter at the start of the run)."""

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agents import AGENT_TYPES
-from sim.config import Config, load_config
+from sim.config import Config
 from sim.model import MarketModel
 from sim.types import OrderType, Side
 
@@ -164,82 +163,121 @@ def test_momentum_buys_a_venue_uptrend_over_its_lookback_in_seconds(step_seconds
     assert momentum.position(0) == 0.4
 
 
-# ------------------------------------------------ market maker, fundamentalist (before their rewrite)
-OLD_MARKET = """
-steps = 100
-[instruments.BTC]
-tick = 0.1
-lot = 0.001
-initial_price = 50000.0
-[instruments.BTC.price]
-volatility = 0.0
-[funding]
-interval = 0
-[[populations]]
-type = "market_maker"
-count = 1
-collateral = { USD = 3000000.0 }
-leverage = 1.0
-params = { levels = 1, half_spread_bps = 10.0, inventory_skew_bps = 50.0, vol_window = 5, withdraw_multiple = 2.0 }
-[[populations]]
-type = "momentum"
-count = 1
-collateral = { USD = 100000.0 }
-leverage = 3.0
-params = { lookback_seconds = 20.0, threshold = 0.01, max_order_notional = 20000.0 }
-[[populations]]
-type = "fundamentalist"
-count = 1
-collateral = { USD = 100000.0 }
-leverage = 3.0
-params = { threshold_bps = 20.0, order_notional = 10000.0 }
-[[populations]]
-type = "noise"
-count = 2
-collateral = { USD = 1000000.0 }
-leverage = 3.0
-params = { interval_seconds = 3.0, market_share = 0.0 }
-"""
+# ---------------------------------------------------------------- market maker
+MM = (
+    "levels = 1, order_notional = 50000.0, risk_aversion = 10.0, arrival_decay = 2000.0, horizon_seconds = 60.0, "
+    "index_weight = 0.0, vol_tolerance = 2.0, loss_limit = 0.1, refill_seconds = 60.0"
+)
 
 
-def market(tmp_path: Path) -> tuple[MarketModel, dict]:
-    path = tmp_path / "m.toml"
-    path.write_text(OLD_MARKET)
-    model = MarketModel(load_config(path))
-    agents = {kind: [a for a in model.agents if isinstance(a, cls)] for kind, cls in AGENT_TYPES.items()}
-    return model, agents
-
-
-def test_market_maker_quotes_both_sides_and_withdraws_on_a_volatility_spike(tmp_path):
-    model, agents = market(tmp_path)
-    mm = agents["market_maker"][0]
+def test_market_maker_quotes_the_avellaneda_stoikov_spread_around_its_fair_value():
+    model = build(population("market_maker", MM, collateral=3_000_000.0))
+    mm = agents(model, "market_maker")[0]
     mm.step()
-    book = model.exchange.books[0]
-    assert len(book.open_orders(mm.account)) == 2
-    assert book.best_bid() * 0.1 == 49_950.0 and book.best_ask() * 0.1 == 50_050.0  # 10 bps around 50,000
-    # a calm history, then a 10 % jump in the last step: short-run vol >> long-run vol
-    model.market.index_history[:61, 0] = 50_000.0 * np.exp(0.0001 * np.arange(61))
-    model.market.index_history[60, 0] *= 1.1
-    model.market.step = 60
-    model.market._vol_cache.clear()
+    half = math.log1p(10 / 2000) / 10  # no volatility yet: the base half-spread, ~5 bps
+    orders = sorted(own_orders(model, mm), key=lambda o: o[2])
+    assert [(o[2], o[3], o[4]) for o in orders] == [
+        (-1, math.ceil(50_000 * math.exp(half) * 10), 1000),
+        (1, math.floor(50_000 * math.exp(-half) * 10), 1000),
+    ]
+
+
+def test_market_maker_fair_value_mixes_venue_and_index_by_its_weight():
+    model = build(population("market_maker", MM.replace("index_weight = 0.0", "index_weight = 0.25"), count=1))
+    mm = agents(model, "market_maker")[0]
+    quote(model, 48_900.0, 49_100.0)
+    assert mm.fair_value(0) == pytest.approx(0.75 * 49_000.0 + 0.25 * 50_000.0)
+    micro = build(population("market_maker", MM + ', reference = "microprice"'))
+    quote(micro, 48_900.0, None, qty=3.0)
+    quote(micro, None, 49_100.0, qty=1.0)
+    assert agents(micro, "market_maker")[0].fair_value(0) == pytest.approx(49_050.0)  # leans to the thin ask
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_market_maker_reservation_price_leans_against_inventory(step_seconds):
+    model = build(population("market_maker", MM, collateral=3_000_000.0), step_seconds)
+    mm = agents(model, "market_maker")[0]
+    sigma = 1e-3  # per sqrt(second)
+    k = round(30 / step_seconds)
+    set_history(model, alternating(k + 1, sigma * math.sqrt(step_seconds)), k + 1)
+    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 quote size
+    r, half = mm.reservation(0)
+    risk = 10 * sigma**2 * 60
+    assert half == pytest.approx(0.5 * risk + math.log1p(10 / 2000) / 10)
+    assert r == pytest.approx(50_000.0 * math.exp(-risk))  # q = 1
+    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 9000, 50_000.0, 0.0)  # q = 10
+    r, half = mm.reservation(0)
+    assert r == pytest.approx(50_000.0 * math.exp(-half))  # capped: its ask stays at its fair value
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_market_maker_withdraws_in_a_volatility_spike_and_refills_over_seconds(step_seconds):
+    model = build(population("market_maker", MM, collateral=3_000_000.0), step_seconds)
+    mm = agents(model, "market_maker")[0]
+    s = step_seconds
+    n_long, n_short = round(900 / s), round(30 / s)
+    calm, wild = 1e-5 * math.sqrt(s), 1e-3 * math.sqrt(s)
+    t = n_long + 1
+    prices = np.concatenate([alternating(n_long + 1 - n_short, calm), alternating(n_short, wild)])
+    set_history(model, prices, t)
     mm.step()
-    assert book.open_orders(mm.account) == []
-
-
-def test_market_maker_skews_against_inventory(tmp_path):
-    model, agents = market(tmp_path)
-    mm, noise = agents["market_maker"][0], agents["noise"][0]
+    assert mm.capacity == [0.0] and own_orders(model, mm) == []  # short-run vol > 2 x tolerance x long-run
+    t2 = t + round(60 / s)
+    set_history(model, alternating(round(60 / s), calm), t2)  # a calm minute after it
     mm.step()
-    flat_bid = model.exchange.books[0].best_bid()
-    model.exchange.ledger.trade_between(mm.account, noise.account, 0, 30_000, 50_000.0, 0.0)  # long 30 BTC
+    assert mm.capacity[0] == pytest.approx(1 - math.exp(-1))  # 60 s of a 60 s refill time
+    assert {o[4] for o in own_orders(model, mm)} == {632}  # 0.632 of 1 BTC per quote
+    model.market.step = t2 + round(240 / s)
     mm.step()
-    assert model.exchange.books[0].best_bid() < flat_bid  # long inventory: quotes move down
+    assert mm.capacity[0] == pytest.approx(1 - math.exp(-5))
 
 
-def test_fundamentalist_trades_the_venue_back_to_the_index(tmp_path):
-    model, agents = market(tmp_path)
-    ex, fundamentalist, seller = model.exchange, agents["fundamentalist"][0], agents["noise"][0]
-    ex.submit(seller.account, 0, Side.SELL, 5.0, 49_800.0)
-    ex.submit(seller.account, 0, Side.BUY, 5.0, 49_700.0)  # the venue trades 0.5 % cheap
-    fundamentalist.step()
-    assert fundamentalist.position(0) == 0.2  # bought 10,000 USD at the index limit (49,800 ask)
+def test_market_maker_capacity_shrinks_partly_with_volatility_and_drawdown():
+    model = build(population("market_maker", MM))
+    mm = agents(model, "market_maker")[0]
+    mm.peak_equity = 1_000_000.0
+    assert mm.capacity_targets(950_000.0) == [pytest.approx(0.5)]  # 5 % of a 10 % loss limit
+    assert mm.capacity_targets(1_000_000.0) == [1.0]
+    model.market.venue_vols = lambda seconds: np.array([3.0 if seconds == 30.0 else 1.0])  # ratio 3, tolerance 2
+    assert mm.capacity_targets(1_000_000.0) == [pytest.approx(0.5)]
+
+
+def test_market_makers_draw_their_own_risk_limits():
+    model = build(population("market_maker", "", count=2))
+    a, b = agents(model, "market_maker")
+    for name in ("index_weight", "vol_tolerance", "loss_limit", "refill"):
+        assert getattr(a, name) != getattr(b, name), name
+
+
+# ----------------------------------------------------------------- arbitrageur
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_arbitrageur_buys_a_cheap_venue_at_its_rate_limit(step_seconds):
+    model = build(population("arbitrageur", "capacity_notional_per_second = 10000.0"), step_seconds)
+    arb = agents(model, "arbitrageur")[0]
+    quote(model, 49_600.0, 49_700.0)  # mid 49,650: 0.7 % below the index
+    for t in range(round(10 / step_seconds)):
+        model.market.step = t
+        arb.step()
+        assert arb.position(0) == pytest.approx(0.2 * step_seconds * (t + 1))  # 10,000 USD/s at the index
+    assert arb.position(0) == pytest.approx(2.0)  # 10 seconds either way
+
+
+def test_arbitrageur_waits_inside_its_cost_and_unwinds_inside_its_exit_band():
+    model = build(population("arbitrageur", "capacity_notional_per_second = 10000.0"))
+    arb = agents(model, "arbitrageur")[0]
+    assert arb.entry_cost() == pytest.approx(0.001)  # taker fee 5 bps on both legs
+    model.exchange.ledger.trade_between(arb.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 BTC
+    quote(model, 49_950.0, 49_970.0)  # basis -8 bps: inside the cost, outside the 5 bps exit band
+    arb.step()
+    assert arb.position(0) == 1.0
+    model.exchange.set_index([49_960.0])  # basis 0: unwind at the rate limit
+    arb.step()
+    assert arb.position(0) == pytest.approx(0.8)
+
+
+def test_arbitrageur_stays_within_its_capital():
+    model = build(population("arbitrageur", "capacity_notional_per_second = 1000000.0", collateral=100_000.0))
+    arb = agents(model, "arbitrageur")[0]
+    quote(model, 51_000.0, 51_100.0)  # the venue 2 % rich: it sells
+    arb.step()
+    assert arb.position(0) == pytest.approx(-6.0)  # leverage 3 x 100,000 USD at the 50,000 index
