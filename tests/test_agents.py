@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from agents import AGENT_TYPES
-from sim.config import Config
+from sim.config import Config, ConfigError, load_config
 from sim.model import MarketModel
 from sim.types import OrderType, Side
 
@@ -281,3 +281,111 @@ def test_arbitrageur_stays_within_its_capital():
     quote(model, 51_000.0, 51_100.0)  # the venue 2 % rich: it sells
     arb.step()
     assert arb.position(0) == pytest.approx(-6.0)  # leverage 3 x 100,000 USD at the 50,000 index
+
+
+# ------------------------------------------------------------------------- FCN
+FUNDAMENTAL = (
+    "fundamental_weight = 1.0, chart_weight = 0.0, noise_weight = 0.0, window_seconds = 100.0, "
+    "mean_reversion_seconds = 100.0, order_margin = 0.01, interval_seconds = 0.001, order_notional = 2000.0"
+)
+CHARTIST = FUNDAMENTAL.replace(
+    "fundamental_weight = 1.0, chart_weight = 0.0", "fundamental_weight = 0.0, chart_weight = 1.0"
+)
+
+
+def test_fcn_fundamentalist_bids_below_its_expected_price_when_the_index_is_above():
+    model = build(population("fcn", FUNDAMENTAL))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([50_500.0])
+    fcn.step()
+    # p = mid 50,000; r = ln(50,500 / 50,000) / 100 s; p_hat = p exp(r 100 s) = 50,500;
+    # a buy at p_hat (1 - 0.01) = 49,995, resting (below the 50,100 ask), 2,000 USD.
+    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.account, 1, 499_950, 40)]
+    model = build(population("fcn", FUNDAMENTAL))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([49_500.0])
+    fcn.step()  # the index below: a sell at 49,500 * 1.01 = 49,995 (above the 49,900 bid)
+    assert [o[2:] for o in own_orders(model, fcn)] == [(-1, 499_950, 40)]
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+@pytest.mark.parametrize(("then", "side"), [(49_000.0, 1), (51_000.0, -1)])
+def test_fcn_chartist_follows_the_venue_trend_over_its_window_in_seconds(step_seconds, then, side):
+    model = build(population("fcn", CHARTIST), step_seconds)
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    k = round(100 / step_seconds)
+    model.market.venue_history[0, 0] = then  # the venue 100 s ago
+    model.market.step = k
+    fcn.step()
+    # C = ln(50,000 / then) / 100 s; p_hat = 50,000 exp(C 100 s) = 50,000^2 / then, beyond
+    # the touch after the 1 % margin: it takes 0.04 BTC in the trend's direction.
+    assert fcn.position(0) == pytest.approx(side * 0.04)
+    assert not fcn.expiring  # filled: nothing rests
+    wide = build(population("fcn", CHARTIST.replace("order_margin = 0.01", "order_margin = 0.03")), step_seconds)
+    fcn = agents(wide, "fcn")[0]
+    quote(wide, 49_900.0, 50_100.0)
+    wide.market.venue_history[0, 0] = then
+    wide.market.step = k
+    fcn.step()  # with a 3 % margin the order rests at p_hat (1 -+ 0.03)
+    p_hat = 50_000.0**2 / then
+    ticks = math.floor(p_hat * 0.97 * 10) if side > 0 else math.ceil(p_hat * 1.03 * 10)
+    assert [o[2:4] for o in own_orders(wide, fcn)] == [(side, ticks)]
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_fcn_cancels_its_order_when_its_lifetime_in_seconds_ends(step_seconds):
+    model = build(population("fcn", FUNDAMENTAL + ", lifetime_seconds = 30.0"), step_seconds)
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([50_500.0])
+    fcn.step()
+    assert len(own_orders(model, fcn)) == 1
+    fcn._chance = 0.0  # from now on it only tends its orders
+    model.market.step = round(30 / step_seconds) - 1
+    fcn.step()
+    assert len(own_orders(model, fcn)) == 1  # 30 s not yet over
+    model.market.step += 1
+    fcn.step()
+    assert own_orders(model, fcn) == []
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_fcn_acts_once_per_interval_on_average(step_seconds):
+    model = build(
+        population("fcn", FUNDAMENTAL.replace("interval_seconds = 0.001", "interval_seconds = 20.0")), step_seconds
+    )
+    fcn = agents(model, "fcn")[0]
+    decisions = []
+    fcn.expected_price = lambda m, eps: decisions.append(m) or (1.0, 1.0)
+    for _ in range(round(8_000 / step_seconds)):
+        fcn.step()
+    assert 400 * 0.85 < len(decisions) < 400 * 1.15  # 8,000 s / 20 s, within ~3 standard deviations
+
+
+def test_fcn_respects_its_position_limit():
+    model = build(population("fcn", FUNDAMENTAL, collateral=10_000.0, leverage=2.0))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_000.0, 50_000.0)
+    model.exchange.ledger.trade_between(fcn.account, lp(model), 0, 380, 50_000.0, 0.0)  # 19,000 of 20,000 USD
+    model.exchange.set_index([52_000.0])
+    fcn.step()
+    # room: 2 x 10,000 USD at its price p (the 49,500 mid) less 0.38 BTC = 0.024 BTC, not 0.04
+    assert fcn.position(0) == pytest.approx(0.404)
+
+
+def test_fcn_agents_draw_their_own_parameters():
+    model = build(population("fcn", count=2))
+    a, b = agents(model, "fcn")
+    for name in ("g1", "g2", "n", "window", "tau_f", "margin"):
+        assert getattr(a, name) != getattr(b, name), name
+    assert 100 <= a.window <= 200 and 0 <= a.margin <= 0.001 and a.lifetime == a.window
+
+
+def test_a_distribution_outside_a_parameters_range_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(MARKET.format(step_seconds=1.0) + population("fcn", "chart_weight = { uniform = [-1.0, 1.0] }"))
+    with pytest.raises(ConfigError, match=r"params.chart_weight: draws must lie in \[0.0, inf\]"):
+        load_config(path)
