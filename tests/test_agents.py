@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,3 +390,118 @@ def test_a_distribution_outside_a_parameters_range_is_a_config_error(tmp_path):
     path.write_text(MARKET.format(step_seconds=1.0) + population("fcn", "chart_weight = { uniform = [-1.0, 1.0] }"))
     with pytest.raises(ConfigError, match=r"params.chart_weight: draws must lie in \[0.0, inf\]"):
         load_config(path)
+
+
+# ------------------------------------------------------------ leveraged holder
+def holder_market(params: str) -> tuple[MarketModel, object]:
+    model = build(population("leveraged_holder", params, collateral=10_000.0, leverage=10.0))
+    return model, agents(model, "leveraged_holder")[0]
+
+
+def crash_to(model: MarketModel, index: float) -> None:
+    """Move the index (and the index mark) and recompute everyone's margin state."""
+    model.exchange.set_index([index])
+    model.health = model.exchange.health()
+
+
+def test_plain_holder_only_holds_and_is_not_scheduled():
+    model, holder = holder_market("")
+    assert holder.position(0) == 2.0  # 10 x 10,000 USD at 50,000
+    assert not holder.acts and holder not in list(model.actors)
+    reacting = holder_market("cut_margin_ratio = 0.5")[1]
+    assert reacting.acts and reacting in list(reacting.model.actors)
+
+
+def test_holder_cuts_part_of_its_position_at_its_margin_ratio():
+    model, holder = holder_market("cut_margin_ratio = 0.2, cut_fraction = 0.5, max_slippage_bps = 100.0")
+    quote(model, 45_900.0, None)
+    crash_to(model, 47_000.0)  # equity 4,000, MM 470: ratio 0.12
+    holder.step()
+    assert holder.position(0) == 2.0
+    crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
+    holder.step()
+    assert holder.position(0) == 1.0  # half, sold into the 45,900 bid (within 1 % of 46,000)
+
+
+def test_holder_stop_loss_sits_at_a_round_number_and_closes_when_crossed():
+    model, holder = holder_market("stop_share = 1.0, stop_loss = 0.043")
+    assert holder.stops == {0: (47_800.0, 1)}  # 50,000 x 0.957 = 47,850, rounded down
+    quote(model, 47_700.0, None)
+    model.exchange.last_price[0] = 47_900.0
+    holder.step()
+    assert holder.position(0) == 2.0
+    model.exchange.last_price[0] = 47_750.0
+    holder.step()
+    assert holder.position(0) == 0.0
+    holder.step()
+    assert holder.stops == {}
+
+
+def test_holder_tops_up_from_its_finite_wallet():
+    params = "top_up_margin_ratio = 0.2, top_up_target = 0.1, wallet = 5000.0"
+    model, holder = holder_market(params)
+    crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
+    holder.step()
+    assert holder.wallet == pytest.approx(5_000.0 - 2_600.0)  # to ratio 0.1: equity 4,600
+    crash_to(model, 46_000.0)
+    assert holder.margin_ratio() == pytest.approx(0.1)
+    crash_to(model, 45_000.0)  # equity 3,600, MM 450: 0.125 < 0.2, nothing
+    holder.step()
+    crash_to(model, 44_000.0)  # equity 2,600, MM 440: ratio 0.17
+    crash_to(model, 43_000.0)  # equity 1,600, MM 430: ratio 0.27
+    holder.step()
+    assert holder.wallet == 0.0  # needed 2,700, had 2,400
+    assert model.exchange.ledger.balances[holder.account, 0] == pytest.approx(15_000.0)
+
+
+def test_holders_draw_their_own_thresholds_and_only_some_have_stops():
+    model = build(
+        population(
+            "leveraged_holder",
+            "cut_margin_ratio = { uniform = [0.5, 0.9] }, stop_share = 0.5",
+            count=40,
+            collateral=10_000.0,
+            leverage=5.0,
+        )
+    )
+    holders = agents(model, "leveraged_holder")
+    assert len({h.cut_at for h in holders}) == 40
+    assert 8 < sum(bool(h.stops) for h in holders) < 32
+
+
+def test_round_numbers():
+    from agents.holder import round_number
+
+    assert round_number(47_523.0, down=True) == 47_500.0
+    assert round_number(47_523.0, down=False) == 47_600.0
+    assert round_number(1.2345, down=True) == pytest.approx(1.23)
+
+
+# ------------------------------------------------------------------ all agents
+def test_every_agent_type_runs_in_a_live_market():
+    pops = "".join(
+        [
+            population("market_maker", "", count=2, collateral=3_000_000.0),
+            population("fcn", "", count=30, collateral=100_000.0),
+            population("arbitrageur", "", count=2),
+            population("noise", "", count=10, collateral=50_000.0),
+            population("momentum", "", count=3, collateral=50_000.0),
+            population("leveraged_holder", "cut_margin_ratio = 0.8, stop_share = 0.5", count=20, collateral=10_000.0),
+        ]
+    )
+    model = build(pops)
+    for _ in range(200):
+        model.step()
+    ex = model.exchange
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-4)
+    trades = model.recorder.tables()["trades"]
+    buyers = {model.account_types[a] for a in trades["buyer"].to_list()}
+    assert {"fcn", "market_maker"} <= buyers
+    assert abs(model.market.venue_price(0) / ex.index[0] - 1) < 0.01
+
+
+def test_shipped_configs_use_only_known_agents():
+    for path in sorted(Path("configs").glob("*.toml")):
+        config = load_config(path, ["steps=1"])
+        assert all(p.type in AGENT_TYPES for p in config.populations)
+    assert "fundamentalist" not in AGENT_TYPES
