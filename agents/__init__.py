@@ -1,7 +1,8 @@
 """Mesa trader agents for cascadelab: strategies only, accounts live in the ledger."""
 
+from agents.arbitrageur import Arbitrageur
 from agents.base import MarketView, StrictParams, Trader
-from agents.fundamentalist import Fundamentalist
+from agents.fcn import FCNTrader
 from agents.holder import LeveragedHolder
 from agents.market_maker import MarketMaker
 from agents.momentum import Momentum
@@ -9,7 +10,7 @@ from agents.noise import Noise
 
 #: Population ``type`` in configs -> agent class.
 AGENT_TYPES: dict[str, type[Trader]] = {
-    cls.kind: cls for cls in (MarketMaker, Momentum, Fundamentalist, Noise, LeveragedHolder)
+    cls.kind: cls for cls in (MarketMaker, FCNTrader, Arbitrageur, Momentum, Noise, LeveragedHolder)
 }
 
 __all__ = ["AGENT_TYPES", "MarketView", "StrictParams", "Trader"]

@@ -12,17 +12,20 @@ from sim.types import OrderRequest, OrderType, Side
 
 
 class MomentumParams(StrictParams):
-    """Attributes:
-    lookback: Steps over which the last-trade return is measured.
-    threshold: |log return| that sets a target position of ``leverage x equity`` in
-        the direction of the move (0.005 = 0.5 %); below it, the position is held.
+    """Attributes (units in brackets; none has a published value, they are this
+    codebase's earlier defaults with the lookback read as seconds at 1-second steps):
+
+    lookback_seconds: Window of the venue-price return it reacts to [s]. 20.
+    threshold: |log return| over the lookback that sets a target position of
+        ``leverage x equity`` in the direction of the move [fraction]. 0.005; below it,
+        the position is held.
     band: It trades only when the position is off target by more than this fraction
-        of the target.
-    max_order_notional: USD traded at most per step and instrument.
-    max_slippage_bps: Limit of its IOC orders away from the mark.
+        of the target [fraction]. 0.2.
+    max_order_notional: USD traded at most per step and instrument [USD]. 10,000.
+    max_slippage_bps: Limit of its IOC orders away from the mark [bps]. 50.
     """
 
-    lookback: Annotated[int, Field(ge=1)] = 20
+    lookback_seconds: Annotated[float, Field(gt=0)] = 20.0
     threshold: Annotated[float, Field(ge=0)] = 0.005
     band: Annotated[float, Field(ge=0, le=1)] = 0.2
     max_order_notional: Annotated[float, Field(gt=0)] = 10_000.0
@@ -40,7 +43,7 @@ class Momentum(Trader):
             return
         orders: list[OrderRequest | None] = []
         for m in self.instruments:
-            ret = self.market.trade_return(m, p.lookback)
+            ret = self.market.venue_return(m, p.lookback_seconds)
             if abs(ret) < p.threshold:
                 continue
             mark = float(self.market.mark[m])

@@ -1,4 +1,6 @@
-"""Noise trader: random market and limit orders."""
+"""Noise trader: random market and limit orders around the venue's own price (its mid,
+else the last trade, else the index), never the index itself. Zero-intelligence order
+flow in the spirit of Gode & Sunder (1993) and Farmer, Patelli & Zovko (2005)."""
 
 from __future__ import annotations
 
@@ -6,20 +8,26 @@ from typing import Annotated
 
 from pydantic import Field
 
-from agents.base import StrictParams, Trader
+from agents.base import PositiveDist, StrictParams, Trader
+from sim.distributions import draw
 from sim.types import OrderType, Side
 
 
 class NoiseParams(StrictParams):
-    """Attributes:
-    activity: Probability of acting in a step.
-    order_notional: Median USD size (log-normal, sigma 1).
-    market_share: Fraction of its orders that are IOC at up to ``max_slippage_bps``;
-        the rest are limit orders within ``limit_range_bps`` of the index, replaced
-        whenever it acts.
+    """Attributes (``*`` = drawn once per agent; units in brackets):
+
+    interval_seconds*: Mean time between its actions [s]; it acts with probability
+        ``step_seconds / interval`` per step. 10 (this codebase's earlier
+        activity 0.1 per 1-second step; no published value).
+    order_notional: Median size [USD] of its orders (log-normal, sigma 1). 2,000 (no
+        published value).
+    market_share: Fraction of its orders that are IOC at up to ``max_slippage_bps``
+        [fraction]; the rest are post-only limit orders up to ``limit_range_bps`` from
+        the venue price, replaced whenever it acts. 0.5 (no published value).
+    max_slippage_bps: [bps] 30. limit_range_bps: [bps] 30 (no published values).
     """
 
-    activity: Annotated[float, Field(ge=0, le=1)] = 0.1
+    interval_seconds: PositiveDist = 10.0
     order_notional: Annotated[float, Field(gt=0)] = 2_000.0
     market_share: Annotated[float, Field(ge=0, le=1)] = 0.5
     max_slippage_bps: Annotated[float, Field(ge=0)] = 30.0
@@ -30,22 +38,27 @@ class Noise(Trader):
     Params = NoiseParams
     kind = "noise"
 
+    def __init__(self, model, account, instruments, leverage, params: NoiseParams, rng):
+        super().__init__(model, account, instruments, leverage, params, rng)
+        self.interval = draw(params.interval_seconds, rng)
+        self._chance = model.market.chance(self.interval)
+
     def step(self) -> None:
         p: NoiseParams = self.params
         rng = self.draws
-        if rng.random() >= p.activity:
+        if rng.random() >= self._chance:
             return
         self.cancel_all()
         m = self.instruments[rng.integers(len(self.instruments))]
         side = Side.BUY if rng.random() < 0.5 else Side.SELL
-        index = float(self.market.index[m])
-        qty = p.order_notional * float(rng.lognormal(0.0, 1.0)) / index
-        room = self.leverage * max(self.equity(), 0.0) / index - side * self.position(m)
+        price = self.market.venue_mid(m)
+        qty = p.order_notional * float(rng.lognormal(0.0, 1.0)) / price
+        room = self.leverage * max(self.equity(), 0.0) / price - side * self.position(m)
         qty = min(qty, room)
         if qty <= 0:
             return
         if rng.random() < p.market_share:
-            self.submit(m, side, qty, index * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC)
+            self.submit(m, side, qty, price * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC)
         else:
             offset = float(rng.uniform(0.0, p.limit_range_bps)) / 1e4
-            self.submit(m, side, qty, index * (1 - side * offset), OrderType.POST_ONLY)
+            self.submit(m, side, qty, price * (1 - side * offset), OrderType.POST_ONLY)

@@ -1,18 +1,28 @@
-"""Each agent type in a small live market: what it sends given what it sees."""
+"""Each agent type in a small hand-built market: what it sends given what it sees,
+per-agent draws, and the same behaviour in seconds at 1-second and 5-second steps.
+
+States are built by hand: a liquidity account (``account:lp``) rests orders, the index
+is set directly, and the market view's step and history are written as a run would
+have left them. Agents' ``step`` is called directly (the model's loop is not run).
+"""
 
 from __future__ import annotations
 
+import math
+import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agents import AGENT_TYPES
-from sim.config import load_config
+from sim.config import Config, ConfigError, load_config
 from sim.model import MarketModel
-from sim.types import Side
+from sim.types import OrderType, Side
 
 MARKET = """
-steps = 100
+steps = 2000
+step_seconds = {step_seconds}
 [instruments.BTC]
 tick = 0.1
 lot = 0.001
@@ -21,94 +31,477 @@ initial_price = 50000.0
 volatility = 0.0
 [funding]
 interval_seconds = 0
-[[populations]]
-type = "market_maker"
-count = 1
-collateral = { USD = 3000000.0 }
-leverage = 1.0
-params = { levels = 1, half_spread_bps = 10.0, inventory_skew_bps = 50.0, vol_window = 5, withdraw_multiple = 2.0 }
-[[populations]]
-type = "momentum"
-count = 1
-collateral = { USD = 100000.0 }
-leverage = 3.0
-params = { lookback = 20, threshold = 0.01, max_order_notional = 20000.0 }
-[[populations]]
-type = "fundamentalist"
-count = 1
-collateral = { USD = 100000.0 }
-leverage = 3.0
-params = { threshold_bps = 20.0, order_notional = 10000.0 }
-[[populations]]
-type = "noise"
-count = 2
-collateral = { USD = 1000000.0 }
-leverage = 3.0
-params = { activity = 0.3, market_share = 0.0 }
+[[accounts]]
+name = "lp"
+collateral = {{ USD = 100000000.0 }}
 """
 
 
-def market(tmp_path: Path) -> tuple[MarketModel, dict]:
-    path = tmp_path / "m.toml"
-    path.write_text(MARKET)
-    model = MarketModel(load_config(path))
-    agents = {kind: [a for a in model.agents if isinstance(a, cls)] for kind, cls in AGENT_TYPES.items()}
-    return model, agents
+def build(populations: str, step_seconds: float = 1.0) -> MarketModel:
+    """A one-instrument market with a liquidity account and the given populations."""
+    data = tomllib.loads(MARKET.format(step_seconds=step_seconds) + populations)
+    return MarketModel(Config.model_validate(data))
 
 
-def test_market_maker_quotes_both_sides_and_withdraws_on_a_volatility_spike(tmp_path):
-    model, agents = market(tmp_path)
-    mm = agents["market_maker"][0]
-    mm.step()
+def population(kind: str, params: str = "", count: int = 1, collateral: float = 1_000_000.0, leverage=3.0) -> str:
+    return (
+        f'[[populations]]\ntype = "{kind}"\ncount = {count}\ncollateral = {{ USD = {collateral} }}\n'
+        f"leverage = {leverage}\nparams = {{ {params} }}\n"
+    )
+
+
+def agents(model: MarketModel, kind: str) -> list:
+    return [a for a in model.agents if isinstance(a, AGENT_TYPES[kind])]
+
+
+def lp(model: MarketModel) -> int:
+    return model.account_types.index("account:lp")
+
+
+def quote(model: MarketModel, bid: float | None, ask: float | None, qty: float = 100.0) -> None:
+    """The liquidity account rests a bid and an ask."""
+    ex = model.exchange
+    if bid is not None:
+        assert ex.submit(lp(model), 0, Side.BUY, qty, bid).rested
+    if ask is not None:
+        assert ex.submit(lp(model), 0, Side.SELL, qty, ask).rested
+
+
+def own_orders(model: MarketModel, agent) -> list[tuple[int, int, int, int, int]]:
     book = model.exchange.books[0]
-    assert len(book.open_orders(mm.account)) == 2
-    assert book.best_bid() * 0.1 == 49_950.0 and book.best_ask() * 0.1 == 50_050.0  # 10 bps around 50,000
-    # a calm history, then a 10 % jump in the last step: short-run vol >> long-run vol
-    model.market.index_history[:61, 0] = 50_000.0 * np.exp(0.0001 * np.arange(61))
-    model.market.index_history[60, 0] *= 1.1
-    model.market.step = 60
-    model.market._vol_cache.clear()
-    mm.step()
-    assert book.open_orders(mm.account) == []
+    return [book.order(oid) for oid in book.open_orders(agent.account)]
 
 
-def test_market_maker_skews_against_inventory(tmp_path):
-    model, agents = market(tmp_path)
-    mm, noise = agents["market_maker"][0], agents["noise"][0]
-    mm.step()
-    flat_bid = model.exchange.books[0].best_bid()
-    model.exchange.ledger.trade_between(mm.account, noise.account, 0, 30_000, 50_000.0, 0.0)  # long 30 BTC
-    mm.step()
-    assert model.exchange.books[0].best_bid() < flat_bid  # long inventory: quotes move down
+def set_history(model: MarketModel, prices: np.ndarray, step: int) -> None:
+    """The venue price at the end of steps ``step - len(prices) .. step - 1``; now is ``step``."""
+    market = model.market
+    market.step = step
+    market.venue_history[step - len(prices) : step, 0] = prices
 
 
-def test_momentum_buys_an_uptrend(tmp_path):
-    model, agents = market(tmp_path)
-    ex, momentum, seller = model.exchange, agents["momentum"][0], agents["noise"][0]
-    ex.submit(seller.account, 0, Side.SELL, 5.0, 50_100.0)
-    model.market.step = 20
-    model.market.last_history[0, 0] = 49_000.0
-    ex.last_price[0] = 50_100.0  # +2.2 % over the lookback
-    momentum.step()
-    assert momentum.position(0) > 0
-    assert momentum.position(0) == 0.4  # max_order_notional (20,000) at the mark (50,000) per step
+def alternating(n: int, per_step: float, level: float = 50_000.0) -> np.ndarray:
+    """n prices whose per-step log returns alternate +per_step, -per_step (std = per_step)."""
+    return level * np.exp(per_step * (np.arange(n) % 2))
 
 
-def test_fundamentalist_trades_the_venue_back_to_the_index(tmp_path):
-    model, agents = market(tmp_path)
-    ex, fundamentalist, seller = model.exchange, agents["fundamentalist"][0], agents["noise"][0]
-    ex.submit(seller.account, 0, Side.SELL, 5.0, 49_800.0)
-    ex.submit(seller.account, 0, Side.BUY, 5.0, 49_700.0)  # the venue trades 0.5 % cheap
-    fundamentalist.step()
-    assert fundamentalist.position(0) == 0.2  # bought 10,000 USD at the index limit (49,800 ask)
+# ----------------------------------------------------------------- market view
+def test_venue_price_falls_back_from_last_trade_to_mid_to_index():
+    model = build("")
+    market = model.market
+    assert market.venue_price(0) == 50_000.0  # nothing: the index
+    quote(model, 48_900.0, 49_100.0)
+    assert market.venue_price(0) == pytest.approx(49_000.0)  # the mid
+    model.exchange.last_price[0] = 49_050.0
+    assert market.venue_price(0) == 49_050.0  # the last trade
+    assert market.venue_mid(0) == pytest.approx(49_000.0)  # quoting reference: mid first
 
 
-def test_noise_trader_acts_with_its_activity(tmp_path):
-    model, agents = market(tmp_path)
-    noise = agents["noise"][0]
-    acted = 0
-    for _ in range(200):
-        before = model.exchange.n_orders
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_returns_and_volatility_are_per_second_at_any_step_length(step_seconds):
+    model = build("", step_seconds)
+    market = model.market
+    k = round(60 / step_seconds)  # one minute of history
+    drift = 2e-5  # log return per second
+    times = np.arange(-k, 0) * step_seconds
+    set_history(model, 50_000.0 * np.exp(drift * times), k)
+    model.exchange.last_price[0] = 50_000.0
+    assert market.venue_drift(0, 60.0) == pytest.approx(drift)
+    assert market.venue_return(0, 60.0) == pytest.approx(drift * 60.0)
+    sigma = 1e-3  # per sqrt(second)
+    set_history(model, alternating(k + 1, sigma * math.sqrt(step_seconds)), k + 1)
+    assert market.venue_vol(0, 60.0) == pytest.approx(sigma, rel=1e-6)
+
+
+def test_chance_per_step_keeps_the_rate_per_second():
+    one, five = build("", 1.0).market, build("", 5.0).market
+    assert (one.chance(10.0), five.chance(10.0), five.chance(2.0)) == (0.1, 0.5, 1.0)  # mean wait 10 s
+    assert five.steps_for(100.0) == 20 and one.steps_for(100.0) == 100
+
+
+def test_order_helper_snaps_to_the_grid():
+    model = build(population("noise"))
+    noise = agents(model, "noise")[0]
+    request = noise.order(0, Side.BUY, 0.12345, 49_999.97, OrderType.LIMIT)
+    assert (request.qty, request.price) == (pytest.approx(0.123), pytest.approx(49_999.9))
+
+
+# ------------------------------------------------------------- noise, momentum
+def test_noise_trader_quotes_around_the_venue_not_the_index():
+    model = build(population("noise", "interval_seconds = 0.001, market_share = 0.0, limit_range_bps = 30.0"))
+    noise = agents(model, "noise")[0]
+    quote(model, 48_950.0, 49_050.0)  # the venue at 49,000, the index at 50,000
+    for _ in range(20):
         noise.step()
-        acted += model.exchange.n_orders > before
-    assert 40 <= acted <= 80
+        (order,) = own_orders(model, noise)
+        assert 49_000 * (1 - 0.003) <= order[3] / 10 <= 49_000 * (1 + 0.003)
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_noise_trader_acts_once_per_interval_on_average(step_seconds):
+    model = build(population("noise", "interval_seconds = 10.0, market_share = 0.0"), step_seconds)
+    noise = agents(model, "noise")[0]
+    before = model.exchange.n_orders
+    for _ in range(round(4_000 / step_seconds)):
+        noise.step()
+    assert 400 * 0.85 < model.exchange.n_orders - before < 400 * 1.15
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_momentum_buys_a_venue_uptrend_over_its_lookback_in_seconds(step_seconds):
+    params = "lookback_seconds = 20.0, threshold = 0.01, max_order_notional = 20000.0"
+    model = build(population("momentum", params), step_seconds)
+    momentum = agents(model, "momentum")[0]
+    quote(model, None, 50_100.0, qty=5.0)
+    k = round(20 / step_seconds)
+    model.market.venue_history[0, 0] = 49_000.0  # the venue 20 s ago
+    model.market.step = k
+    model.exchange.last_price[0] = 50_100.0  # +2.2 % over the lookback
+    momentum.step()
+    assert momentum.position(0) == 0.4  # max_order_notional (20,000) at the mark (50,000) per step
+    model.market.step = k + 1  # now the lookback starts after the jump: nothing new
+    model.market.venue_history[1, 0] = 50_100.0
+    momentum.step()
+    assert momentum.position(0) == 0.4
+
+
+# ---------------------------------------------------------------- market maker
+MM = (
+    "levels = 1, order_notional = 50000.0, risk_aversion = 10.0, arrival_decay = 2000.0, horizon_seconds = 60.0, "
+    "index_weight = 0.0, vol_tolerance = 2.0, loss_limit = 0.1, refill_seconds = 60.0"
+)
+
+
+def test_market_maker_quotes_the_avellaneda_stoikov_spread_around_its_fair_value():
+    model = build(population("market_maker", MM, collateral=3_000_000.0))
+    mm = agents(model, "market_maker")[0]
+    mm.step()
+    half = math.log1p(10 / 2000) / 10  # no volatility yet: the base half-spread, ~5 bps
+    orders = sorted(own_orders(model, mm), key=lambda o: o[2])
+    assert [(o[2], o[3], o[4]) for o in orders] == [
+        (-1, math.ceil(50_000 * math.exp(half) * 10), 1000),
+        (1, math.floor(50_000 * math.exp(-half) * 10), 1000),
+    ]
+
+
+def test_market_maker_fair_value_mixes_venue_and_index_by_its_weight():
+    model = build(population("market_maker", MM.replace("index_weight = 0.0", "index_weight = 0.25"), count=1))
+    mm = agents(model, "market_maker")[0]
+    quote(model, 48_900.0, 49_100.0)
+    assert mm.fair_value(0) == pytest.approx(0.75 * 49_000.0 + 0.25 * 50_000.0)
+    micro = build(population("market_maker", MM + ', reference = "microprice"'))
+    quote(micro, 48_900.0, None, qty=3.0)
+    quote(micro, None, 49_100.0, qty=1.0)
+    assert agents(micro, "market_maker")[0].fair_value(0) == pytest.approx(49_050.0)  # leans to the thin ask
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_market_maker_reservation_price_leans_against_inventory(step_seconds):
+    model = build(population("market_maker", MM, collateral=3_000_000.0), step_seconds)
+    mm = agents(model, "market_maker")[0]
+    sigma = 1e-3  # per sqrt(second)
+    k = round(30 / step_seconds)
+    set_history(model, alternating(k + 1, sigma * math.sqrt(step_seconds)), k + 1)
+    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 quote size
+    r, half = mm.reservation(0)
+    risk = 10 * sigma**2 * 60
+    assert half == pytest.approx(0.5 * risk + math.log1p(10 / 2000) / 10)
+    assert r == pytest.approx(50_000.0 * math.exp(-risk))  # q = 1
+    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 9000, 50_000.0, 0.0)  # q = 10
+    r, half = mm.reservation(0)
+    assert r == pytest.approx(50_000.0 * math.exp(-half))  # capped: its ask stays at its fair value
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_market_maker_withdraws_in_a_volatility_spike_and_refills_over_seconds(step_seconds):
+    model = build(population("market_maker", MM, collateral=3_000_000.0), step_seconds)
+    mm = agents(model, "market_maker")[0]
+    s = step_seconds
+    n_long, n_short = round(900 / s), round(30 / s)
+    calm, wild = 1e-5 * math.sqrt(s), 1e-3 * math.sqrt(s)
+    t = n_long + 1
+    prices = np.concatenate([alternating(n_long + 1 - n_short, calm), alternating(n_short, wild)])
+    set_history(model, prices, t)
+    mm.step()
+    assert mm.capacity == [0.0] and own_orders(model, mm) == []  # short-run vol > 2 x tolerance x long-run
+    t2 = t + round(60 / s)
+    set_history(model, alternating(round(60 / s), calm), t2)  # a calm minute after it
+    mm.step()
+    assert mm.capacity[0] == pytest.approx(1 - math.exp(-1))  # 60 s of a 60 s refill time
+    assert {o[4] for o in own_orders(model, mm)} == {632}  # 0.632 of 1 BTC per quote
+    model.market.step = t2 + round(240 / s)
+    mm.step()
+    assert mm.capacity[0] == pytest.approx(1 - math.exp(-5))
+
+
+def test_market_maker_capacity_shrinks_partly_with_volatility_and_drawdown():
+    model = build(population("market_maker", MM))
+    mm = agents(model, "market_maker")[0]
+    mm.peak_equity = 1_000_000.0
+    assert mm.capacity_targets(950_000.0) == [pytest.approx(0.5)]  # 5 % of a 10 % loss limit
+    assert mm.capacity_targets(1_000_000.0) == [1.0]
+    model.market.venue_vols = lambda seconds: np.array([3.0 if seconds == 30.0 else 1.0])  # ratio 3, tolerance 2
+    assert mm.capacity_targets(1_000_000.0) == [pytest.approx(0.5)]
+
+
+def test_market_makers_draw_their_own_risk_limits():
+    model = build(population("market_maker", "", count=2))
+    a, b = agents(model, "market_maker")
+    for name in ("index_weight", "vol_tolerance", "loss_limit", "refill"):
+        assert getattr(a, name) != getattr(b, name), name
+
+
+# ----------------------------------------------------------------- arbitrageur
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_arbitrageur_buys_a_cheap_venue_at_its_rate_limit(step_seconds):
+    model = build(population("arbitrageur", "capacity_notional_per_second = 10000.0"), step_seconds)
+    arb = agents(model, "arbitrageur")[0]
+    quote(model, 49_600.0, 49_700.0)  # mid 49,650: 0.7 % below the index
+    for t in range(round(10 / step_seconds)):
+        model.market.step = t
+        arb.step()
+        assert arb.position(0) == pytest.approx(0.2 * step_seconds * (t + 1))  # 10,000 USD/s at the index
+    assert arb.position(0) == pytest.approx(2.0)  # 10 seconds either way
+
+
+def test_arbitrageur_waits_inside_its_cost_and_unwinds_inside_its_exit_band():
+    model = build(population("arbitrageur", "capacity_notional_per_second = 10000.0"))
+    arb = agents(model, "arbitrageur")[0]
+    assert arb.entry_cost() == pytest.approx(0.001)  # taker fee 5 bps on both legs
+    model.exchange.ledger.trade_between(arb.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 BTC
+    quote(model, 49_950.0, 49_970.0)  # basis -8 bps: inside the cost, outside the 5 bps exit band
+    arb.step()
+    assert arb.position(0) == 1.0
+    model.exchange.set_index([49_960.0])  # basis 0: unwind at the rate limit
+    arb.step()
+    assert arb.position(0) == pytest.approx(0.8)
+
+
+def test_arbitrageur_stays_within_its_capital():
+    model = build(population("arbitrageur", "capacity_notional_per_second = 1000000.0", collateral=100_000.0))
+    arb = agents(model, "arbitrageur")[0]
+    quote(model, 51_000.0, 51_100.0)  # the venue 2 % rich: it sells
+    arb.step()
+    assert arb.position(0) == pytest.approx(-6.0)  # leverage 3 x 100,000 USD at the 50,000 index
+
+
+# ------------------------------------------------------------------------- FCN
+FUNDAMENTAL = (
+    "fundamental_weight = 1.0, chart_weight = 0.0, noise_weight = 0.0, window_seconds = 100.0, "
+    "mean_reversion_seconds = 100.0, order_margin = 0.01, interval_seconds = 0.001, order_notional = 2000.0"
+)
+CHARTIST = FUNDAMENTAL.replace(
+    "fundamental_weight = 1.0, chart_weight = 0.0", "fundamental_weight = 0.0, chart_weight = 1.0"
+)
+
+
+def test_fcn_fundamentalist_bids_below_its_expected_price_when_the_index_is_above():
+    model = build(population("fcn", FUNDAMENTAL))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([50_500.0])
+    fcn.step()
+    # p = mid 50,000; r = ln(50,500 / 50,000) / 100 s; p_hat = p exp(r 100 s) = 50,500;
+    # a buy at p_hat (1 - 0.01) = 49,995, resting (below the 50,100 ask), 2,000 USD.
+    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.account, 1, 499_950, 40)]
+    model = build(population("fcn", FUNDAMENTAL))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([49_500.0])
+    fcn.step()  # the index below: a sell at 49,500 * 1.01 = 49,995 (above the 49,900 bid)
+    assert [o[2:] for o in own_orders(model, fcn)] == [(-1, 499_950, 40)]
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+@pytest.mark.parametrize(("then", "side"), [(49_000.0, 1), (51_000.0, -1)])
+def test_fcn_chartist_follows_the_venue_trend_over_its_window_in_seconds(step_seconds, then, side):
+    model = build(population("fcn", CHARTIST), step_seconds)
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    k = round(100 / step_seconds)
+    model.market.venue_history[0, 0] = then  # the venue 100 s ago
+    model.market.step = k
+    fcn.step()
+    # C = ln(50,000 / then) / 100 s; p_hat = 50,000 exp(C 100 s) = 50,000^2 / then, beyond
+    # the touch after the 1 % margin: it takes 0.04 BTC in the trend's direction.
+    assert fcn.position(0) == pytest.approx(side * 0.04)
+    assert not fcn.expiring  # filled: nothing rests
+    wide = build(population("fcn", CHARTIST.replace("order_margin = 0.01", "order_margin = 0.03")), step_seconds)
+    fcn = agents(wide, "fcn")[0]
+    quote(wide, 49_900.0, 50_100.0)
+    wide.market.venue_history[0, 0] = then
+    wide.market.step = k
+    fcn.step()  # with a 3 % margin the order rests at p_hat (1 -+ 0.03)
+    p_hat = 50_000.0**2 / then
+    ticks = math.floor(p_hat * 0.97 * 10) if side > 0 else math.ceil(p_hat * 1.03 * 10)
+    assert [o[2:4] for o in own_orders(wide, fcn)] == [(side, ticks)]
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_fcn_cancels_its_order_when_its_lifetime_in_seconds_ends(step_seconds):
+    model = build(population("fcn", FUNDAMENTAL + ", lifetime_seconds = 30.0"), step_seconds)
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_900.0, 50_100.0)
+    model.exchange.set_index([50_500.0])
+    fcn.step()
+    assert len(own_orders(model, fcn)) == 1
+    fcn._chance = 0.0  # from now on it only tends its orders
+    model.market.step = round(30 / step_seconds) - 1
+    fcn.step()
+    assert len(own_orders(model, fcn)) == 1  # 30 s not yet over
+    model.market.step += 1
+    fcn.step()
+    assert own_orders(model, fcn) == []
+
+
+@pytest.mark.parametrize("step_seconds", [1.0, 5.0])
+def test_fcn_acts_once_per_interval_on_average(step_seconds):
+    model = build(
+        population("fcn", FUNDAMENTAL.replace("interval_seconds = 0.001", "interval_seconds = 20.0")), step_seconds
+    )
+    fcn = agents(model, "fcn")[0]
+    decisions = []
+    fcn.expected_price = lambda m, eps: decisions.append(m) or (1.0, 1.0)
+    for _ in range(round(8_000 / step_seconds)):
+        fcn.step()
+    assert 400 * 0.85 < len(decisions) < 400 * 1.15  # 8,000 s / 20 s, within ~3 standard deviations
+
+
+def test_fcn_respects_its_position_limit():
+    model = build(population("fcn", FUNDAMENTAL, collateral=10_000.0, leverage=2.0))
+    fcn = agents(model, "fcn")[0]
+    quote(model, 49_000.0, 50_000.0)
+    model.exchange.ledger.trade_between(fcn.account, lp(model), 0, 380, 50_000.0, 0.0)  # 19,000 of 20,000 USD
+    model.exchange.set_index([52_000.0])
+    fcn.step()
+    # room: 2 x 10,000 USD at its price p (the 49,500 mid) less 0.38 BTC = 0.024 BTC, not 0.04
+    assert fcn.position(0) == pytest.approx(0.404)
+
+
+def test_fcn_agents_draw_their_own_parameters():
+    model = build(population("fcn", count=2))
+    a, b = agents(model, "fcn")
+    for name in ("g1", "g2", "n", "window", "tau_f", "margin"):
+        assert getattr(a, name) != getattr(b, name), name
+    assert 100 <= a.window <= 200 and 0 <= a.margin <= 0.001 and a.lifetime == a.window
+
+
+def test_a_distribution_outside_a_parameters_range_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(MARKET.format(step_seconds=1.0) + population("fcn", "chart_weight = { uniform = [-1.0, 1.0] }"))
+    with pytest.raises(ConfigError, match=r"params.chart_weight: draws must lie in \[0.0, inf\]"):
+        load_config(path)
+
+
+# ------------------------------------------------------------ leveraged holder
+def holder_market(params: str) -> tuple[MarketModel, object]:
+    model = build(population("leveraged_holder", params, collateral=10_000.0, leverage=10.0))
+    return model, agents(model, "leveraged_holder")[0]
+
+
+def crash_to(model: MarketModel, index: float) -> None:
+    """Move the index (and the index mark) and recompute everyone's margin state."""
+    model.exchange.set_index([index])
+    model.health = model.exchange.health()
+
+
+def test_plain_holder_only_holds_and_is_not_scheduled():
+    model, holder = holder_market("")
+    assert holder.position(0) == 2.0  # 10 x 10,000 USD at 50,000
+    assert not holder.acts and holder not in list(model.actors)
+    reacting = holder_market("cut_margin_ratio = 0.5")[1]
+    assert reacting.acts and reacting in list(reacting.model.actors)
+
+
+def test_holder_cuts_part_of_its_position_at_its_margin_ratio():
+    model, holder = holder_market("cut_margin_ratio = 0.2, cut_fraction = 0.5, max_slippage_bps = 100.0")
+    quote(model, 45_900.0, None)
+    crash_to(model, 47_000.0)  # equity 4,000, MM 470: ratio 0.12
+    holder.step()
+    assert holder.position(0) == 2.0
+    crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
+    holder.step()
+    assert holder.position(0) == 1.0  # half, sold into the 45,900 bid (within 1 % of 46,000)
+
+
+def test_holder_stop_loss_sits_at_a_round_number_and_closes_when_crossed():
+    model, holder = holder_market("stop_share = 1.0, stop_loss = 0.043")
+    assert holder.stops == {0: (47_800.0, 1)}  # 50,000 x 0.957 = 47,850, rounded down
+    quote(model, 47_700.0, None)
+    model.exchange.last_price[0] = 47_900.0
+    holder.step()
+    assert holder.position(0) == 2.0
+    model.exchange.last_price[0] = 47_750.0
+    holder.step()
+    assert holder.position(0) == 0.0
+    holder.step()
+    assert holder.stops == {}
+
+
+def test_holder_tops_up_from_its_finite_wallet():
+    params = "top_up_margin_ratio = 0.2, top_up_target = 0.1, wallet = 5000.0"
+    model, holder = holder_market(params)
+    crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
+    holder.step()
+    assert holder.wallet == pytest.approx(5_000.0 - 2_600.0)  # to ratio 0.1: equity 4,600
+    crash_to(model, 46_000.0)
+    assert holder.margin_ratio() == pytest.approx(0.1)
+    crash_to(model, 45_000.0)  # equity 3,600, MM 450: 0.125 < 0.2, nothing
+    holder.step()
+    crash_to(model, 44_000.0)  # equity 2,600, MM 440: ratio 0.17
+    crash_to(model, 43_000.0)  # equity 1,600, MM 430: ratio 0.27
+    holder.step()
+    assert holder.wallet == 0.0  # needed 2,700, had 2,400
+    assert model.exchange.ledger.balances[holder.account, 0] == pytest.approx(15_000.0)
+
+
+def test_holders_draw_their_own_thresholds_and_only_some_have_stops():
+    model = build(
+        population(
+            "leveraged_holder",
+            "cut_margin_ratio = { uniform = [0.5, 0.9] }, stop_share = 0.5",
+            count=40,
+            collateral=10_000.0,
+            leverage=5.0,
+        )
+    )
+    holders = agents(model, "leveraged_holder")
+    assert len({h.cut_at for h in holders}) == 40
+    assert 8 < sum(bool(h.stops) for h in holders) < 32
+
+
+def test_round_numbers():
+    from agents.holder import round_number
+
+    assert round_number(47_523.0, down=True) == 47_500.0
+    assert round_number(47_523.0, down=False) == 47_600.0
+    assert round_number(1.2345, down=True) == pytest.approx(1.23)
+
+
+# ------------------------------------------------------------------ all agents
+def test_every_agent_type_runs_in_a_live_market():
+    pops = "".join(
+        [
+            population("market_maker", "", count=2, collateral=3_000_000.0),
+            population("fcn", "", count=30, collateral=100_000.0),
+            population("arbitrageur", "", count=2),
+            population("noise", "", count=10, collateral=50_000.0),
+            population("momentum", "", count=3, collateral=50_000.0),
+            population("leveraged_holder", "cut_margin_ratio = 0.8, stop_share = 0.5", count=20, collateral=10_000.0),
+        ]
+    )
+    model = build(pops)
+    for _ in range(200):
+        model.step()
+    ex = model.exchange
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-4)
+    trades = model.recorder.tables()["trades"]
+    buyers = {model.account_types[a] for a in trades["buyer"].to_list()}
+    assert {"fcn", "market_maker"} <= buyers
+    assert abs(model.market.venue_price(0) / ex.index[0] - 1) < 0.01
+
+
+def test_shipped_configs_use_only_known_agents():
+    for path in sorted(Path("configs").glob("*.toml")):
+        config = load_config(path, ["steps=1"])
+        assert all(p.type in AGENT_TYPES for p in config.populations)
+    assert "fundamentalist" not in AGENT_TYPES
