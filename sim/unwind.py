@@ -3,9 +3,10 @@
 A venue's backstop (BitMEX's and Binance's insurance-fund takeover, Hyperliquid's
 liquidator vault) does not keep a liquidated position: it closes it in the market. A
 takeover that never trades would be a sink no real venue has, and would hide the forced
-flow that drives a cascade. Each step the vault sells a slice of every position it holds,
-``ceil(|position| (1 - 2^(-step_seconds / half_life)))`` lots (all of it with a half-life
-of 0), to the rest of the market: the trade is booked against the *genesis* account (the
+flow that drives a cascade. The vault sells a slice right when it takes a position over
+(so one forced sale can move the price within the step) and then every step a slice of
+every position it holds, ``ceil(|position| (1 - 2^(-step_seconds / half_life)))`` lots
+(all of it with a half-life of 0), to the rest of the market: the trade is booked against the *genesis* account (the
 outside world) at the index after the slice's own impact, rounded to the tick, and the
 slice is a flow term of the index propagator (`sim.impact`). Slices are tagged with the
 takeovers they sell, first in first out, so accounts pushed under by them are attributed
@@ -50,22 +51,28 @@ class BackstopUnwinder:
                 queue.popleft()
         if lots:
             queue.append([lots, source])
+            self._sell(m, math.ceil(abs(lots) * self.fraction - 1e-9))
 
     def step(self) -> None:
         """Sell this step's slice of every position (see the module docstring)."""
+        held = self.exchange.ledger.positions[BACKSTOP]
+        for m in range(len(self._queues)):
+            self._sell(m, math.ceil(abs(int(held[m])) * self.fraction - 1e-9))
+
+    def _sell(self, m: int, lots: int) -> None:
+        """Close up to ``lots`` of the vault's position in m against the rest of the market."""
         ex = self.exchange
-        for m, queue in enumerate(self._queues):
-            held = int(ex.ledger.positions[BACKSTOP, m])
-            if not held:
-                queue.clear()
-                continue
-            inst = ex.instruments[m]
-            to_sell = min(abs(held), math.ceil(abs(held) * self.fraction - 1e-9))
-            side = -1 if held > 0 else 1
-            for lots, source in self._slices(queue, to_sell):
-                self.index.trade({m: side * inst.qty(lots) * float(ex.index[m])}, source, kind="unwind")
-                price = inst.price(max(1, round(float(ex.index[m]) / inst.tick_size)))
-                ex.ledger.trade_between(BACKSTOP, GENESIS, m, side * lots, price, float(ex.cum_funding[m]))
+        held = int(ex.ledger.positions[BACKSTOP, m])
+        queue = self._queues[m]
+        if not held:
+            queue.clear()
+            return
+        inst = ex.instruments[m]
+        side = -1 if held > 0 else 1
+        for part, source in self._slices(queue, min(abs(held), lots)):
+            self.index.trade({m: side * inst.qty(part) * float(ex.index[m])}, source, kind="unwind")
+            price = inst.price(max(1, round(float(ex.index[m]) / inst.tick_size)))
+            ex.ledger.trade_between(BACKSTOP, GENESIS, m, side * part, price, float(ex.cum_funding[m]))
 
     @staticmethod
     def _slices(queue: deque[list[int]], lots: int) -> list[tuple[int, int]]:

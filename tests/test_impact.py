@@ -87,16 +87,28 @@ def test_backstop_sells_its_takeovers_with_a_half_life():
     index.propagator.add_volume(0, 1e7)
     unwinder = BackstopUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
     ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, 1_000, 50_000.0, 0.0)  # the vault took 1 BTC long
-    unwinder.take_over(0, 600, source=4)
-    unwinder.take_over(0, 400, source=8)
-    unwinder.step()
-    assert ex.ledger.positions[BACKSTOP, 0] == 500  # half of it in one half-life
+    unwinder.take_over(0, 1_000, source=4)  # a first slice at once: half, in one half-life
+    assert ex.ledger.positions[BACKSTOP, 0] == 500
     assert ex.ledger.positions[GENESIS, 0] == 500  # sold to the rest of the market
     assert index.flows["unwind"][0] == pytest.approx(-0.5 * 50_000.0)
-    assert index.propagator.by_source()[0].tolist() == [4]  # the oldest takeover is sold first
-    assert ex.index[0] < 50_000.0
+    assert index.propagator.by_source()[0].tolist() == [4]
+    assert ex.index[0] < 50_000.0  # with impact
     index.advance(2)
     unwinder.step()
     assert ex.ledger.positions[BACKSTOP, 0] == 250
-    assert index.propagator.by_source()[0].tolist() == [4, 8]
     assert not ex.ledger.net_positions().any()
+
+
+def test_backstop_sells_oldest_takeovers_first_and_nets_opposite_ones():
+    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
+    index = VenueIndex(ex, np.full((2, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
+    unwinder = BackstopUnwinder(ex, index, half_life_seconds=1e12, step_seconds=5.0)  # sells 1 lot a time
+    for lots, source in ((600, 4), (400, 8), (-100, 9)):
+        ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, lots, 50_000.0, 0.0)
+        unwinder.take_over(0, lots, source)
+    # 1,000 long taken in two takeovers, each sold one lot at once (from the oldest); the
+    # short takeover nets 100 lots of the oldest and leaves nothing to sell
+    assert ex.ledger.positions[BACKSTOP, 0] == 898
+    queue = unwinder._queues[0]
+    assert [list(q) for q in queue] == [[498, 4], [400, 8]]
+    assert BackstopUnwinder._slices(queue, 600) == [(498, 4), (102, 8)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from sim.config import load_config
@@ -108,3 +109,30 @@ def test_cross_vs_isolated_config(mode, hedged_liquidated):
     assert (hedged.height > 0) == hedged_liquidated
     if hedged_liquidated:
         assert set(hedged["instrument"].to_list()) == {"BTC"}
+
+
+def test_forced_selling_moves_the_index_and_links_the_cascade():
+    """The flash crash's forced flow reaches the index and its attribution shows up in
+    the tables: liquidations and the backstop's selling are impact, accounts are
+    triggered within a step and across steps, and the vault's takeovers are sold."""
+    config = load_config("configs/flash_crash.toml", ["steps=240"])
+    model = MarketModel(config)
+    model.run()
+    check_invariants(model)
+    tables = model.recorder.tables()
+    market, liq = tables["market"], tables["liquidations"]
+    crash = market.filter(pl.col("step") > 200)
+    assert crash["unwind_flow"].sum() < 0 and crash["liquidation_flow"].sum() < 0
+    assert crash["impact_bps"].min() < -10  # forced selling pushed the index down
+    # the index is the exogenous path times exp(impact)
+    ratio = (market["index_price"] / market["exogenous_price"]).log() * 1e4
+    assert np.allclose(ratio.to_numpy(), market["impact_bps"].to_numpy(), atol=1e-6)
+    triggered = liq.filter(pl.col("trigger").is_not_null())
+    assert triggered["account"].n_unique() >= 5
+    steps = liq.select(pl.col("row_id").alias("trigger"), pl.col("step").alias("trigger_step"))
+    linked = triggered.join(steps, on="trigger")
+    assert (linked["step"] == linked["trigger_step"]).any()  # within a step
+    assert (linked["step"] > linked["trigger_step"]).any()  # across steps, through the impact
+    sold = -crash["unwind_flow"].sum()
+    taken = liq.filter(pl.col("kind") == "backstop")["notional"].sum()
+    assert sold > 0.5 * taken  # a one-minute half-life: most of it is sold within the 200 s left
