@@ -108,7 +108,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from sim.config import load_config
     from sim.report import write_run_report, write_sweep_report
-    from sim.run import TABLES
+    from sim.run import TABLES, read_facts
 
     path: Path = args.path
     if (path / "runs.parquet").is_file():
@@ -120,7 +120,7 @@ def _report(args: argparse.Namespace) -> int:
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
     tables = {name: pl.read_parquet(path / f"{name}.parquet") for name in TABLES}
-    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name))
+    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
     return 0
 
 
