@@ -25,7 +25,7 @@ from sim.cascades import cascade_summary_frame
 from sim.config import Config
 from sim.facts import FACT_HORIZON, headline, stylized_facts
 from sim.metrics import METRICS, run_metrics
-from sim.sweep import RUN_SCHEMA
+from sim.sweep import RUN_SCHEMA, scan_runs
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {
@@ -409,14 +409,16 @@ def write_sweep_report(
 
     Args:
         folder: The sweep's output folder (with ``runs.parquet`` and ``summary.parquet``).
-        metric: The headline metric of the heatmaps (a column of ``summary.parquet``).
+        metric: The heatmaps' metric: a headline metric or fact (a column of
+            ``summary.parquet``).
         x, y: Grid keys for the heatmap axes (default: the first two).
     """
     runs = pl.read_parquet(folder / "runs.parquet")
     summary = pl.read_parquet(folder / "summary.parquet")
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}, choose from {list(METRICS)}")
+    choices = [*METRICS, *(c for c in summary.columns if c not in runs.columns and c not in METRICS)]
+    if metric not in choices:
+        raise ValueError(f"unknown metric {metric!r}, choose from {choices}")
     for key in (x, y):
         if key is not None and key not in axes:
             raise ValueError(f"unknown grid key {key!r}, choose from {axes}")
@@ -528,16 +530,11 @@ def distributions_figure(summary: pl.DataFrame) -> go.Figure:
 
 def cascade_size_figure(folder: Path, runs: pl.DataFrame, axes: list[str]) -> go.Figure:
     fig = go.Figure()
-    files = list((folder / "runs").glob("*/cascades.parquet"))
-    if not files:
+    scan = scan_runs(folder, "cascades")
+    if scan is None:
         fig.add_annotation(text="no finished runs", showarrow=False)
         return fig
-    cascades = (
-        pl.scan_parquet(folder / "runs" / "*" / "cascades.parquet", include_file_paths="path")
-        .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
-        .join(runs.lazy().select("run_id", "point", *axes), on="run_id")
-        .collect()
-    )
+    cascades = scan.join(runs.lazy().select("run_id", "point", *axes), on="run_id").collect()
     for point in sorted(cascades["point"].unique().to_list()):
         part = cascades.filter(pl.col("point") == point)
         sizes = np.sort(part["accounts"].to_numpy())

@@ -89,17 +89,38 @@ def run_to_folder(
     return out
 
 
+class ResultError(ValueError):
+    """A result folder's table that is missing or unreadable; the message is one line
+    naming the file."""
+
+
+def read_table(folder: Path, name: str) -> pl.DataFrame:
+    """``<folder>/<name>.parquet``, or a `ResultError`."""
+    path = folder / f"{name}.parquet"
+    if not path.is_file():
+        raise ResultError(f"{path}: no such table")
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise ResultError(f"{path}: unreadable: {str(err).splitlines()[0]}") from None
+
+
 def read_facts(folder: Path) -> pl.DataFrame:
     """A run folder's stylized facts: its ``facts.parquet``, or, in a folder written
-    before runs had one, computed from its market and cascade tables."""
+    before runs had one, computed from its market and cascade tables.
+
+    Raises:
+        ResultError: a table it needs is missing or unreadable.
+        ConfigError: its ``config.toml`` is (when the facts are computed).
+    """
     if (folder / "facts.parquet").is_file():
-        return pl.read_parquet(folder / "facts.parquet")
+        return read_table(folder, "facts")
     if (folder / "cascades.parquet").is_file():
-        cascades = pl.read_parquet(folder / "cascades.parquet")
+        cascades = read_table(folder, "cascades")
     else:
-        cascades = cascade_summary_frame(pl.read_parquet(folder / "liquidations.parquet"))
+        cascades = cascade_summary_frame(read_table(folder, "liquidations"))
     step_seconds = read_toml(folder / "config.toml").get("step_seconds", 1.0)  # older configs lack it
-    return stylized_facts(pl.read_parquet(folder / "market.parquet"), cascades, step_seconds)
+    return stylized_facts(read_table(folder, "market"), cascades, step_seconds)
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -52,6 +52,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
+from sim.facts import FACTS_SCHEMA, KEYS, headline
 from sim.progress import Progress
 
 RUN_SCHEMA = {
@@ -312,20 +313,55 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
-def summarize(out: Path) -> pl.DataFrame:
-    """Headline metrics of every finished run joined with its grid values (lazy scan)."""
-    runs = pl.read_parquet(out / "runs.parquet")
-    if not list((out / "runs").glob("*/metrics.parquet")):
-        return runs.head(0)
-    metrics = (
-        pl.scan_parquet(out / "runs" / "*" / "metrics.parquet", include_file_paths="path")
+def scan_runs(out: Path, table: str) -> pl.LazyFrame | None:
+    """A lazy scan of one table over all run folders of a sweep, with each row's
+    ``run_id``; None when no run has the table."""
+    if not list((out / "runs").glob(f"*/{table}.parquet")):
+        return None
+    return (
+        pl.scan_parquet(out / "runs" / "*" / f"{table}.parquet", include_file_paths="path")
         .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
         .drop("path")
     )
+
+
+def summarize(out: Path) -> pl.DataFrame:
+    """Headline metrics and facts of every finished run joined with its grid values
+    (lazy scans; a run without ``facts.parquet`` gets nulls)."""
+    runs = pl.read_parquet(out / "runs.parquet")
+    metrics = scan_runs(out, "metrics")
+    if metrics is None:
+        return runs.head(0)
+    summary = runs.lazy().filter(pl.col("status") == "done").join(metrics, on="run_id", how="inner")
+    facts = scan_runs(out, "facts")
+    if facts is not None:
+        wide = headline(facts).select("run_id", "column", "value").collect().pivot("column", index="run_id")
+        summary = summary.join(wide.lazy(), on="run_id", how="left")
+    return summary.sort("point", "seed_index").collect()
+
+
+def sweep_facts(out: Path) -> pl.DataFrame:
+    """Every stylized fact of a sweep, averaged over the finished runs of each grid point.
+
+    Returns:
+        One row per grid point and fact: ``point``, the grid keys, the fact keys
+        (`sim.facts.KEYS`), ``value`` (the mean over the runs that measured it; NaN if
+        none did) and ``runs`` (how many did). Runs without ``facts.parquet`` have
+        theirs computed from their tables.
+
+    Raises:
+        ResultError: a table is missing or unreadable.
+    """
+    from sim.run import read_facts, read_table
+
+    runs = read_table(out, "runs").filter(pl.col("status") == "done")
+    axes = [c for c in runs.columns if c not in RUN_SCHEMA]
+    per_run = [read_facts(out / "runs" / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
+    facts = pl.concat(per_run) if per_run else pl.DataFrame(schema={**FACTS_SCHEMA, "run_id": pl.String})
+    measured = pl.col("value").fill_nan(None)
     return (
-        runs.lazy()
-        .filter(pl.col("status") == "done")
-        .join(metrics, on="run_id", how="inner")
-        .sort("point", "seed_index")
-        .collect()
+        facts.join(runs.select("run_id", "point", *axes), on="run_id")
+        .group_by("point", *axes, *KEYS)
+        .agg(measured.mean().fill_null(float("nan")).alias("value"), measured.count().cast(pl.Int64).alias("runs"))
+        .sort("point", *KEYS, nulls_last=True)
     )

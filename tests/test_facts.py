@@ -1,15 +1,25 @@
-"""Stylized facts on synthetic series with known answers."""
+"""Stylized facts on synthetic series with known answers; ``cascadelab facts`` on a
+real run folder, and its errors."""
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 from sim import facts
+from sim.cli import main
+from sim.config import load_config
 from sim.facts import FACTS_SCHEMA, KEYS, stylized_facts
+from sim.run import read_facts, run_to_folder
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def market_frame(prices: np.ndarray, volume: np.ndarray | None = None, **extra: np.ndarray) -> pl.DataFrame:
@@ -200,3 +210,79 @@ def test_decay_exponent_fits_the_leading_positive_lags():
     noisy[5:] = 0.9
     assert facts.decay_exponent(noisy) == pytest.approx(0.3)
     assert np.isnan(facts.decay_exponent(np.array([0.2, 0.1, np.nan, 0.05])))
+
+
+# ------------------------------------------------------------- result folders, CLI
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    """The replay config, 300 steps of 10 s: 50 one-minute returns."""
+    config = load_config(ROOT / "configs" / "replay.toml", ["steps=300", "step_seconds=10"])
+    return run_to_folder(config, tmp_path_factory.mktemp("runs") / "replay", progress=False, report=False)
+
+
+def test_cli_prints_and_writes_a_runs_facts(run_folder, tmp_path):
+    out = tmp_path / "facts.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "facts", str(run_folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    stored = pl.read_parquet(run_folder / "facts.parquet")
+    assert value(stored, "kurtosis", horizon=60.0) > 0  # measured: 50 returns
+    header, _, *rows = result.stdout.strip().splitlines()
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [*KEYS, "value"]
+    assert len(rows) == stored.height
+    assert pl.read_csv(out, schema=FACTS_SCHEMA).equals(stored)
+
+
+def test_facts_of_an_older_run_folder_are_computed_from_its_tables(run_folder, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(run_folder, old)
+    (old / "facts.parquet").unlink()
+    (old / "cascades.parquet").unlink()
+    config = (old / "config.toml").read_text()
+    (old / "config.toml").write_text(config.replace("step_seconds = 10.0\n", ""))  # before configs had it
+    stored = pl.read_parquet(run_folder / "facts.parquet")
+    assert read_facts(old).equals(stylized_facts(pl.read_parquet(old / "market.parquet"), _cascades(old), 1.0))
+    (old / "config.toml").write_text(config)
+    assert read_facts(old).equals(stored)
+
+
+def _cascades(folder: Path) -> pl.DataFrame:
+    from sim.cascades import cascade_summary_frame
+
+    return cascade_summary_frame(pl.read_parquet(folder / "liquidations.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "{target}: no such folder"),
+        ("file", "{target}: not a folder"),
+        ("empty", "{target}: not a run folder"),
+        ("corrupt", "{target}/facts.parquet: unreadable: parquet: File out of specification"),
+        ("old_without_market", "{target}/market.parquet: no such table"),
+        ("bad_out", "out.txt: --out must end in .parquet or .csv"),
+    ],
+)
+def test_cli_facts_errors_are_one_line_exit_2(run_folder, tmp_path, capsys, setup, message):
+    target, args = tmp_path / "result", []
+    if setup == "file":
+        target.write_text("x")
+    elif setup == "empty":
+        target.mkdir()
+    elif setup in ("corrupt", "old_without_market", "bad_out"):
+        shutil.copytree(run_folder, target)
+        if setup == "corrupt":
+            (target / "facts.parquet").write_bytes(b"not parquet")
+        elif setup == "old_without_market":
+            (target / "facts.parquet").unlink()
+            (target / "market.parquet").unlink()
+        else:
+            args = ["--out", str(tmp_path / "out.txt")]
+    assert main(["facts", str(target), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cascadelab: error: "), err
+    assert message.format(target=target) in err[0]
