@@ -24,9 +24,19 @@ price paths), and nothing depends on which worker runs what, or when.
 Output folder (default ``results/sweeps/<sweep-stem>``): ``sweep.toml`` (a copy),
 ``runs/<config-hash8>-s<seed>/`` (one result folder per run, as ``cascadelab run``
 writes it), ``runs.parquet`` (one row per run: run id, grid values, seed, status,
-wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values
-and headline metrics, aggregated with a lazy scan over the run folders), and
-``report.html``.
+wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values,
+headline metrics and headline facts, aggregated with lazy scans over the run folders),
+and ``report.html``.
+
+Headline facts in ``summary.parquet`` (see `sim.facts`; log returns at 60 s; one column
+per instrument, suffixed ``_<INSTRUMENT>``, for series ``mark`` and ``last``):
+``kurtosis_<series>_60s`` (Pearson, Gaussian 3), ``hill_<series>_60s`` (tail index of
+|r|), ``acf_<series>_60s_lag1`` (ACF of r at lag 1), ``acf_abs_<series>_60s_lag10``
+(ACF of |r| at lag 10), ``volume_volatility_<series>_60s`` (corr of volume and |r|),
+``depth_drop`` (fraction of the 1 % depth gone in the mark's worst drawdown); and, run
+wide, ``cascade_powerlaw_alpha``, ``cascade_powerlaw_vs_lognormal_ratio`` and
+``cascade_powerlaw_vs_lognormal_p``. NaN where the run is too short to measure the fact.
+`sweep_facts` averages every fact over the seeds of each grid point.
 
 Resuming: a run folder only appears once complete (it is renamed into place), so
 re-running the sweep skips runs whose folder exists and runs the others again (those
