@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sim import __version__
 from sim.config import ConfigError, load_config
 from sim.prices import PriceDataError
+from sim.results import ResultError
 from sim.runtime import tune_runtime
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return {"run": _run, "sweep": _sweep, "report": _report, "facts": _facts}[args.command](args)
-    except (ConfigError, PriceDataError, UsageError) as err:
+    except (ConfigError, PriceDataError, ResultError, UsageError) as err:
         print(f"cascadelab: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
@@ -113,10 +114,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import polars as pl
 
     from sim.config import load_config
     from sim.report import write_run_report, write_sweep_report
+    from sim.results import read_table
     from sim.run import TABLES, read_facts
 
     path: Path = args.path
@@ -128,7 +129,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
-    tables = {name: pl.read_parquet(path / f"{name}.parquet") for name in TABLES}
+    tables = {name: read_table(path, name) for name in TABLES}
     print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
     return 0
 
@@ -139,14 +140,9 @@ def _facts(args: argparse.Namespace) -> int:
     folder when there are several."""
     import polars as pl
 
-    from sim.run import ResultError
-
     if args.out is not None and args.out.suffix not in (".parquet", ".csv"):
         raise UsageError(f"{args.out}: --out must end in .parquet or .csv")
-    try:
-        frames = [_result_facts(path) for path in args.results]
-    except ResultError as err:
-        raise UsageError(str(err)) from None
+    frames = [_result_facts(path) for path in args.results]
     if len(frames) > 1:
         frames = [f.select(pl.lit(str(p)).alias("result"), pl.all()) for p, f in zip(args.results, frames, strict=True)]
     table = pl.concat(frames, how="diagonal_relaxed")

@@ -4,10 +4,9 @@ A result folder holds ``config.toml`` (the fully resolved config: loading it aga
 reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, the
 run's headline metrics (``metrics.parquet``, one row, see `sim.metrics`), cascades
 (``cascades.parquet``, see `sim.cascades`) and stylized facts (``facts.parquet``, see
-`sim.facts`), and ``report.html``. Everything is written
-into a hidden temporary folder beside the target and renamed into place at the end, so
-an interrupted run leaves no folder that looks complete; re-running into an existing
-folder replaces it.
+`sim.facts`), and ``report.html``. Everything is written into a hidden temporary folder
+beside the target and renamed into place at the end, so an interrupted run leaves no
+folder that looks complete; re-running into an existing folder replaces it.
 
 Determinism: the same config and seed give byte-identical parquet files (the manifest
 differs only by its times).
@@ -36,6 +35,7 @@ from sim.metrics import run_metrics
 from sim.model import MarketModel
 from sim.progress import Progress
 from sim.report import write_run_report
+from sim.results import read_table
 
 TABLES = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved")
 DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic", "scipy", "statsmodels", "powerlaw")
@@ -87,22 +87,6 @@ def run_to_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-class ResultError(ValueError):
-    """A result folder's table that is missing or unreadable; the message is one line
-    naming the file."""
-
-
-def read_table(folder: Path, name: str) -> pl.DataFrame:
-    """``<folder>/<name>.parquet``, or a `ResultError`."""
-    path = folder / f"{name}.parquet"
-    if not path.is_file():
-        raise ResultError(f"{path}: no such table")
-    try:
-        return pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise ResultError(f"{path}: unreadable: {str(err).splitlines()[0]}") from None
 
 
 def read_facts(folder: Path) -> pl.DataFrame:

@@ -64,6 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
 from sim.facts import FACTS_SCHEMA, KEYS, headline
 from sim.progress import Progress
+from sim.results import read_table
 
 RUN_SCHEMA = {
     "run_id": pl.String,
@@ -362,7 +363,7 @@ def sweep_facts(out: Path) -> pl.DataFrame:
     Raises:
         ResultError: a table is missing or unreadable.
     """
-    from sim.run import read_facts, read_table
+    from sim.run import read_facts
 
     runs = read_table(out, "runs").filter(pl.col("status") == "done")
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
