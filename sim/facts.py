@@ -54,8 +54,11 @@ from statsmodels.tsa.stattools import acf
 SERIES = {"mark": "mark_price", "last": "last_price", "exogenous": "exogenous_price"}
 #: Default return horizons in seconds, besides one step.
 HORIZONS = (60.0, 300.0, 3600.0)
+#: Horizon (s) of the tail, ACF and volume facts: minute returns, as in the literature.
 FACT_HORIZON = 60.0
+#: Fraction of the largest |r| the Hill estimator uses.
 TAIL = 0.05
+#: ACF of r at lags 1..ACF_LAGS; of |r| at ABS_ACF_LAGS (in returns).
 ACF_LAGS = 10
 ABS_ACF_LAGS = (1, 10, 50)
 #: Fewest non-overlapping returns a horizon needs.
