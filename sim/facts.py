@@ -12,8 +12,8 @@ Facts (the ``fact`` column of `stylized_facts`):
   `scipy.stats.kurtosis`; it falls toward 3 as the horizon grows (aggregational
   Gaussianity).
 - ``hill_tail_index``: the Hill estimator of the tail index of |r| over its top
-  ``tail`` fraction: ``powerlaw.Fit(|r|, xmin=quantile).power_law.alpha - 1`` (the
-  continuous maximum-likelihood exponent of the density, minus one: the exponent of
+  ``tail`` fraction: the maximum-likelihood Pareto exponent of the |r| above the
+  quantile, ``scipy.stats.pareto.fit(tail, floc=0, fscale=quantile)`` (the exponent of
   P(|r| > x)); NaN with fewer than `MIN_TAIL` returns in the tail. Cubic law: ≈ 3.
 - ``acf`` (lags 1..k) and ``acf_abs`` (lags 1, 10, 50): autocorrelation of r and of
   |r|, from `statsmodels.tsa.stattools.acf`; NaN at lags the returns do not reach.
@@ -32,7 +32,8 @@ Facts (the ``fact`` column of `stylized_facts`):
   (instrument and series ""): ``powerlaw.Fit(accounts, discrete=True)`` of the
   cascade sizes (Clauset, Shalizi & Newman 2009: xmin by minimum KS distance) and its
   normalized log-likelihood ratio R of power law against lognormal (R > 0 favours the
-  power law) with its p-value; NaN with fewer than `MIN_CASCADES` cascades.
+  power law) with its p-value; NaN with fewer than `MIN_CASCADES` cascades, or when
+  there is no tail to fit (see `cascade_size_fit`).
 
 ``hill_tail_index``, ``acf``, ``acf_abs``, ``acf_abs_decay_exponent`` and
 ``volume_volatility_corr`` are measured at one horizon, ``fact_horizon`` seconds (60 by
@@ -67,8 +68,8 @@ MIN_RETURNS = 30
 MIN_TAIL = 10
 #: Fewest cascades the cascade-size fit needs.
 MIN_CASCADES = 10
-#: Bounds of the power-law exponent the fits search (powerlaw's default, [0, 3], would
-#: clip the cubic law's density exponent 4 to 3).
+#: Bounds of the cascade-size exponent the fit searches (powerlaw's default, [0, 3],
+#: would clip steeper laws to 3).
 ALPHA_RANGE = {"alpha": [1.0, 20.0]}
 
 FACTS_SCHEMA = {
@@ -206,9 +207,9 @@ def kurtosis(r: np.ndarray) -> float:
 def hill_tail_index(r: np.ndarray, tail: float = TAIL) -> float:
     """Hill estimate of the tail index of |r| over its top ``tail`` fraction.
 
-    ``powerlaw.Fit(|r|, xmin=the (1 - tail) quantile).power_law.alpha - 1``: the
-    maximum-likelihood exponent of the density above xmin, minus one, which is the
-    Hill estimator of the exponent of P(|r| > x).
+    The maximum-likelihood exponent b of P(|r| > x) = (x / xmin)^(-b) over the |r| at
+    or above xmin, the (1 - tail) quantile: ``scipy.stats.pareto.fit`` with location 0
+    and scale xmin, i.e. ``n / Σ log(|r| / xmin)``.
 
     Args:
         r: Returns, shape (n,).
@@ -216,18 +217,16 @@ def hill_tail_index(r: np.ndarray, tail: float = TAIL) -> float:
 
     Returns:
         The index, or NaN with fewer than `MIN_RETURNS` returns or `MIN_TAIL` in the
-        tail, or a zero threshold.
+        tail, a zero threshold, or a tail all at the threshold.
     """
     x = np.abs(r)
     if len(x) < MIN_RETURNS:
         return float("nan")
     xmin = float(np.quantile(x, 1.0 - tail))
-    if xmin <= 0 or np.count_nonzero(x >= xmin) < MIN_TAIL:
+    top = x[x >= xmin]
+    if xmin <= 0 or len(top) < MIN_TAIL or top.max() == xmin:
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = powerlaw.Fit(x, xmin=xmin, parameter_ranges=ALPHA_RANGE, verbose=0)
-        return float(fit.power_law.alpha - 1.0)
+    return float(stats.pareto.fit(top, floc=0, fscale=xmin)[0])
 
 
 def autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
@@ -302,17 +301,22 @@ def cascade_size_fit(sizes: np.ndarray) -> dict[str, float]:
     Returns:
         ``{"alpha", "xmin", "vs_lognormal_ratio", "vs_lognormal_p"}``: the exponent of
         P(s) ∝ s^(-alpha) above xmin, and the normalized log-likelihood ratio R of
-        power law against lognormal with its p-value; all NaN with fewer than
-        `MIN_CASCADES` cascades or fewer than two distinct sizes.
+        power law against lognormal with its p-value. All NaN with fewer than
+        `MIN_CASCADES` cascades or two distinct sizes, or when there is no tail to
+        fit (powerlaw finds no sizes in range above its xmin).
     """
     out = dict.fromkeys(("alpha", "xmin", "vs_lognormal_ratio", "vs_lognormal_p"), float("nan"))
     if len(sizes) < MIN_CASCADES or len(np.unique(sizes)) < 2:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = powerlaw.Fit(sizes, discrete=True, parameter_ranges=ALPHA_RANGE, verbose=0)
-        ratio, p = fit.distribution_compare("power_law", "lognormal", normalized_ratio=True)
-        out.update(alpha=fit.power_law.alpha, xmin=fit.xmin, vs_lognormal_ratio=ratio, vs_lognormal_p=p)
+        try:
+            fit = powerlaw.Fit(sizes, discrete=True, parameter_ranges=ALPHA_RANGE, verbose=0)
+            ratio, p = fit.distribution_compare("power_law", "lognormal", normalized_ratio=True)
+            alpha = fit.power_law.alpha
+        except ValueError:  # "No data points in defined range of the distribution."
+            return out
+    out.update(alpha=alpha, xmin=fit.xmin, vs_lognormal_ratio=ratio, vs_lognormal_p=p)
     return {name: float(value) for name, value in out.items()}
 
 

@@ -85,6 +85,8 @@ def test_heavy_tails_show_in_kurtosis_and_hill_and_fade_with_aggregation():
     gauss = stylized_facts(market_frame(path(rng.normal(0, 1e-3, 40_000))), NO_CASCADES, step_seconds=60.0)
     assert 2.4 < value(t3, "hill_tail_index", horizon=60.0) < 3.6  # the cubic law
     assert value(gauss, "hill_tail_index", horizon=60.0) > 4.5
+    ticks = np.concatenate([np.full(100, 1e-3), np.full(20, 1e-2)])  # the whole tail at the threshold
+    assert np.isnan(facts.hill_tail_index(ticks))
     assert value(t3, "kurtosis", horizon=60.0) > 6
     assert value(t3, "kurtosis", horizon=60.0) > value(t3, "kurtosis", horizon=3600.0)
     assert sorted(t3.filter(pl.col("fact") == "kurtosis")["horizon_seconds"].unique()) == [60.0, 300.0, 3600.0]
@@ -141,6 +143,9 @@ def test_cascade_sizes_from_a_zipf_law(capfd):
     assert np.isfinite(fit["vs_lognormal_ratio"]) and 0 <= fit["vs_lognormal_p"] <= 1
     assert all(np.isnan(v) for v in facts.cascade_size_fit(rng.zipf(2.5, 9)).values())  # too few
     assert all(np.isnan(v) for v in facts.cascade_size_fit(np.ones(50, dtype=int)).values())  # one size
+    # no tail above powerlaw's xmin (it raises): sizes seen in a 40-step run, a lone 2 among 1s
+    for sizes in ([1] * 27 + [2, 3], [1] * 200 + [2]):
+        assert all(np.isnan(v) for v in facts.cascade_size_fit(np.array(sizes)).values())
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # powerlaw's chatter is silenced
 
