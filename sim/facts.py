@@ -47,7 +47,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-import powerlaw
 from scipy import stats
 from statsmodels.tsa.stattools import acf
 
@@ -308,6 +307,8 @@ def cascade_size_fit(sizes: np.ndarray) -> dict[str, float]:
     out = dict.fromkeys(("alpha", "xmin", "vs_lognormal_ratio", "vs_lognormal_p"), float("nan"))
     if len(sizes) < MIN_CASCADES or len(np.unique(sizes)) < 2:
         return out
+    import powerlaw  # imports matplotlib (~1 s here): only when there is something to fit
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
