@@ -1,8 +1,8 @@
 """The ``cascadelab`` command line.
 
-Errors a user can fix (missing or invalid config, bad override, bad replay data) print
-one line, ``cascadelab: error: ...``, and exit with status 2; nothing half-written is
-left behind.
+Errors a user can fix (missing or invalid config, bad override, bad replay data, a
+folder that is not a readable result) print one line, ``cascadelab: error: ...``, and
+exit with status 2; nothing half-written is left behind.
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim import __version__
 from sim.config import ConfigError, load_config
 from sim.prices import PriceDataError
+from sim.results import ResultError
 from sim.runtime import tune_runtime
+
+if TYPE_CHECKING:
+    import polars as pl
 
 USAGE_ERROR = 2
 
@@ -46,9 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, help="sweep folder (default results/sweeps/<stem>)")
     report = commands.add_parser("report", help="(re)write report.html of a run or sweep folder")
     report.add_argument("path", type=Path, help="a run folder or a sweep folder")
-    report.add_argument("--metric", default="liquidated_notional", help="sweep heatmap metric")
+    report.add_argument(
+        "--metric", default="liquidated_notional", help="sweep heatmap metric (a column of summary.parquet)"
+    )
     report.add_argument("--x", help="sweep heatmap x axis (a grid key)")
     report.add_argument("--y", help="sweep heatmap y axis (a grid key)")
+    facts = commands.add_parser("facts", help="print the stylized facts of run or sweep folders")
+    facts.add_argument("results", type=Path, nargs="+", metavar="RESULT", help="a run folder or a sweep folder")
+    facts.add_argument("--out", type=Path, help="also write the table to FILE.parquet or FILE.csv")
     return parser
 
 
@@ -62,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_runtime()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return {"run": _run, "sweep": _sweep, "report": _report}[args.command](args)
-    except (ConfigError, PriceDataError, UsageError) as err:
+        return {"run": _run, "sweep": _sweep, "report": _report, "facts": _facts}[args.command](args)
+    except (ConfigError, PriceDataError, ResultError, UsageError) as err:
         print(f"cascadelab: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
@@ -104,11 +114,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import polars as pl
 
     from sim.config import load_config
     from sim.report import write_run_report, write_sweep_report
-    from sim.run import TABLES
+    from sim.results import read_table
+    from sim.run import TABLES, read_facts
 
     path: Path = args.path
     if (path / "runs.parquet").is_file():
@@ -119,9 +129,53 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
-    tables = {name: pl.read_parquet(path / f"{name}.parquet") for name in TABLES}
-    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name))
+    tables = {name: read_table(path, name) for name in TABLES}
+    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
     return 0
+
+
+def _facts(args: argparse.Namespace) -> int:
+    """Print (and optionally write) the facts of each RESULT: a run's as they are, a
+    sweep's averaged over the runs of each grid point; a ``result`` column names the
+    folder when there are several."""
+    import polars as pl
+
+    if args.out is not None and args.out.suffix not in (".parquet", ".csv"):
+        raise UsageError(f"{args.out}: --out must end in .parquet or .csv")
+    frames = [_result_facts(path) for path in args.results]
+    if len(frames) > 1:
+        frames = [f.select(pl.lit(str(p)).alias("result"), pl.all()) for p, f in zip(args.results, frames, strict=True)]
+    table = pl.concat(frames, how="diagonal_relaxed")
+    with pl.Config(
+        tbl_formatting="ASCII_MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=250,
+        fmt_str_lengths=80,
+    ):
+        print(table)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        (table.write_parquet if args.out.suffix == ".parquet" else table.write_csv)(args.out)
+    return 0
+
+
+def _result_facts(path: Path) -> pl.DataFrame:
+    """The facts of one run folder, or the per-grid-point means of a sweep folder."""
+    from sim.run import read_facts
+    from sim.sweep import sweep_facts
+
+    if not path.exists():
+        raise UsageError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise UsageError(f"{path}: not a folder")
+    if (path / "runs.parquet").is_file():
+        return sweep_facts(path)
+    if (path / "manifest.json").is_file():
+        return read_facts(path)
+    raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ are off.
 from __future__ import annotations
 
 import html
+import math
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -20,9 +21,11 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from sim.cascades import cascade_summary_frame
 from sim.config import Config
+from sim.facts import FACT_HORIZON, headline, stylized_facts
 from sim.metrics import METRICS, run_metrics
-from sim.sweep import RUN_SCHEMA
+from sim.sweep import RUN_SCHEMA, scan_runs
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {
@@ -34,6 +37,8 @@ KIND_COLORS = {
 }
 #: Margin-ratio bin edges; the last bin (>= 1: liquidatable) is open-ended.
 RATIO_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa"}
+TIME_AXIS = {"title": {"text": "time (min)"}}
 
 
 def write_plotly_js(folder: Path) -> Path:
@@ -89,6 +94,8 @@ def table(rows: dict[str, object]) -> str:
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
     return html.escape(str(value))
@@ -102,23 +109,40 @@ def write_run_report(
     name: str | None = None,
     plotly_js: str = "embed",
     metrics: dict[str, float] | None = None,
+    facts: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``report.html`` for one run's tables into ``folder`` (titled ``name``);
-    ``metrics`` are the run's `run_metrics`, computed here when not given."""
+    ``metrics`` are the run's `run_metrics` and ``facts`` its `stylized_facts`, computed
+    here when not given. Time axes are in simulated minutes."""
     metrics = metrics if metrics is not None else run_metrics(tables)
+    if facts is None:
+        facts = stylized_facts(tables["market"], cascade_summary_frame(tables["liquidations"]), config.step_seconds)
+    secs = config.step_seconds
     sections = [
-        f'<p class="note">seed {config.seed}, {config.steps} steps, margin {config.margin.mode}, '
+        f'<p class="note">seed {config.seed}, {config.steps} steps of {secs:g} s, margin {config.margin.mode}, '
         f"mark {config.mark.method}, liquidation {config.liquidation.mode} "
         f"(fallback {' > '.join(config.liquidation.fallback)})</p>",
         "<h2>Summary</h2>" + table(metrics),
-        figure(prices_figure(tables), "Prices and liquidations", "Marker area is proportional to notional."),
-        figure(liquidated_figure(tables["liquidations"]), "Liquidated notional per step, by kind"),
-        figure(fund_figure(tables["ledger"]), "Insurance fund and bad debt"),
-        figure(per_instrument_figure(tables["market"], "open_interest", "open interest"), "Open interest"),
-        figure(depth_figure(tables["market"]), "Book depth within 1 % of mid"),
-        figure(margin_ratio_figure(tables["accounts"]), "Margin ratio distribution of trader accounts"),
+        figure(prices_figure(tables, secs), "Prices and liquidations", "Marker area is proportional to notional."),
+        figure(liquidated_figure(tables["liquidations"], secs), "Liquidated notional per step, by kind"),
+        figure(fund_figure(tables["ledger"], secs), "Insurance fund and bad debt"),
+        figure(per_instrument_figure(tables["market"], "open_interest", "open interest", secs), "Open interest"),
+        figure(depth_figure(tables["market"], secs), "Book depth within 1 % of mid"),
+        figure(margin_ratio_figure(tables["accounts"], secs), "Margin ratio distribution of trader accounts"),
+        "<h2>Stylized facts</h2>"
+        f'<p class="note">Log returns of the mark and last-trade price at {FACT_HORIZON:g} s: kurtosis (Gaussian: 3), '
+        "Hill tail index of |r| (cubic law: 3), ACF of r at lag 1 and of |r| at lag 10, corr(volume, |r|); "
+        "the depth lost in the mark's worst drawdown; the cascade-size power law (alpha) and its log-likelihood "
+        "ratio against a lognormal (R > 0 favours the power law) with its p-value. n/a: too few returns at the "
+        "horizon or too few cascades. All facts: facts.parquet.</p>" + table(_headline_rows(facts)),
         figure(
-            cascade_figure(tables["liquidations"]),
+            facts_figure(facts),
+            "Aggregational Gaussianity and volatility clustering",
+            "Kurtosis of log returns by horizon (left; dashed: Gaussian); autocorrelation of |r| by lag at "
+            f"{FACT_HORIZON:g} s (right). Missing points: too few returns.",
+        ),
+        figure(
+            cascade_figure(tables["liquidations"], secs),
             "Cascade graph",
             "Each node is an account's liquidation; an edge links the liquidation whose price impact pushed it under.",
         ),
@@ -132,6 +156,16 @@ def _col(frame: pl.DataFrame, column: str) -> list:
     return frame.get_column(column).to_list()
 
 
+def _minutes(frame: pl.DataFrame, step_seconds: float) -> list[float]:
+    """The frame's ``step`` column as simulated minutes (step × step_seconds / 60)."""
+    return (frame.get_column("step") * (step_seconds / 60.0)).to_list()
+
+
+def _nan_to_none(values: list) -> list:
+    """Plot values with NaN as None (a gap: JSON has no NaN)."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+
 def _plot(traces: list[dict], height: int, **layout: object) -> dict:
     """A figure as a plain dict: built without plotly's per-property validation, which
     costs more than the rest of a small run's output put together."""
@@ -142,12 +176,12 @@ def _line(x: list, y: list, name: str, **extra: object) -> dict:
     return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name, **extra}
 
 
-def prices_figure(tables: dict[str, pl.DataFrame]) -> dict:
+def prices_figure(tables: dict[str, pl.DataFrame], step_seconds: float) -> dict:
     """One panel per instrument: index, mark, last, and liquidation markers."""
     market, liq = tables["market"], tables["liquidations"]
     names = market.get_column("instrument").unique(maintain_order=True).to_list()
     scale = max(float(liq.get_column("notional").max() or 1.0), 1.0)
-    traces, layout = [], {"xaxis": {"title": {"text": "step"}}, "annotations": []}
+    traces, layout = [], {"xaxis": TIME_AXIS, "annotations": []}
     gap = 0.06 if len(names) > 1 else 0.0
     for row, name in enumerate(names):
         axis = "y" if row == 0 else f"y{row + 1}"
@@ -168,7 +202,7 @@ def prices_figure(tables: dict[str, pl.DataFrame]) -> dict:
         for column, color in (("index_price", "#1f77b4"), ("mark_price", "#2ca02c"), ("last_price", "#aaaaaa")):
             traces.append(
                 _line(
-                    _col(m, "step"),
+                    _minutes(m, step_seconds),
                     _col(m, column),
                     column.removesuffix("_price"),
                     yaxis=axis,
@@ -185,7 +219,7 @@ def prices_figure(tables: dict[str, pl.DataFrame]) -> dict:
                     {
                         "type": "scatter",
                         "mode": "markers",
-                        "x": _col(hits, "step"),
+                        "x": _minutes(hits, step_seconds),
                         "y": _col(hits, "price"),
                         "yaxis": axis,
                         "name": f"liquidation: {kind}",
@@ -193,13 +227,13 @@ def prices_figure(tables: dict[str, pl.DataFrame]) -> dict:
                         "showlegend": row == 0,
                         "marker": {"color": color, "size": size.round(1).tolist(), "opacity": 0.6},
                         "customdata": _col(hits, "account"),
-                        "hovertemplate": "step %{x}<br>price %{y}<br>account %{customdata}",
+                        "hovertemplate": "%{x:.2f} min<br>price %{y}<br>account %{customdata}",
                     }
                 )
     return _plot(traces, 260 * len(names), **layout)
 
 
-def liquidated_figure(liq: pl.DataFrame) -> dict:
+def liquidated_figure(liq: pl.DataFrame, step_seconds: float) -> dict:
     per_step = liq.group_by("step", "kind").agg(pl.col("notional").sum()).sort("step", "kind")
     traces = []
     for kind, color in KIND_COLORS.items():
@@ -208,46 +242,46 @@ def liquidated_figure(liq: pl.DataFrame) -> dict:
             traces.append(
                 {
                     "type": "bar",
-                    "x": _col(part, "step"),
+                    "x": _minutes(part, step_seconds),
                     "y": _col(part, "notional"),
                     "name": kind,
                     "marker": {"color": color},
                 }
             )
-    return _plot(traces, 320, barmode="stack", xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD"}})
+    return _plot(traces, 320, barmode="stack", xaxis=TIME_AXIS, yaxis={"title": {"text": "USD"}})
 
 
-def fund_figure(ledger: pl.DataFrame) -> dict:
-    steps = _col(ledger, "step")
+def fund_figure(ledger: pl.DataFrame, step_seconds: float) -> dict:
+    steps = _minutes(ledger, step_seconds)
     traces = [
         _line(steps, _col(ledger, "insurance_fund"), "insurance fund"),
         _line(steps, _col(ledger, "bad_debt"), "bad debt"),
     ]
-    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD"}})
+    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": "USD"}})
 
 
-def per_instrument_figure(market: pl.DataFrame, column: str, label: str) -> dict:
+def per_instrument_figure(market: pl.DataFrame, column: str, label: str, step_seconds: float) -> dict:
     traces = []
     for name in market.get_column("instrument").unique(maintain_order=True):
         m = market.filter(pl.col("instrument") == name)
-        traces.append(_line(_col(m, "step"), _col(m, column), name))
-    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": label}})
+        traces.append(_line(_minutes(m, step_seconds), _col(m, column), name))
+    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": label}})
 
 
-def depth_figure(market: pl.DataFrame) -> dict:
+def depth_figure(market: pl.DataFrame, step_seconds: float) -> dict:
     traces = []
     for name in market.get_column("instrument").unique(maintain_order=True):
         m = market.filter(pl.col("instrument") == name)
         bids = (m["depth_bid_1pct"] * m["index_price"]).to_list()
         asks = (-m["depth_ask_1pct"] * m["index_price"]).to_list()
         traces += [
-            _line(_col(m, "step"), bids, f"{name} bids"),
-            _line(_col(m, "step"), asks, f"{name} asks (negative)"),
+            _line(_minutes(m, step_seconds), bids, f"{name} bids"),
+            _line(_minutes(m, step_seconds), asks, f"{name} asks (negative)"),
         ]
-    return _plot(traces, 320, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "USD within 1 % of mid"}})
+    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": "USD within 1 % of mid"}})
 
 
-def margin_ratio_figure(accounts: pl.DataFrame) -> dict:
+def margin_ratio_figure(accounts: pl.DataFrame, step_seconds: float) -> dict:
     """Heatmap: share of trader accounts with a position per margin-ratio bin, per snapshot."""
     traders = accounts.filter(~pl.col("agent_type").str.starts_with("system:") & (pl.col("maint_margin") > 0))
     steps = sorted(traders.get_column("step").unique().to_list())
@@ -260,20 +294,22 @@ def margin_ratio_figure(accounts: pl.DataFrame) -> dict:
         z[:, j] = counts / max(len(ratios), 1)
     heatmap = {
         "type": "heatmap",
-        "x": steps,
+        "x": [step * step_seconds / 60.0 for step in steps],
         "y": labels,
         "z": z.round(4).tolist(),
         "colorscale": "Viridis",
         "colorbar": {"title": {"text": "share"}},
     }
-    return _plot(
-        [heatmap], 360, xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "margin ratio (MM / equity)"}}
-    )
+    return _plot([heatmap], 360, xaxis=TIME_AXIS, yaxis={"title": {"text": "margin ratio (MM / equity)"}})
 
 
-def cascade_figure(liq: pl.DataFrame) -> dict:
-    """Nodes: each account's first row in a cascade; edges: trigger links; x = step."""
-    axes = {"xaxis": {"title": {"text": "step (+ round / 10)"}}, "yaxis": {"title": {"text": "cascade id"}}}
+def cascade_figure(liq: pl.DataFrame, step_seconds: float) -> dict:
+    """Nodes: each account's first row in a cascade; edges: trigger links; x = time of
+    the step plus a tenth of a step per liquidation round."""
+    axes = {
+        "xaxis": {"title": {"text": "time (min; + round / 10 of a step)"}},
+        "yaxis": {"title": {"text": "cascade id"}},
+    }
     if liq.height == 0:
         return _plot([], 420, annotations=[{"text": "no liquidations", "showarrow": False}], **axes)
     nodes = (
@@ -288,8 +324,9 @@ def cascade_figure(liq: pl.DataFrame) -> dict:
         )
     )
     account_of_row = dict(zip(liq["row_id"].to_list(), liq["account"].to_list(), strict=True))
+    minutes = step_seconds / 60.0
     position = {
-        (n["cascade_id"], n["account"]): (n["step"] + n["round"] / 10, n["cascade_id"])
+        (n["cascade_id"], n["account"]): ((n["step"] + n["round"] / 10) * minutes, n["cascade_id"])
         for n in nodes.iter_rows(named=True)
     }
     xs, ys = [], []
@@ -317,10 +354,51 @@ def cascade_figure(liq: pl.DataFrame) -> dict:
                 "opacity": 0.7,
             },
             "customdata": np.stack([nodes["account"].to_numpy(), notional.round(2)], axis=1).tolist(),
-            "hovertemplate": "account %{customdata[0]}<br>notional %{customdata[1]:,.0f}<br>step %{x}",
+            "hovertemplate": "account %{customdata[0]}<br>notional %{customdata[1]:,.0f}<br>%{x:.2f} min",
         },
     ]
     return _plot(traces, 420, **axes)
+
+
+def _headline_rows(facts: pl.DataFrame) -> dict[str, float]:
+    """Headline facts as table rows: summary column name -> value."""
+    named = headline(facts)
+    return dict(zip(_col(named, "column"), _col(named, "value"), strict=True))
+
+
+def facts_figure(facts: pl.DataFrame) -> dict:
+    """Two panels, one line per instrument and price series: kurtosis against the
+    return horizon (s, log axis) and ACF of |r| against the lag (log axis)."""
+    traces = []
+    for (instrument, series), part in facts.filter(pl.col("series") != "").group_by(
+        "instrument", "series", maintain_order=True
+    ):
+        style = {"line": {"color": SERIES_COLORS[series]}, "mode": "lines+markers", "legendgroup": series}
+        name = f"{instrument} {series}"
+        kurt = part.filter(pl.col("fact") == "kurtosis").sort("horizon_seconds")
+        acf_abs = part.filter(pl.col("fact") == "acf_abs").sort("lag")
+        traces += [
+            _line(_col(kurt, "horizon_seconds"), _nan_to_none(_col(kurt, "value")), name, **style),
+            _line(
+                _col(acf_abs, "lag"),
+                _nan_to_none(_col(acf_abs, "value")),
+                name,
+                xaxis="x2",
+                yaxis="y2",
+                showlegend=False,
+                **style,
+            ),
+        ]
+    gaussian = {"type": "line", "xref": "x domain", "yref": "y", "x0": 0, "x1": 1, "y0": 3, "y1": 3}
+    return _plot(
+        traces,
+        340,
+        xaxis={"domain": [0, 0.45], "type": "log", "title": {"text": "horizon (s)"}},
+        yaxis={"title": {"text": "kurtosis"}},
+        xaxis2={"domain": [0.55, 1], "type": "log", "anchor": "y2", "title": {"text": "lag (returns)"}},
+        yaxis2={"anchor": "x2", "title": {"text": f"ACF of |r| ({FACT_HORIZON:g} s)"}},
+        shapes=[{**gaussian, "line": {"dash": "dash", "color": "#888"}}],
+    )
 
 
 # -------------------------------------------------------------------- sweep report
@@ -331,14 +409,16 @@ def write_sweep_report(
 
     Args:
         folder: The sweep's output folder (with ``runs.parquet`` and ``summary.parquet``).
-        metric: The headline metric of the heatmaps (a column of ``summary.parquet``).
+        metric: The heatmaps' metric: a headline metric or fact (a column of
+            ``summary.parquet``).
         x, y: Grid keys for the heatmap axes (default: the first two).
     """
     runs = pl.read_parquet(folder / "runs.parquet")
     summary = pl.read_parquet(folder / "summary.parquet")
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}, choose from {list(METRICS)}")
+    choices = [*METRICS, *(c for c in summary.columns if c not in runs.columns and c not in METRICS)]
+    if metric not in choices:
+        raise ValueError(f"unknown metric {metric!r}, choose from {choices}")
     for key in (x, y):
         if key is not None and key not in axes:
             raise ValueError(f"unknown grid key {key!r}, choose from {axes}")
@@ -450,16 +530,11 @@ def distributions_figure(summary: pl.DataFrame) -> go.Figure:
 
 def cascade_size_figure(folder: Path, runs: pl.DataFrame, axes: list[str]) -> go.Figure:
     fig = go.Figure()
-    files = list((folder / "runs").glob("*/cascades.parquet"))
-    if not files:
+    scan = scan_runs(folder, "cascades")
+    if scan is None:
         fig.add_annotation(text="no finished runs", showarrow=False)
         return fig
-    cascades = (
-        pl.scan_parquet(folder / "runs" / "*" / "cascades.parquet", include_file_paths="path")
-        .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
-        .join(runs.lazy().select("run_id", "point", *axes), on="run_id")
-        .collect()
-    )
+    cascades = scan.join(runs.lazy().select("run_id", "point", *axes), on="run_id").collect()
     for point in sorted(cascades["point"].unique().to_list()):
         part = cascades.filter(pl.col("point") == point)
         sizes = np.sort(part["accounts"].to_numpy())

@@ -2,11 +2,11 @@
 
 A result folder holds ``config.toml`` (the fully resolved config: loading it again
 reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, the
-run's headline metrics (``metrics.parquet``, one row, see `sim.metrics`) and cascades
-(``cascades.parquet``, see `sim.cascades`), and ``report.html``. Everything is written
-into a hidden temporary folder beside the target and renamed into place at the end, so
-an interrupted run leaves no folder that looks complete; re-running into an existing
-folder replaces it.
+run's headline metrics (``metrics.parquet``, one row, see `sim.metrics`), cascades
+(``cascades.parquet``, see `sim.cascades`) and stylized facts (``facts.parquet``, see
+`sim.facts`), and ``report.html``. Everything is written into a hidden temporary folder
+beside the target and renamed into place at the end, so an interrupted run leaves no
+folder that looks complete; re-running into an existing folder replaces it.
 
 Determinism: the same config and seed give byte-identical parquet files (the manifest
 differs only by its times).
@@ -29,14 +29,16 @@ import tomli_w
 
 from sim import __version__
 from sim.cascades import cascade_summary_frame
-from sim.config import Config
+from sim.config import Config, read_toml
+from sim.facts import stylized_facts
 from sim.metrics import run_metrics
 from sim.model import MarketModel
 from sim.progress import Progress
 from sim.report import write_run_report
+from sim.results import read_table
 
 TABLES = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved")
-DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic")
+DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic", "scipy", "statsmodels", "powerlaw")
 
 
 def default_out_dir(config_path: Path, config: Config, root: Path = Path("results")) -> Path:
@@ -73,16 +75,36 @@ def run_to_folder(
             tables[name].write_parquet(tmp / f"{name}.parquet")
         cascades = cascade_summary_frame(tables["liquidations"])
         metrics = run_metrics(tables, cascades)
+        facts = stylized_facts(tables["market"], cascades, config.step_seconds)
         cascades.write_parquet(tmp / "cascades.parquet")
         pl.DataFrame([metrics]).write_parquet(tmp / "metrics.parquet")
+        facts.write_parquet(tmp / "facts.parquet")
         if report:
-            write_run_report(tmp, tables, config, out.name, plotly_js, metrics)
+            write_run_report(tmp, tables, config, out.name, plotly_js, metrics, facts)
         manifest = build_manifest(config, started, time.perf_counter() - clock)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def read_facts(folder: Path) -> pl.DataFrame:
+    """A run folder's stylized facts: its ``facts.parquet``, or, in a folder written
+    before runs had one, computed from its market and cascade tables.
+
+    Raises:
+        ResultError: a table it needs is missing or unreadable.
+        ConfigError: its ``config.toml`` is (when the facts are computed).
+    """
+    if (folder / "facts.parquet").is_file():
+        return read_table(folder, "facts")
+    if (folder / "cascades.parquet").is_file():
+        cascades = read_table(folder, "cascades")
+    else:
+        cascades = cascade_summary_frame(read_table(folder, "liquidations"))
+    step_seconds = read_toml(folder / "config.toml").get("step_seconds", 1.0)  # older configs lack it
+    return stylized_facts(read_table(folder, "market"), cascades, step_seconds)
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -110,7 +132,7 @@ def build_manifest(config: Config, started: datetime, wall_seconds: float) -> di
         "git_dirty": dirty,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall_seconds, 3),
-        "tables": [f"{name}.parquet" for name in (*TABLES, "metrics", "cascades")],
+        "tables": [f"{name}.parquet" for name in (*TABLES, "metrics", "cascades", "facts")],
     }
 
 

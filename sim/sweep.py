@@ -24,9 +24,19 @@ price paths), and nothing depends on which worker runs what, or when.
 Output folder (default ``results/sweeps/<sweep-stem>``): ``sweep.toml`` (a copy),
 ``runs/<config-hash8>-s<seed>/`` (one result folder per run, as ``cascadelab run``
 writes it), ``runs.parquet`` (one row per run: run id, grid values, seed, status,
-wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values
-and headline metrics, aggregated with a lazy scan over the run folders), and
-``report.html``.
+wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values,
+headline metrics and headline facts, aggregated with lazy scans over the run folders),
+and ``report.html``.
+
+Headline facts in ``summary.parquet`` (see `sim.facts`; log returns at 60 s; one column
+per instrument, suffixed ``_<INSTRUMENT>``, for series ``mark`` and ``last``):
+``kurtosis_<series>_60s`` (Pearson, Gaussian 3), ``hill_<series>_60s`` (tail index of
+|r|), ``acf_<series>_60s_lag1`` (ACF of r at lag 1), ``acf_abs_<series>_60s_lag10``
+(ACF of |r| at lag 10), ``volume_volatility_<series>_60s`` (corr of volume and |r|),
+``depth_drop`` (fraction of the 1 % depth gone in the mark's worst drawdown); and, run
+wide, ``cascade_powerlaw_alpha``, ``cascade_powerlaw_vs_lognormal_ratio`` and
+``cascade_powerlaw_vs_lognormal_p``. NaN where the run is too short to measure the fact.
+`sweep_facts` averages every fact over the seeds of each grid point.
 
 Resuming: a run folder only appears once complete (it is renamed into place), so
 re-running the sweep skips runs whose folder exists and runs the others again (those
@@ -52,7 +62,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
+from sim.facts import FACTS_SCHEMA, KEYS, headline
 from sim.progress import Progress
+from sim.results import read_table
 
 RUN_SCHEMA = {
     "run_id": pl.String,
@@ -312,20 +324,55 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
-def summarize(out: Path) -> pl.DataFrame:
-    """Headline metrics of every finished run joined with its grid values (lazy scan)."""
-    runs = pl.read_parquet(out / "runs.parquet")
-    if not list((out / "runs").glob("*/metrics.parquet")):
-        return runs.head(0)
-    metrics = (
-        pl.scan_parquet(out / "runs" / "*" / "metrics.parquet", include_file_paths="path")
+def scan_runs(out: Path, table: str) -> pl.LazyFrame | None:
+    """A lazy scan of one table over all run folders of a sweep, with each row's
+    ``run_id``; None when no run has the table."""
+    if not list((out / "runs").glob(f"*/{table}.parquet")):
+        return None
+    return (
+        pl.scan_parquet(out / "runs" / "*" / f"{table}.parquet", include_file_paths="path")
         .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
         .drop("path")
     )
+
+
+def summarize(out: Path) -> pl.DataFrame:
+    """Headline metrics and facts of every finished run joined with its grid values
+    (lazy scans; a run without ``facts.parquet`` gets nulls)."""
+    runs = pl.read_parquet(out / "runs.parquet")
+    metrics = scan_runs(out, "metrics")
+    if metrics is None:
+        return runs.head(0)
+    summary = runs.lazy().filter(pl.col("status") == "done").join(metrics, on="run_id", how="inner")
+    facts = scan_runs(out, "facts")
+    if facts is not None:
+        wide = headline(facts).select("run_id", "column", "value").collect().pivot("column", index="run_id")
+        summary = summary.join(wide.lazy(), on="run_id", how="left")
+    return summary.sort("point", "seed_index").collect()
+
+
+def sweep_facts(out: Path) -> pl.DataFrame:
+    """Every stylized fact of a sweep, averaged over the finished runs of each grid point.
+
+    Returns:
+        One row per grid point and fact: ``point``, the grid keys, the fact keys
+        (`sim.facts.KEYS`), ``value`` (the mean over the runs that measured it; NaN if
+        none did) and ``runs`` (how many did). Runs without ``facts.parquet`` have
+        theirs computed from their tables.
+
+    Raises:
+        ResultError: a table is missing or unreadable.
+    """
+    from sim.run import read_facts
+
+    runs = read_table(out, "runs").filter(pl.col("status") == "done")
+    axes = [c for c in runs.columns if c not in RUN_SCHEMA]
+    per_run = [read_facts(out / "runs" / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
+    facts = pl.concat(per_run) if per_run else pl.DataFrame(schema={**FACTS_SCHEMA, "run_id": pl.String})
+    measured = pl.col("value").fill_nan(None)
     return (
-        runs.lazy()
-        .filter(pl.col("status") == "done")
-        .join(metrics, on="run_id", how="inner")
-        .sort("point", "seed_index")
-        .collect()
+        facts.join(runs.select("run_id", "point", *axes), on="run_id")
+        .group_by("point", *axes, *KEYS)
+        .agg(measured.mean().fill_null(float("nan")).alias("value"), measured.count().cast(pl.Int64).alias("runs"))
+        .sort("point", *KEYS, nulls_last=True)
     )

@@ -16,10 +16,12 @@ import polars as pl
 import pytest
 
 from sim.config import load_config
+from sim.facts import FACTS_SCHEMA
 from tests.browser import render
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY = ROOT / "configs" / "replay.toml"
+RESULT_TABLES = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved", "metrics", "cascades", "facts")
 TABLE_COLUMNS = {
     "market": [
         "step",
@@ -73,13 +75,7 @@ def replay_run(tmp_path_factory) -> Path:
 
 def test_result_folder_is_complete(replay_run):
     names = sorted(p.name for p in replay_run.iterdir())
-    assert names == sorted(
-        ["config.toml", "manifest.json", "report.html"]
-        + [
-            f"{t}.parquet"
-            for t in ("market", "trades", "liquidations", "ledger", "accounts", "unresolved", "metrics", "cascades")
-        ]
-    )
+    assert names == sorted(["config.toml", "manifest.json", "report.html"] + [f"{t}.parquet" for t in RESULT_TABLES])
     for table, columns in TABLE_COLUMNS.items():
         assert pl.read_parquet(replay_run / f"{table}.parquet").columns == columns
     liq = pl.read_parquet(replay_run / "liquidations.parquet")
@@ -107,6 +103,9 @@ def test_result_folder_is_complete(replay_run):
     assert market.height == 41
     metrics = pl.read_parquet(replay_run / "metrics.parquet")
     assert metrics.height == 1 and "largest_cascade_depth" in metrics.columns
+    facts = pl.read_parquet(replay_run / "facts.parquet")
+    assert facts.schema == pl.Schema(FACTS_SCHEMA)
+    assert facts.filter(pl.col("fact") == "kurtosis", pl.col("horizon_seconds") == 1.0)["value"].is_finite().all()
 
 
 def test_manifest_and_resolved_config_reproduce_the_run(replay_run):
@@ -125,13 +124,14 @@ def test_manifest_and_resolved_config_reproduce_the_run(replay_run):
         assert key in manifest
     resolved = load_config(replay_run / "config.toml")
     assert resolved.hash() == manifest["config_hash"]
+    assert sorted(manifest["tables"]) == sorted(p.name for p in replay_run.glob("*.parquet"))
     assert resolved.steps == 40
 
 
 def test_same_seed_is_byte_identical_across_processes(replay_run, tmp_path):
     again = tmp_path / "again"
     assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--out", str(again)).returncode == 0
-    for table in ("market", "trades", "liquidations", "ledger", "accounts", "unresolved", "metrics", "cascades"):
+    for table in RESULT_TABLES:
         assert (again / f"{table}.parquet").read_bytes() == (replay_run / f"{table}.parquet").read_bytes(), table
     other = tmp_path / "other"
     assert cascadelab("run", str(REPLAY), "--set", "steps=40", "--seed", "12", "--out", str(other)).returncode == 0
@@ -214,7 +214,8 @@ def test_run_report_renders_in_headless_chromium(replay_run, tmp_path):
     page = render(replay_run / "report.html", shot, tmp_path / "profile")
     html = (replay_run / "report.html").read_text()
     assert "<script src=" not in html  # plotly.js is embedded: nothing loaded from elsewhere
-    assert page.plots == 7 and page.drawn_svgs >= 7
+    assert page.plots == 8 and page.drawn_svgs >= 8
+    assert "Stylized facts" in page.dom and "time (min)" in page.dom
     assert page.traces > 10
     assert page.console == [], page.console
     assert shot.stat().st_size > 50_000

@@ -13,7 +13,8 @@ import pytest
 from dask.distributed import LocalCluster
 
 from sim.config import ConfigError
-from sim.sweep import load_sweep, run_sweep
+from sim.facts import headline
+from sim.sweep import load_sweep, run_sweep, sweep_facts
 from tests.browser import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ SMALL = f"""
 base = "{FLASH}"
 seeds = 2
 master_seed = 5
-set = {{ steps = 40, "shocks.0.step" = 20, "populations.4.count" = 40, "populations.2.count" = 5 }}
+set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.4.count" = 40, "populations.2.count" = 5 }}
 [grid]
 "liquidation.mode" = ["partial", "full"]
 [[zip]]
@@ -78,6 +79,23 @@ def test_sweep_on_a_cluster_writes_tables_and_resumes(tmp_path, cluster):
     ):
         assert metric in summary.columns
     assert (out / "report.html").is_file() and (out / "plotly.min.js").is_file()
+    # each run's headline facts, as its facts.parquet has them (60 s steps: 40 one-minute returns)
+    run_id = summary["run_id"][1]
+    first = headline(pl.read_parquet(out / "runs" / run_id / "facts.parquet"))
+    columns = first["column"].to_list()
+    assert columns == summary.columns[-len(columns) :]
+    assert {"kurtosis_mark_60s_BTC", "acf_abs_last_60s_lag10_BTC", "cascade_powerlaw_alpha"} <= set(columns)
+    stored = pl.DataFrame([first["value"].to_list()], schema=columns, orient="row")
+    assert summary.filter(pl.col("run_id") == run_id).select(columns).equals(stored)
+    assert summary["kurtosis_mark_60s_BTC"].is_finite().all()
+    # cascadelab facts of a sweep: each grid point's mean over its seeds
+    means = sweep_facts(out).filter(
+        pl.col("fact") == "kurtosis", pl.col("series") == "mark", pl.col("horizon_seconds") == 60
+    )
+    per_point = summary.group_by("point").agg(pl.col("kurtosis_mark_60s_BTC").mean()).sort("point")
+    assert means["point"].to_list() == per_point["point"].to_list() and means["runs"].to_list() == [2] * 4
+    assert means["value"].to_list() == pytest.approx(per_point["kurtosis_mark_60s_BTC"].to_list())
+    assert "liquidation.mode" in means.columns
     for run_id in runs["run_id"]:
         assert (out / "runs" / run_id / "manifest.json").is_file()
         assert '<script src="../../plotly.min.js">' in (out / "runs" / run_id / "report.html").read_text()[:2000]
@@ -165,6 +183,7 @@ def test_cli_sweep_on_local_cores_and_errors(tmp_path):
         text=True,
     )
     assert report.returncode == 2 and "unknown metric 'nope'" in report.stderr
+    assert "'kurtosis_mark_60s_BTC'" in report.stderr  # headline facts are metrics too
 
 
 def test_sweep_report_renders_in_headless_chromium(tmp_path, cluster):
