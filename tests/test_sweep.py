@@ -23,7 +23,7 @@ SMALL = f"""
 base = "{FLASH}"
 seeds = 2
 master_seed = 5
-set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.4.count" = 40, "populations.2.count" = 5 }}
+set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.5.count" = 40, "populations.2.count" = 5 }}
 [grid]
 "liquidation.mode" = ["partial", "full"]
 [[zip]]

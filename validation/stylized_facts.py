@@ -1,0 +1,252 @@
+"""Validation: does the simulated market reproduce the stylized facts? (`make validate`)
+
+Runs the shipped configs over several seeds and prints every fact with its value, its
+target and pass/fail; exits 1 if any misses. The exogenous path is a constant-volatility
+GBM everywhere (no jumps, no GARCH), so whatever fat tails or volatility clustering
+appear are made by the market, not put in. Facts are measured on the venue's own mark
+and last-trade prices at one minute (``60 / step_seconds`` steps), by `sim.facts`.
+
+Targets (issue "The market forms its own price"; real BTC 1-minute returns have kurtosis
+above 10, Cont 2001 for the rest):
+
+- calm market (``baseline.toml``): kurtosis of mark and last returns >= 6 and above the
+  exogenous path's; ACF of |r| >= 0.1 at lag 10 and > 0 at lag 50; |ACF(r)| at lag 1
+  <= 0.1 (means over seeds, BTC);
+- leverage sweep (holders' median leverage 2x -> 16x on the baseline): liquidated
+  notional, max drawdown and kurtosis all rise from the lowest to the highest leverage;
+- depth sweep (market makers' capital on ``flash_crash.toml``): more capital gives a
+  smaller max drawdown;
+- flash crash: >= 30 % of liquidated accounts have a trigger; the largest cascade spans
+  >= 20 accounts with depth >= 3; same-step triggers exist; at least half of the
+  liquidated notional reaches the market within 10 simulated minutes.
+
+Run folders are kept under ``results/validation/`` for inspection.
+Run: ``python validation/stylized_facts.py [--seeds N] [--steps N] [--workers N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "validation"
+#: The baseline with constant-volatility GBM paths at each instrument's volatility.
+GBM = (
+    "instruments.ETH.price.process=gbm",
+    "instruments.ETH.price.volatility=0.00026",
+    "instruments.SOL.price.process=gbm",
+)
+LEVERAGES = (2.0, 4.0, 8.0, 16.0)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a config, overrides, a seed, and where it goes."""
+
+    label: str
+    config: str
+    overrides: tuple[str, ...]
+    seed: int
+
+    @property
+    def folder(self) -> Path:
+        return OUT / f"{self.label}-s{self.seed}"
+
+
+def simulate(job: Job) -> Path:
+    """Run one job into its folder (skipped when a finished folder with this config exists)."""
+    from sim.config import load_config
+    from sim.run import run_to_folder
+    from sim.runtime import tune_runtime
+
+    tune_runtime()
+    config = load_config(ROOT / job.config, list(job.overrides), seed=job.seed)
+    done = job.folder / "config.hash"
+    if done.is_file() and done.read_text() == config.hash():
+        return job.folder
+    run_to_folder(config, job.folder, progress=False, report=False)
+    done.write_text(config.hash())
+    return job.folder
+
+
+def read(folder: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(folder / f"{table}.parquet")
+
+
+def fact(folder: Path, name: str, series: str = "", lag: int | None = None, horizon: float | None = 60.0) -> float:
+    """One value of a run's facts.parquet (BTC for price facts)."""
+    facts = read(folder, "facts").filter(pl.col("fact") == name, pl.col("series") == series)
+    if series:
+        facts = facts.filter(pl.col("instrument") == "BTC")
+    if horizon is not None:
+        facts = facts.filter(pl.col("horizon_seconds") == horizon)
+    if lag is not None:
+        facts = facts.filter(pl.col("lag") == lag)
+    return float(facts.get_column("value").item()) if facts.height == 1 else float("nan")
+
+
+def metric(folder: Path, name: str) -> float:
+    return float(read(folder, "metrics").get_column(name).item())
+
+
+def mean(values: list[float]) -> float:
+    return float(np.nanmean(values)) if values else float("nan")
+
+
+class Checks:
+    """Collects (name, value, target, passed) rows and prints them."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, bool]] = []
+
+    def add(self, name: str, value: float | str, target: str, passed: bool) -> None:
+        shown = value if isinstance(value, str) else f"{value:.3g}"
+        self.rows.append((name, shown, target, bool(passed)))
+
+    def print(self) -> None:
+        width = max(len(r[0]) for r in self.rows)
+        for name, value, target, passed in self.rows:
+            print(f"{'PASS' if passed else 'FAIL'}  {name:<{width}}  {value:>24}  target {target}")
+        failed = sum(not r[3] for r in self.rows)
+        print(f"{len(self.rows) - failed} passed, {failed} failed")
+
+
+def calm_checks(checks: Checks, runs: list[Path]) -> None:
+    for series in ("mark", "last"):
+        k = mean([fact(r, "kurtosis", series) for r in runs])
+        exo = mean([fact(r, "kurtosis", "exogenous") for r in runs])
+        checks.add(f"calm: kurtosis of 1-min {series} returns", k, ">= 6", k >= 6)
+        checks.add(f"calm: {series} kurtosis above the exogenous path's", f"{k:.3g} vs {exo:.3g}", "> +1", k > exo + 1)
+        lag10 = mean([fact(r, "acf_abs", series, 10) for r in runs])
+        lag50 = mean([fact(r, "acf_abs", series, 50) for r in runs])
+        lag1 = mean([fact(r, "acf", series, 1) for r in runs])
+        checks.add(f"calm: ACF of |r| ({series}) at lag 10", lag10, ">= 0.1", lag10 >= 0.1)
+        checks.add(f"calm: ACF of |r| ({series}) at lag 50", lag50, "> 0", lag50 > 0)
+        checks.add(f"calm: |ACF of r| ({series}) at lag 1", abs(lag1), "<= 0.1", abs(lag1) <= 0.1)
+
+
+def rises(checks: Checks, name: str, by_level: dict[float, float]) -> None:
+    values = [by_level[k] for k in sorted(by_level)]
+    shown = " -> ".join(f"{v:.3g}" for v in values)
+    checks.add(name, shown, "lowest < highest", values[-1] > values[0])
+
+
+def leverage_checks(checks: Checks, runs: dict[float, list[Path]]) -> None:
+    rises(
+        checks,
+        "leverage: liquidated notional",
+        {k: mean([metric(r, "liquidated_notional") for r in v]) for k, v in runs.items()},
+    )
+    rises(checks, "leverage: max drawdown", {k: mean([metric(r, "max_drawdown") for r in v]) for k, v in runs.items()})
+    rises(
+        checks,
+        "leverage: kurtosis of 1-min mark returns",
+        {k: mean([fact(r, "kurtosis", "mark") for r in v]) for k, v in runs.items()},
+    )
+
+
+def depth_checks(checks: Checks, runs: dict[float, list[Path]]) -> None:
+    drawdown = {k: mean([metric(r, "max_drawdown") for r in v]) for k, v in runs.items()}
+    values = [drawdown[k] for k in sorted(drawdown)]
+    shown = " -> ".join(f"{v:.3g}" for v in values)
+    checks.add(
+        "depth: max drawdown as market makers' capital grows", shown, "highest capital < lowest", values[-1] < values[0]
+    )
+
+
+def crash_checks(checks: Checks, runs: list[Path]) -> None:
+    triggered, largest, depth, same_step, reach = [], [], [], [], []
+    for r in runs:
+        liq = read(r, "liquidations")
+        cascades = read(r, "cascades")
+        accounts = liq.get_column("account").n_unique()
+        with_trigger = liq.filter(pl.col("trigger").is_not_null()).get_column("account").n_unique()
+        triggered.append(with_trigger / accounts if accounts else 0.0)
+        top = cascades.sort(["accounts", "depth"], descending=True).row(0, named=True) if cascades.height else None
+        largest.append(top["accounts"] if top else 0)
+        depth.append(top["depth"] if top else 0)
+        steps = liq.select("row_id", "step")
+        linked = liq.join(steps.rename({"row_id": "trigger", "step": "trigger_step"}), on="trigger")
+        same_step.append(linked.filter(pl.col("step") == pl.col("trigger_step")).height)
+        reach.append(fact(r, "forced_flow_reached_10min", horizon=None))
+    checks.add("crash: share of liquidated accounts with a trigger", mean(triggered), ">= 0.3", mean(triggered) >= 0.3)
+    checks.add(
+        "crash: largest cascade, accounts (median run)", float(np.median(largest)), ">= 20", np.median(largest) >= 20
+    )
+    checks.add("crash: largest cascade, depth (median run)", float(np.median(depth)), ">= 3", np.median(depth) >= 3)
+    checks.add(
+        "crash: same-step triggers (runs with some)",
+        float(sum(n > 0 for n in same_step)),
+        f"= {len(runs)}",
+        all(same_step),
+    )
+    checks.add("crash: liquidated notional in the market within 10 min", mean(reach), ">= 0.5", mean(reach) >= 0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4320, help="steps of the calm runs (default 6 h at 5 s)")
+    parser.add_argument("--sweep-steps", type=int, default=2000, help="steps of the leverage sweep's runs")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    seeds = range(1, args.seeds + 1)
+    calm = [Job("calm", "configs/baseline.toml", (*GBM, f"steps={args.steps}"), s) for s in seeds]
+    leverage = {
+        lev: [
+            Job(
+                f"leverage{lev:g}",
+                "configs/baseline.toml",
+                (*GBM, f"steps={args.sweep_steps}", f"populations.{HOLDERS}.leverage.lognormal=[{lev}, 0.5]"),
+                s,
+            )
+            for s in seeds
+        ]
+        for lev in LEVERAGES
+    }
+    depth = {
+        capital: [
+            Job(f"depth{capital:g}", "configs/flash_crash.toml", (f"populations.0.collateral.USD={capital}",), s)
+            for s in seeds
+        ]
+        for capital in MAKER_CAPITAL
+    }
+    crash = [Job("crash", "configs/flash_crash.toml", (), s) for s in seeds]
+    jobs = calm + [j for v in leverage.values() for j in v] + [j for v in depth.values() for j in v] + crash
+    OUT.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(args.workers) as pool:
+        done = dict(zip(jobs, pool.map(simulate, jobs), strict=True))
+    checks = Checks()
+    calm_checks(checks, [done[j] for j in calm])
+    leverage_checks(checks, {k: [done[j] for j in v] for k, v in leverage.items()})
+    depth_checks(checks, {k: [done[j] for j in v] for k, v in depth.items()})
+    crash_checks(checks, [done[j] for j in crash])
+    checks.print()
+    return 0 if all(r[3] for r in checks.rows) else 1
+
+
+#: Index of the leveraged holders in baseline.toml's populations, and the makers' capital grid.
+HOLDERS = 5
+MAKER_CAPITAL = (500_000.0, 2_000_000.0, 8_000_000.0)
+
+
+def held(leverage: float) -> str:
+    """Override: the baseline holders' median leverage (log-normal, sigma 0.5)."""
+    return f"populations.{HOLDERS}.leverage.lognormal=[{leverage}, 0.5]"
+
+
+def maker_capital(usd: float) -> tuple[str, str]:
+    """Overrides: each flash-crash market maker's capital and, in proportion, its quotes
+    (2,000,000 USD quotes 50,000 per level in the shipped config)."""
+    return f"populations.0.collateral.USD={usd}", f"populations.0.params.order_notional={usd / 40}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
