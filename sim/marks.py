@@ -26,9 +26,20 @@ Rules, by config name (``mark.method``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class MarkSettings:
+    """The ``[mark]`` settings a rule may use: seconds per step, the basis window and the
+    staleness limit (seconds)."""
+
+    step_seconds: float = 1.0
+    basis_window_seconds: float = 150.0
+    stale_seconds: float = 60.0
 
 
 class MarkRule(Protocol):
@@ -40,13 +51,7 @@ class MarkRule(Protocol):
 class IndexMark:
     """mark = index."""
 
-    def __init__(
-        self,
-        n_instruments: int,
-        step_seconds: float = 1.0,
-        basis_window_seconds: float = 150.0,
-        stale_seconds: float = 60.0,
-    ):
+    def __init__(self, n_instruments: int, settings: MarkSettings = MarkSettings()):
         """Same signature as `MedianMark`; this rule uses none of the settings."""
 
     def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray:
@@ -68,20 +73,13 @@ class MedianMark:
 
     Args:
         n_instruments: I.
-        step_seconds: Seconds per step (one basis sample per step).
-        basis_window_seconds: Length of the basis moving average, seconds.
-        stale_seconds: A last trade older than this is replaced by the index.
+        settings: Seconds per step (one basis sample per step), the length of the basis
+            moving average and the staleness limit of the last trade (seconds).
     """
 
-    def __init__(
-        self,
-        n_instruments: int,
-        step_seconds: float = 1.0,
-        basis_window_seconds: float = 150.0,
-        stale_seconds: float = 60.0,
-    ):
-        self.window = max(1, round(basis_window_seconds / step_seconds))
-        self.stale_seconds = stale_seconds
+    def __init__(self, n_instruments: int, settings: MarkSettings = MarkSettings()):
+        self.window = max(1, round(settings.basis_window_seconds / settings.step_seconds))
+        self.stale_seconds = settings.stale_seconds
         self._samples = np.zeros((self.window, n_instruments))
         self._count = 0
         self.funding_basis = np.zeros(n_instruments)
@@ -105,5 +103,5 @@ class MedianMark:
         return np.median(candidates, axis=0)
 
 
-#: ``mark.method`` in configs -> rule class (constructed with I and the `[mark]` settings).
+#: ``mark.method`` in configs -> rule class (constructed with I and `MarkSettings`).
 MARK_RULES: dict[str, type] = {"median": MedianMark, "index": IndexMark, "last": LastMark}

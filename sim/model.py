@@ -36,7 +36,7 @@ from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, SYSTEM_NAMES, USD
 from sim.liquidation import LiquidationEngine, LiquidationRules
-from sim.marks import MARK_RULES
+from sim.marks import MARK_RULES, MarkSettings
 from sim.prices import ProcessSpec, Shock, apply_shocks, daily_volatility, simulate_paths
 from sim.recorder import Recorder
 from sim.unwind import BackstopUnwinder
@@ -103,9 +103,8 @@ class MarketModel(mesa.Model):
         n_traders = sum(p.count for p in config.populations) + len(config.accounts)
         names = list(config.instruments)
         mark = config.mark
-        mark_rule = MARK_RULES[mark.method](
-            len(names), config.step_seconds, mark.basis_window_seconds, mark.stale_seconds
-        )
+        settings = MarkSettings(config.step_seconds, mark.basis_window_seconds, mark.stale_seconds)
+        mark_rule = MARK_RULES[mark.method](len(names), settings)
         self.exchange = build_exchange(config, n_traders, mark_rule)
         f = config.funding
         interval = max(1, round(f.interval_seconds / config.step_seconds)) if f.interval_seconds else 0

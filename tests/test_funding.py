@@ -9,7 +9,7 @@ from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.instruments import CollateralAsset
 from sim.ledger import N_SYSTEM, USD
-from sim.marks import IndexMark, LastMark, MedianMark
+from sim.marks import IndexMark, LastMark, MarkSettings, MedianMark
 from sim.types import Side
 from tests.conftest import btc
 
@@ -79,7 +79,7 @@ def test_mark_rules():
     assert IndexMark(2)(index, last, age).tolist() == [100.0, 50.0]
     assert LastMark(2)(index, last, age).tolist() == [90.0, 50.0]
     # 3 samples: a 15 s window at 5 s steps
-    median = MedianMark(2, step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0)
+    median = MedianMark(2, MarkSettings(step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0))
     median.observe(index, np.array([100.0, np.nan]), np.array([0.001, 0.0]))
     # last alone cannot move it: median(100.1, 100, 90) = 100
     assert median(index, last, age).tolist() == [100.0, 50.0]
@@ -90,7 +90,7 @@ def test_mark_rules():
 
 def test_median_mark_falls_back_to_the_index_when_the_book_is_stale_or_one_sided():
     index, last = np.array([100.0]), np.array([90.0])
-    median = MedianMark(1, step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0)
+    median = MedianMark(1, MarkSettings(step_seconds=5.0, basis_window_seconds=15.0, stale_seconds=60.0))
     for _ in range(3):  # the book sat 5 below the index
         median.observe(index, np.array([95.0]), np.zeros(1))
     assert median(index, last, np.array([10.0])).tolist() == [95.0]  # median(100, 95, 90)
