@@ -179,6 +179,8 @@ class MarketMaker(Trader):
     def _quotes(self, m: int, capacity: float, equity: float) -> list[OrderRequest | None]:
         p: MarketMakerParams = self.params
         r, half = self.reservation(m)
+        if not (r > 0 and math.isfinite(half)):
+            return []  # a volatility spike this large leaves no finite quote: it stays out
         limit = self.leverage * equity
         inventory = self.position(m) * r
         size = capacity * self.notional / r

@@ -17,6 +17,7 @@ import pytest
 
 from agents import AGENT_TYPES
 from sim.config import Config, ConfigError, load_config
+from sim.ledger import GENESIS
 from sim.model import MarketModel
 from sim.types import OrderType, Side
 
@@ -505,3 +506,15 @@ def test_shipped_configs_use_only_known_agents():
         config = load_config(path, ["steps=1"])
         assert all(p.type in AGENT_TYPES for p in config.populations)
     assert "fundamentalist" not in AGENT_TYPES
+
+
+def test_market_maker_stays_out_when_volatility_leaves_no_finite_quote(monkeypatch):
+    """A huge volatility spike makes the A-S half-spread (and the capped reservation shift)
+    so large that the reservation price underflows to 0: no quotes, no crash."""
+    model = build(population("market_maker", "levels = 1"))
+    mm = agents(model, "market_maker")[0]
+    quote(model, 49_990.0, 50_010.0)
+    model.exchange.ledger.trade_between(mm.account, GENESIS, 0, 1_000, 50_000.0, 0.0)  # long 1 BTC
+    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 1e6)
+    assert mm.reservation(0)[0] == 0.0  # the shift, capped at a half-spread of ~3e14, underflows the price
+    assert mm._quotes(0, 1.0, mm.equity()) == []
