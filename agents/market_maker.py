@@ -153,9 +153,10 @@ class MarketMaker(Trader):
             venue = market.venue_mid(m)  # one side empty: last trade, then index
         return (1.0 - self.index_weight) * venue + self.index_weight * float(market.index[m])
 
-    def reservation(self, m: int) -> tuple[float, float]:
-        """``(r, d)``: reservation price (USD) and half-spread (log units)."""
-        fair = self.fair_value(m)
+    def reservation(self, m: int, fair: float | None = None) -> tuple[float, float]:
+        """``(r, d)``: reservation price (USD) and half-spread (log units), around its fair
+        value (computed unless given)."""
+        fair = self.fair_value(m) if fair is None else fair
         sigma = self.market.venue_vol(m, self.params.vol_seconds)
         risk = self.gamma * sigma * sigma * self.horizon
         q = self.position(m) * fair / self.notional
@@ -178,12 +179,13 @@ class MarketMaker(Trader):
 
     def _quotes(self, m: int, capacity: float, equity: float) -> list[OrderRequest | None]:
         p: MarketMakerParams = self.params
-        r, half = self.reservation(m)
+        fair = self.fair_value(m)
+        r, half = self.reservation(m, fair)
         if not (r > 0 and math.isfinite(half)):
             return []  # a volatility spike this large leaves no finite quote: it stays out
         limit = self.leverage * equity
-        inventory = self.position(m) * r
-        size = capacity * self.notional / r
+        inventory = self.position(m) * fair
+        size = capacity * self.notional / fair
         step = p.level_step_bps / 1e4
         quotes = []
         for level in range(p.levels):

@@ -132,7 +132,9 @@ class ImpactConfig(_Strict):
     y: Annotated[float, Field(ge=0)] = 1.0
     #: Decay exponent of the propagator G(l) = (1 + l/l0)^-beta (Bouchaud et al. 2004).
     beta: Annotated[float, Field(gt=0)] = 0.5
-    #: l0, seconds: the book's resilience time, seconds on liquid venues.
+    #: l0, seconds: how long impact holds before it decays, the resilience time of the
+    #: market's books (Obizhaeva & Wang 2013), seconds on liquid crypto venues; with
+    #: beta = 1/2 a step's impact is halved after 15 s and a tenth of it stays after 8 min.
     decay_seconds: Positive = 5.0
     #: sigma_D per instrument (fraction per day); default: the exogenous path's realized
     #: daily volatility before scheduled shocks.

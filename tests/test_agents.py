@@ -518,3 +518,6 @@ def test_market_maker_stays_out_when_volatility_leaves_no_finite_quote(monkeypat
     monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 1e6)
     assert mm.reservation(0)[0] == 0.0  # the shift, capped at a half-spread of ~3e14, underflows the price
     assert mm._quotes(0, 1.0, mm.equity()) == []
+    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 1.0)  # r tiny but positive
+    assert 0 < mm.reservation(0)[0] < 1.0
+    assert all(q is None for q in mm._quotes(0, 1.0, mm.equity()))  # its quotes round to nothing
