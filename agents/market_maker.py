@@ -48,6 +48,11 @@ from agents.base import FractionDist, PositiveDist, StrictParams, Trader
 from sim.distributions import Uniform, draw
 from sim.types import OrderRequest, OrderType, Side
 
+#: Widest half-spread a maker quotes, log units (a factor e either side of its
+#: reservation price); the A-S spread passes it only in a volatility spike far beyond
+#: any seen in crypto (sigma ~ 0.1 per sqrt(second) at the defaults), when it stays out.
+MAX_HALF_SPREAD = 1.0
+
 
 class MarketMakerParams(StrictParams):
     """Attributes (``*`` = drawn once per maker; units in brackets):
@@ -161,6 +166,8 @@ class MarketMaker(Trader):
         risk = self.gamma * sigma * sigma * self.horizon
         q = self.position(m) * fair / self.notional
         half = 0.5 * risk + math.log1p(self.gamma / self.kappa) / self.gamma
+        if not half <= MAX_HALF_SPREAD:  # NaN or beyond any sensible quote: it stays out
+            return fair, math.inf
         shift = max(-half, min(half, q * risk))  # never quote through its own fair value
         return fair * math.exp(-shift), half
 
@@ -181,8 +188,8 @@ class MarketMaker(Trader):
         p: MarketMakerParams = self.params
         fair = self.fair_value(m)
         r, half = self.reservation(m, fair)
-        if not (r > 0 and math.isfinite(half)):
-            return []  # a volatility spike this large leaves no finite quote: it stays out
+        if not math.isfinite(half):
+            return []  # a volatility spike this large leaves no sensible quote: it stays out
         limit = self.leverage * equity
         inventory = self.position(m) * fair
         size = capacity * self.notional / fair

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from agents import AGENT_TYPES
+from agents.market_maker import MAX_HALF_SPREAD
 from sim.config import Config, ConfigError, load_config
 from sim.ledger import GENESIS
 from sim.model import MarketModel
@@ -508,17 +509,17 @@ def test_shipped_configs_use_only_known_agents():
     assert "fundamentalist" not in AGENT_TYPES
 
 
-def test_market_maker_stays_out_when_volatility_leaves_no_finite_quote(monkeypatch):
-    """A huge volatility spike makes the A-S half-spread (and the capped reservation shift)
-    so large that the reservation price underflows to 0: no quotes, no crash."""
+def test_market_maker_stays_out_when_volatility_leaves_no_sensible_quote(monkeypatch):
+    """A volatility spike far beyond crypto's makes the A-S half-spread wider than
+    `MAX_HALF_SPREAD` (and its exponentials overflow): the maker quotes nothing."""
     model = build(population("market_maker", "levels = 1"))
     mm = agents(model, "market_maker")[0]
     quote(model, 49_990.0, 50_010.0)
-    model.exchange.ledger.trade_between(mm.account, GENESIS, 0, 1_000, 50_000.0, 0.0)  # long 1 BTC
-    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 1e6)
-    assert mm.reservation(0)[0] == 0.0  # the shift, capped at a half-spread of ~3e14, underflows the price
-    assert mm._quotes(0, 1.0, mm.equity()) == []
-    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 1.0)  # r tiny but positive
-    assert 0 < mm.reservation(0)[0] < 1.0
-    quotes = [q for q in mm._quotes(0, 1.0, mm.equity()) if q is not None]  # bids round to nothing
-    assert quotes and all(q.side is Side.SELL and q.price >= mm.fair_value(0) - 0.1 for q in quotes)
+    model.exchange.ledger.trade_between(mm.account, GENESIS, 0, -1_000, 50_000.0, 0.0)  # short 1 BTC
+    for sigma in (1.0, 1e6):
+        monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds, sigma=sigma: sigma)
+        assert mm.reservation(0)[1] == math.inf
+        assert mm._quotes(0, 1.0, mm.equity()) == []
+    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 0.01)  # wide, but quoted
+    assert 0 < mm.reservation(0)[1] <= MAX_HALF_SPREAD
+    assert any(q is not None for q in mm._quotes(0, 1.0, mm.equity()))
