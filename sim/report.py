@@ -176,8 +176,18 @@ def _line(x: list, y: list, name: str, **extra: object) -> dict:
     return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name, **extra}
 
 
+#: Price columns of the prices panel and their line styles.
+PRICE_LINES = {
+    "exogenous_price": {"color": "#9467bd", "dash": "dot"},
+    "index_price": {"color": "#1f77b4"},
+    "mark_price": {"color": "#2ca02c"},
+    "last_price": {"color": "#aaaaaa"},
+}
+
+
 def prices_figure(tables: dict[str, pl.DataFrame], step_seconds: float) -> dict:
-    """One panel per instrument: index, mark, last, and liquidation markers."""
+    """One panel per instrument: the exogenous path (the rest of the market, dotted),
+    index, mark, last, and liquidation markers."""
     market, liq = tables["market"], tables["liquidations"]
     names = market.get_column("instrument").unique(maintain_order=True).to_list()
     scale = max(float(liq.get_column("notional").max() or 1.0), 1.0)
@@ -199,14 +209,16 @@ def prices_figure(tables: dict[str, pl.DataFrame], step_seconds: float) -> dict:
             }
         )
         m = market.filter(pl.col("instrument") == name)
-        for column, color in (("index_price", "#1f77b4"), ("mark_price", "#2ca02c"), ("last_price", "#aaaaaa")):
+        for column, line in PRICE_LINES.items():
+            if column not in m.columns:
+                continue
             traces.append(
                 _line(
                     _minutes(m, step_seconds),
                     _col(m, column),
                     column.removesuffix("_price"),
                     yaxis=axis,
-                    line={"color": color},
+                    line=line,
                     legendgroup=column,
                     showlegend=row == 0,
                 )
