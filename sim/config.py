@@ -120,6 +120,9 @@ class FundingConfig(_Strict):
 class MarketConfig(_Strict):
     taker_fee: Annotated[float, Field(ge=0)] = 0.0005
     maker_fee: float = 0.0002
+    #: Orders must be priced within this fraction of the mark (0 = no band): Binance's
+    #: PERCENT_PRICE filter keeps BTCUSDT orders within 0.95-1.05 of the mark.
+    price_band: Annotated[float, Field(ge=0, lt=1)] = 0.05
 
 
 class ImpactConfig(_Strict):

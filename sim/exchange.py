@@ -24,6 +24,14 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (MARGIN-SPEC E1b charges only that).
 - Isolated mode: after each fill, a position whose equity is below its initial margin
   is topped up from the account's USD balance; a closed position's margin is returned.
+- Price band (Binance's PERCENT_PRICE filter: BTCUSDT orders within 0.95-1.05 of the
+  mark): with ``price_band = b`` an order that could trade beyond the band (a buy priced
+  above ``mark * (1 + b)``, a sell below ``mark * (1 - b)``) is rejected
+  (``OUTSIDE_PRICE_BAND``; a deep passive order may rest, it can only trade at its own
+  price, inside the band of a later mark), a market order becomes an IOC
+  limited at the band's edge, and a liquidation order's limit is clipped to the edge
+  (what does not fill there goes to the fallback chain). A book that empties therefore
+  cannot print trades far from the mark.
 - Order ids encode the instrument: ``order_id % n_instruments``.
 """
 
@@ -69,6 +77,8 @@ class Exchange:
         mode: Margin mode, a key of `sim.margin.HEALTH_BY_MODE`.
         initial_prices: (I,) starting index and mark prices, USD.
         mark_rule: How marks follow index and book, see `sim.marks`.
+        price_band: Orders must be priced within this fraction of the mark (0 = no
+            band; see the module docstring).
     """
 
     def __init__(
@@ -80,12 +90,14 @@ class Exchange:
         fees: FeeSchedule | None = None,
         mode: str = "cross",
         mark_rule: MarkRule | None = None,
+        price_band: float = 0.0,
     ):
         if mode not in HEALTH_BY_MODE:
             raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
         self.instruments = tuple(instruments)
         self.collateral = tuple(collateral)
         self.fees = fees or FeeSchedule()
+        self.price_band = price_band
         self.mode = mode
         self.mark_rule = mark_rule if mark_rule is not None else IndexMark(len(instruments))
         self._health = HEALTH_BY_MODE[mode]
@@ -225,24 +237,45 @@ class Exchange:
         for request in requests:
             result = SubmitResult(-1)
             reject, lots, ticks = self._validate(account, request.instrument, request.qty, request.price, request.kind)
+            kind = request.kind
             if reject is None and request.reduce_only:
                 reject, lots, result.clipped = self._clip_reduce_only(
                     account, request.instrument, request.side, lots, request.kind
                 )
+            if reject is None and self.price_band:
+                reject, ticks, kind = self._within_band(request.instrument, request.side, ticks, kind, liquidation)
             result.reject = reject
             results.append(result)
             if reject is None:
-                admitted.append((result, request, lots, ticks))
+                admitted.append((result, request, lots, ticks, kind))
         checked = [a for a in admitted if not (a[1].reduce_only or liquidation)]
         if checked and self._margin_check(
-            account, [(r.instrument, r.side, lots, ticks, r.kind) for _, r, lots, ticks in checked]
+            account, [(r.instrument, r.side, lots, ticks, kind) for _, r, lots, ticks, kind in checked]
         ):
             for result, *_ in checked:
                 result.reject = RejectReason.INSUFFICIENT_MARGIN
-        for result, request, lots, ticks in admitted:
+        for result, request, lots, ticks, kind in admitted:
             if result.reject is None:
-                self._route(account, request.instrument, request.side, lots, ticks, request.kind, liquidation, result)
+                self._route(account, request.instrument, request.side, lots, ticks, kind, liquidation, result)
         return results
+
+    def _within_band(
+        self, instrument: int, side: Side, ticks: int | None, kind: OrderType, liquidation: bool
+    ) -> tuple[RejectReason | None, int | None, OrderType]:
+        """``(reject, ticks, kind)`` after the price band (module docstring)."""
+        inst = self.instruments[instrument]
+        mark = float(self.marks[instrument])
+        if side > 0:
+            edge = math.floor(mark * (1.0 + self.price_band) / inst.tick_size + 1e-9)
+            beyond = ticks is not None and ticks > edge
+        else:
+            edge = max(1, math.ceil(mark * (1.0 - self.price_band) / inst.tick_size - 1e-9))
+            beyond = ticks is not None and ticks < edge
+        if kind is OrderType.MARKET:
+            return None, edge, OrderType.IOC
+        if beyond:
+            return (None, edge, kind) if liquidation else (RejectReason.OUTSIDE_PRICE_BAND, ticks, kind)
+        return None, ticks, kind
 
     def _route(
         self,

@@ -20,12 +20,15 @@ A propagator (Bouchaud, Gefen, Potters & Wyart 2004; MARKET-MODEL section 1):
 Resting or cancelled quotes move nothing: only executed aggressive flow is a term.
 
 Because the index is a sum over known terms, the index *without* some liquidations is
-exact: drop their terms (`VenueIndex.without_sources`). The liquidation engine uses it
-to attribute accounts to the liquidations whose impact pushed them under.
+exact for their terms, at the realised liquidity: drop their terms
+(`VenueIndex.without_sources`; V_D, which the liquidations' own volume entered, and the
+book stay as they were). The liquidation engine uses it to attribute accounts to the
+liquidations whose impact pushed them under.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,11 +113,22 @@ class Propagator:
             return 0.0
         return float(np.sign(notional) * self._coef[m] * np.sqrt(abs(notional) / volume))
 
-    def add(self, m: int, notional: float, source: int = TRADERS) -> float:
-        """Add a flow term now; return its instantaneous impact (log price)."""
+    def add(self, m: int, notional: float, source: int | Sequence[tuple[float, int]] = TRADERS) -> float:
+        """Add a flow term now; return its instantaneous impact (log price).
+
+        ``source`` is one source id, or ``[(share, id), ...]`` for a trade that sells what
+        several sources handed over: f(q) is computed once for the whole trade (so the
+        bookkeeping does not change the impact) and split between them by share.
+        """
         impact = self.instant_impact(m, notional)
         if impact == 0.0:
             return 0.0
+        for share, owner in [(1.0, source)] if isinstance(source, int) else source:
+            self._append(m, impact * share, owner)
+        self._new_sum[m] += impact
+        return impact
+
+    def _append(self, m: int, impact: float, source: int) -> None:
         if self._count == self._time.size:
             for name in ("_time", "_inst", "_impact", "_source"):
                 old = getattr(self, name)
@@ -122,8 +136,6 @@ class Propagator:
         k = self._count
         self._time[k], self._inst[k], self._impact[k], self._source[k] = self._now, m, impact, source
         self._count += 1
-        self._new_sum[m] += impact
-        return impact
 
     def log_impact(self) -> np.ndarray:
         """(I,) sum_k G(now - u_k) f(q_k), log price."""
@@ -193,9 +205,28 @@ class VenueIndex:
     def publish(self) -> None:
         self.exchange.set_index(self.exogenous * np.exp(self.propagator.log_impact()))
 
-    def trade(self, flows: np.ndarray | dict[int, float], source: int = TRADERS, kind: str = "traders") -> None:
+    def record_fills(self, fills, instruments) -> None:
+        """Traders' executed fills (`sim.types.Fill`) of this step: their USD volume
+        counts in the liquidity estimate, their taker flow per instrument is one term
+        each, and the index moves. Resting or cancelled orders are not fills: they move
+        nothing."""
+        flow = np.zeros(self.propagator.n)
+        for fill in fills:
+            inst = instruments[fill.instrument]
+            notional = inst.qty(fill.qty) * inst.price(fill.price)
+            self.propagator.add_volume(fill.instrument, notional)
+            flow[fill.instrument] += fill.taker_side * notional
+        self.trade(flow)
+
+    def trade(
+        self,
+        flows: np.ndarray | dict[int, float],
+        source: int | Sequence[tuple[float, int]] = TRADERS,
+        kind: str = "traders",
+    ) -> None:
         """Record signed USD flow per instrument (an (I,) array or {m: notional}) as terms
-        of one source and one of `FLOW_KINDS`, and move the index."""
+        of one source (or shares of several, see `Propagator.add`) and one of
+        `FLOW_KINDS`, and move the index."""
         items = flows.items() if isinstance(flows, dict) else enumerate(flows)
         moved = False
         for m, notional in items:

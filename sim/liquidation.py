@@ -37,9 +37,10 @@ healthy again; its later liquidations start afresh.
 
 Forced selling also moves the *index* (`sim.impact`): each liquidation's book fills are
 a flow term of the propagator, added right after them, so the index and the marks move
-before the next health check, and the backstop's later selling of a takeover is a term
-tagged with the takeover's row. Because the index is a sum of known terms, the prices
-without given liquidations are exact. At each step's first scan, an account that is
+before the next health check, and the backstop's selling of a takeover (a first slice
+right after those fills, then every step) is a term tagged with the takeover's row.
+Because the index is a sum of known terms, the index without given liquidations is
+exact for their terms (at the realised liquidity and book). At each step's first scan, an account that is
 liquidatable and was not at the end of the previous step is checked at the prices without
 the impact of *all* liquidations still decaying in the index: if it would be healthy
 there, liquidations pushed it under, and its trigger is the one whose impact cost it
@@ -183,6 +184,8 @@ class LiquidationEngine:
         self._triggers: dict[int, _Episode] = {}
         self._episodes: dict[int, _Episode] = {}
         self._next_cascade = 0
+        #: (instrument, lots, row id) the backstop took in the liquidation being closed.
+        self._takeovers: list[tuple[int, int, int]] = []
 
     # ------------------------------------------------------------------ step
     def run_step(self, step: int) -> list[LiquidationRow]:
@@ -379,6 +382,9 @@ class LiquidationEngine:
             if self.index is not None and flow:
                 self.index.propagator.add_volume(m, abs(flow))
                 self.index.trade({m: flow}, self.rows[-1].row_id, kind="liquidation")
+            for takeover in self._takeovers:  # its first slice sells at the index the fills moved
+                self.unwinder.take_over(*takeover)
+            self._takeovers.clear()
             ex.update_marks()
             self._attribute(self.rows[-1], episode)
         return closed > 0
@@ -486,9 +492,10 @@ class LiquidationEngine:
         return 0
 
     def _handed_to_backstop(self, m: int, lots: int) -> None:
-        """Tell the unwinder the vault took ``lots`` (signed, its side) in the row just recorded."""
+        """Note that the vault took ``lots`` (signed, its side) in the row just recorded;
+        the unwinder hears of it once the liquidation's own fills have moved the index."""
         if self.unwinder is not None:
-            self.unwinder.take_over(m, lots, self.rows[-1].row_id)
+            self._takeovers.append((m, lots, self.rows[-1].row_id))
 
     def _none(self, account: int, m: int, lots: int, bankrupt: float, state: _StepState, ep: _Episode) -> int:
         return lots

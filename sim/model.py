@@ -59,7 +59,9 @@ def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
     collateral = [CollateralAsset(name, 1.0 - c.haircut, c.liability_weight) for name, c in config.collateral.items()]
     fees = FeeSchedule(config.market.taker_fee, config.market.maker_fee)
     prices = [c.initial_price for c in config.instruments.values()]
-    return Exchange(instruments, collateral, n_traders, prices, fees, config.margin.mode, mark_rule)
+    return Exchange(
+        instruments, collateral, n_traders, prices, fees, config.margin.mode, mark_rule, config.market.price_band
+    )
 
 
 def process_specs(config: Config) -> list[ProcessSpec]:
@@ -222,13 +224,7 @@ class MarketModel(mesa.Model):
     def _traders_flow(self) -> None:
         """The step's taker flow (USD, buys > 0) per instrument moves the index."""
         ex = self.exchange
-        flow = np.zeros(len(ex.instruments))
-        for fill in ex.trades:  # this step's fills so far: all traders'
-            inst = ex.instruments[fill.instrument]
-            notional = inst.qty(fill.qty) * inst.price(fill.price)
-            self.index.propagator.add_volume(fill.instrument, notional)
-            flow[fill.instrument] += fill.taker_side * notional
-        self.index.trade(flow)
+        self.index.record_fills(ex.trades, ex.instruments)  # this step's fills so far: all traders'
         ex.update_marks()
 
     def _observe(self, t: int) -> None:

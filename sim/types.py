@@ -49,6 +49,7 @@ class RejectReason(StrEnum):
     REDUCE_ONLY_MUST_NOT_REST = "reduce_only_must_not_rest"
     UNKNOWN_ACCOUNT = "unknown_account"
     UNKNOWN_INSTRUMENT = "unknown_instrument"
+    OUTSIDE_PRICE_BAND = "outside_price_band"
 
 
 @dataclass(slots=True, frozen=True)

@@ -45,13 +45,13 @@ class BackstopUnwinder:
         queue = self._queues[m]
         while lots and queue and (queue[0][0] > 0) != (lots > 0):  # an opposite takeover nets the oldest
             netted = min(abs(lots), abs(queue[0][0]))
-            queue[0][0] -= math.copysign(netted, queue[0][0])
+            queue[0][0] -= int(math.copysign(netted, queue[0][0]))
             lots -= int(math.copysign(netted, lots))
             if not queue[0][0]:
                 queue.popleft()
         if lots:
             queue.append([lots, source])
-            self._sell(m, math.ceil(abs(lots) * self.fraction - 1e-9))
+            self._sell(m, math.ceil(abs(lots) * self.fraction - 1e-9), newest=True)
 
     def step(self) -> None:
         """Sell this step's slice of every position (see the module docstring)."""
@@ -59,8 +59,9 @@ class BackstopUnwinder:
         for m in range(len(self._queues)):
             self._sell(m, math.ceil(abs(int(held[m])) * self.fraction - 1e-9))
 
-    def _sell(self, m: int, lots: int) -> None:
-        """Close up to ``lots`` of the vault's position in m against the rest of the market."""
+    def _sell(self, m: int, lots: int, newest: bool = False) -> None:
+        """Close up to ``lots`` of the vault's position in m against the rest of the market,
+        as one trade: the oldest takeovers first, or the newest (a takeover's first slice)."""
         ex = self.exchange
         held = int(ex.ledger.positions[BACKSTOP, m])
         queue = self._queues[m]
@@ -69,10 +70,18 @@ class BackstopUnwinder:
             return
         inst = ex.instruments[m]
         side = -1 if held > 0 else 1
-        for part, source in self._slices(queue, min(abs(held), lots)):
-            self.index.trade({m: side * inst.qty(part) * float(ex.index[m])}, source, kind="unwind")
-            price = inst.price(max(1, round(float(ex.index[m]) / inst.tick_size)))
-            ex.ledger.trade_between(BACKSTOP, GENESIS, m, side * part, price, float(ex.cum_funding[m]))
+        lots = min(abs(held), lots)
+        if lots <= 0:
+            return
+        if newest:
+            queue.rotate(1)  # the newest takeover to the front for this slice
+        parts = self._slices(queue, lots)
+        if newest and queue and queue[0][1] == parts[0][1]:
+            queue.rotate(-1)  # what is left of it goes back to the end
+        shares = [(part / lots, source) for part, source in parts]
+        self.index.trade({m: side * inst.qty(lots) * float(ex.index[m])}, shares, kind="unwind")
+        price = inst.price(max(1, round(float(ex.index[m]) / inst.tick_size)))
+        ex.ledger.trade_between(BACKSTOP, GENESIS, m, side * lots, price, float(ex.cum_funding[m]))
 
     @staticmethod
     def _slices(queue: deque[list[int]], lots: int) -> list[tuple[int, int]]:

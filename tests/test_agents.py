@@ -33,6 +33,8 @@ initial_price = 50000.0
 volatility = 0.0
 [funding]
 interval_seconds = 0
+[market]
+price_band = 0.0  # the exchange's band is tested in test_exchange; here: the agents' own rules
 [[accounts]]
 name = "lp"
 collateral = {{ USD = 100000000.0 }}

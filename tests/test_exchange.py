@@ -91,6 +91,23 @@ def test_market_order_margin_check_walks_the_book():
     assert ex.submit(A, 0, BUY, 1.0, kind=OrderType.MARKET).filled == 1000
 
 
+def test_price_band_rejects_far_orders_and_caps_market_and_liquidation_orders():
+    """Binance's PERCENT_PRICE filter: orders within 5 % of the mark (50,000)."""
+    ex = Exchange([btc()], [CollateralAsset("USD")], 3, [50_000.0], NO_FEES, price_band=0.05)
+    for account in (A, B, C):
+        ex.ledger.deposit(account, USD, 1e6)
+    # orders that could trade beyond the band are refused: a buy above 52,500, a sell below 47,500
+    assert ex.submit(A, 0, BUY, 0.1, 53_000.0).reject is RejectReason.OUTSIDE_PRICE_BAND
+    assert ex.submit(A, 0, SELL, 0.1, 47_000.0, OrderType.IOC).reject is RejectReason.OUTSIDE_PRICE_BAND
+    assert ex.submit(A, 0, BUY, 0.1, 47_500.0).rested  # a bid at the edge
+    assert ex.submit(B, 0, BUY, 1.0, 46_000.0).rested  # a deep bid may rest: it can only trade at 46,000
+    dump = ex.submit(C, 0, SELL, 2.0, kind=OrderType.MARKET)  # walks only to the band's edge
+    assert [ex.instruments[0].price(f.price) for f in dump.fills] == [47_500.0]  # not the 46,000 bid
+    liquidation = ex.submit(C, 0, SELL, 1.0, 40_000.0, OrderType.IOC, liquidation=True)
+    assert liquidation.accepted and not liquidation.fills  # clipped to 47,500: the 46,000 bid is out of reach
+    assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_reduce_only_is_clipped_rejected_or_must_not_rest():
     ex = make_exchange()
     trade(ex, B, A, BUY, 1.0, 50_000.0)

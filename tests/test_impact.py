@@ -10,7 +10,7 @@ from sim.exchange import Exchange, FeeSchedule
 from sim.impact import TRADERS, ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
 from sim.ledger import BACKSTOP, GENESIS, N_SYSTEM, USD
-from sim.types import Side
+from sim.types import OrderType, Side
 from sim.unwind import BackstopUnwinder
 from tests.conftest import btc
 
@@ -70,14 +70,35 @@ def test_the_index_without_a_liquidation_is_exact():
     assert index.flows["liquidation"][0] == 0.0  # per-step tallies restart each step
 
 
-def test_resting_quotes_move_nothing():
-    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
+def test_resting_quotes_move_nothing_fills_do():
+    ex = Exchange([btc()], [CollateralAsset("USD")], 2, [50_000.0], FeeSchedule(0.0, 0.0))
     index = VenueIndex(ex, np.full((2, 1), 50_000.0), Propagator([PARAMS]), step_seconds=1.0)
     index.advance(1)
-    ex.ledger.deposit(N_SYSTEM, USD, 1e6)
-    ex.submit(N_SYSTEM, 0, Side.BUY, 1.0, 49_000.0)  # rests
-    index.trade(np.zeros(1))
-    assert ex.index[0] == 50_000.0
+    maker, taker = N_SYSTEM, N_SYSTEM + 1
+    for account in (maker, taker):
+        ex.ledger.deposit(account, USD, 1e6)
+    ex.submit(maker, 0, Side.SELL, 1.0, 50_010.0)  # rests
+    ex.submit(maker, 0, Side.BUY, 1.0, 49_000.0)  # rests
+    ex.cancel(ex.submit(maker, 0, Side.BUY, 1.0, 49_500.0).order_id)  # rests, then cancelled
+    index.record_fills(ex.trades, ex.instruments)
+    assert ex.index[0] == 50_000.0 and index.flows["traders"][0] == 0.0
+    ex.submit(taker, 0, Side.BUY, 0.5, 50_010.0, OrderType.IOC)  # takes half of the ask
+    index.record_fills(ex.trades, ex.instruments)
+    assert index.flows["traders"][0] == pytest.approx(0.5 * 50_010.0)
+    assert ex.index[0] > 50_000.0  # an executed aggressive buy moves the index up
+
+
+def test_a_slice_sold_for_several_takeovers_has_the_impact_of_one_trade():
+    one, many = Propagator([PARAMS]), Propagator([PARAMS])
+    for p in (one, many):
+        p.advance(10.0)
+        p.add_volume(0, 1e7)
+    whole = one.add(0, -5e5, source=3)
+    split = many.add(0, -5e5, source=[(0.5, 3), (0.3, 4), (0.2, 5)])
+    assert split == pytest.approx(whole) and many.log_impact()[0] == pytest.approx(whole)
+    sources, impact = many.by_source()
+    assert sources.tolist() == [3, 4, 5]
+    assert impact[:, 0] == pytest.approx([0.5 * whole, 0.3 * whole, 0.2 * whole])
 
 
 def test_backstop_sells_its_takeovers_with_a_half_life():
@@ -106,9 +127,9 @@ def test_backstop_sells_oldest_takeovers_first_and_nets_opposite_ones():
     for lots, source in ((600, 4), (400, 8), (-100, 9)):
         ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, lots, 50_000.0, 0.0)
         unwinder.take_over(0, lots, source)
-    # 1,000 long taken in two takeovers, each sold one lot at once (from the oldest); the
+    # 1,000 long taken in two takeovers, each sold one lot at once (from itself); the
     # short takeover nets 100 lots of the oldest and leaves nothing to sell
     assert ex.ledger.positions[BACKSTOP, 0] == 898
     queue = unwinder._queues[0]
-    assert [list(q) for q in queue] == [[498, 4], [400, 8]]
-    assert BackstopUnwinder._slices(queue, 600) == [(498, 4), (102, 8)]
+    assert [list(q) for q in queue] == [[499, 4], [399, 8]]
+    assert BackstopUnwinder._slices(queue, 600) == [(499, 4), (101, 8)]
