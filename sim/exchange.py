@@ -166,7 +166,12 @@ class Exchange:
 
     def update_marks(self) -> None:
         """Recompute the marks from the current index and last trades."""
-        self.marks[:] = self.mark_rule(self.index, self.last_price, self.time - self.last_trade_time)
+        self.marks[:] = self.marks_at(self.index)
+
+    def marks_at(self, index: np.ndarray) -> np.ndarray:
+        """(I,) marks the mark rule gives at (I,) index prices, with the current book and
+        last trades (for counterfactual indices too)."""
+        return self.mark_rule(index, self.last_price, self.time - self.last_trade_time)
 
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)

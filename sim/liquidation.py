@@ -230,8 +230,7 @@ class LiquidationEngine:
             return
         ex = self.exchange
         index = self.index.without_sources(impact)
-        marks = ex.mark_rule(index, ex.last_price, ex.time - ex.last_trade_time)
-        without = ex.health_at(marks, ex.asset_prices_at(index), fresh)
+        without = ex.health_at(ex.marks_at(index), ex.asset_prices_at(index), fresh)
         caused = fresh[~without.account_liquidatable]
         if caused.size == 0:
             return
