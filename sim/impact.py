@@ -82,7 +82,6 @@ class Propagator:
         self._source = np.zeros(64, dtype=np.int64)
         self._count = 0
         self._now = 0.0
-        self._old = 0  # terms before `now`
         self._old_sum = np.zeros(self.n)
         self._new_sum = np.zeros(self.n)
         #: (I,) USD traded on the venue since the start (both sides counted once).
@@ -92,7 +91,6 @@ class Propagator:
     def advance(self, now: float) -> None:
         """Move the clock to ``now`` seconds and decay all earlier terms to it."""
         self._now = now
-        self._old = self._count
         self._old_sum = self._decayed(slice(0, self._count)) if self._count else np.zeros(self.n)
         self._new_sum = np.zeros(self.n)
 
