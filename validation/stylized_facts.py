@@ -129,6 +129,19 @@ def calm_checks(checks: Checks, runs: list[Path]) -> None:
         checks.add(f"calm: |ACF of r| ({series}) at lag 1", abs(lag1), "<= 0.1", abs(lag1) <= 0.1)
 
 
+def calm_diagnosis(runs: list[Path]) -> None:
+    """Print what bounds the calm-market kurtosis (not a check): the venue's share s of
+    the index's one-minute variance, the kurtosis of its impact alone, and the impact
+    kurtosis a Gaussian exogenous path would need for a mark kurtosis of 6 if the
+    parts were independent, ``3 + 3 / s²`` (`sim.facts` docstring)."""
+    share = mean([fact(r, "impact_variance_share", "impact") for r in runs])
+    impact = mean([fact(r, "kurtosis", "impact") for r in runs])
+    print(
+        f"calm, BTC: the venue's impact makes {share:.1%} of the index's 1-min variance; "
+        f"impact kurtosis {impact:.3g}; a kurtosis of 6 on a Gaussian path needs >= {3 + 3 / share**2:.3g}"
+    )
+
+
 def rises(checks: Checks, name: str, by_level: dict[float, float]) -> None:
     values = [by_level[k] for k in sorted(by_level)]
     shown = " -> ".join(f"{v:.3g}" for v in values)
@@ -228,6 +241,7 @@ def main() -> int:
     depth_checks(checks, {k: [done[j] for j in v] for k, v in depth.items()})
     crash_checks(checks, [done[j] for j in crash])
     checks.print()
+    calm_diagnosis([done[j] for j in calm])
     return 0 if all(r[3] for r in checks.rows) else 1
 
 
