@@ -1,8 +1,8 @@
 """Interactive HTML reports (plotly), fully offline.
 
-plotly's JavaScript is embedded in the page (``plotly_js="embed"``) or loaded from a
-path relative to the report (e.g. ``"../plotly.min.js"``, written once beside a sweep's
-reports by `write_plotly_js`); never from a CDN. The modebar's logo and cloud buttons
+plotly's JavaScript is embedded in a run's report (a run folder renders wherever it is
+copied) and loaded from ``plotly.min.js`` beside a sweep's report (written once per
+sweep by `write_plotly_js`); never from a CDN. The modebar's logo and cloud buttons
 are off.
 """
 
@@ -23,9 +23,11 @@ from plotly.subplots import make_subplots
 
 from sim.cascades import cascade_summary_frame
 from sim.config import Config
+from sim.explorer import explorer_sections
 from sim.facts import FACT_HORIZON, headline, stylized_facts
 from sim.metrics import METRICS, run_metrics
 from sim.sweep import RUN_SCHEMA, scan_runs
+from sim.timeline import minutes, step_minutes, time_axis
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {
@@ -38,7 +40,6 @@ KIND_COLORS = {
 #: Margin-ratio bin edges; the last bin (>= 1: liquidatable) is open-ended.
 RATIO_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa", "impact": "#d62728"}
-TIME_AXIS = {"title": {"text": "time (min)"}}
 
 
 def write_plotly_js(folder: Path) -> Path:
@@ -107,28 +108,30 @@ def write_run_report(
     tables: dict[str, pl.DataFrame],
     config: Config,
     name: str | None = None,
-    plotly_js: str = "embed",
     metrics: dict[str, float] | None = None,
     facts: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``report.html`` for one run's tables into ``folder`` (titled ``name``);
     ``metrics`` are the run's `run_metrics` and ``facts`` its `stylized_facts`, computed
-    here when not given. Time axes are in simulated minutes."""
+    here when not given. plotly.js is embedded, so the folder renders wherever it is
+    copied. Time axes are in simulated minutes (`step_minutes`)."""
     metrics = metrics if metrics is not None else run_metrics(tables)
     if facts is None:
         facts = stylized_facts(tables["market"], cascade_summary_frame(tables["liquidations"]), config.step_seconds)
     secs = config.step_seconds
+    clock = step_minutes(tables["market"], secs)
     sections = [
         f'<p class="note">seed {config.seed}, {config.steps} steps of {secs:g} s, margin {config.margin.mode}, '
         f"mark {config.mark.method}, liquidation {config.liquidation.mode} "
-        f"(fallback {' > '.join(config.liquidation.fallback)})</p>",
+        f"(fallback {' > '.join(config.liquidation.fallback)}). Prices and money in USD, positions and open "
+        "interest in base units of each instrument, time in simulated minutes.</p>",
         "<h2>Summary</h2>" + table(metrics),
-        figure(prices_figure(tables, secs), "Prices and liquidations", "Marker area is proportional to notional."),
-        figure(liquidated_figure(tables["liquidations"], secs), "Liquidated notional per step, by kind"),
-        figure(fund_figure(tables["ledger"], secs), "Insurance fund and bad debt"),
-        figure(per_instrument_figure(tables["market"], "open_interest", "open interest", secs), "Open interest"),
-        figure(depth_figure(tables["market"], secs), "Book depth within 1 % of mid"),
-        figure(margin_ratio_figure(tables["accounts"], secs), "Margin ratio distribution of trader accounts"),
+        figure(prices_figure(tables, clock), "Prices and liquidations", "Marker area is proportional to notional."),
+        figure(liquidated_figure(tables["liquidations"], clock), "Liquidated notional per step, by kind"),
+        figure(fund_figure(tables["ledger"], clock), "Insurance fund and bad debt"),
+        figure(open_interest_figure(tables["market"], clock), "Open interest"),
+        figure(depth_figure(tables["market"], clock), "Book depth within 1 % of mid"),
+        figure(margin_ratio_figure(tables["accounts"], clock), "Margin ratio distribution of trader accounts"),
         "<h2>Stylized facts</h2>"
         f'<p class="note">Log returns of the mark and last-trade price at {FACT_HORIZON:g} s: kurtosis (Gaussian: 3), '
         "Hill tail index of |r| (cubic law: 3), ACF of r at lag 1 and of |r| at lag 10, corr(volume, |r|); "
@@ -141,24 +144,15 @@ def write_run_report(
             "Kurtosis of log returns by horizon (left; dashed: Gaussian); autocorrelation of |r| by lag at "
             f"{FACT_HORIZON:g} s (right). Missing points: too few returns.",
         ),
-        figure(
-            cascade_figure(tables["liquidations"], secs),
-            "Cascade graph",
-            "Each node is an account's liquidation; an edge links the liquidation whose price impact pushed it under.",
-        ),
+        *explorer_sections(tables, clock, _template()),
     ]
     path = folder / "report.html"
-    path.write_text(page(f"cascadelab run: {name or folder.name}", sections, plotly_js))
+    path.write_text(page(f"cascadelab run: {name or folder.name}", sections))
     return path
 
 
 def _col(frame: pl.DataFrame, column: str) -> list:
     return frame.get_column(column).to_list()
-
-
-def _minutes(frame: pl.DataFrame, step_seconds: float) -> list[float]:
-    """The frame's ``step`` column as simulated minutes (step × step_seconds / 60)."""
-    return (frame.get_column("step") * (step_seconds / 60.0)).to_list()
 
 
 def _nan_to_none(values: list) -> list:
@@ -176,6 +170,42 @@ def _line(x: list, y: list, name: str, **extra: object) -> dict:
     return {"type": "scatter", "mode": "lines", "x": x, "y": y, "name": name, **extra}
 
 
+def instrument_rows(names: list[str], y_title: str, clock: dict[int, float]) -> tuple[list[str], dict]:
+    """Layout of one panel per instrument, stacked, sharing a time axis drawn under the
+    bottom panel: returns each panel's y-axis reference (``"y"``, ``"y2"``, ...) and the
+    layout. ``y_title`` is formatted with ``{name}`` per panel; each panel is titled by
+    its instrument when there are several."""
+    n = len(names)
+    gap = 0.1 if n > 1 else 0.0
+    refs = ["y" if row == 0 else f"y{row + 1}" for row in range(n)]
+    layout: dict = {"xaxis": time_axis(clock, anchor=refs[-1]), "annotations": []}
+    for row, name in enumerate(names):
+        top = 1 - row / n
+        layout[f"yaxis{'' if row == 0 else row + 1}"] = {
+            "domain": [top - 1 / n + gap, top],
+            "anchor": "x",
+            "title": {"text": y_title.format(name=name)},
+        }
+        if n > 1:
+            layout["annotations"].append(
+                {
+                    "text": f"<b>{name}</b>",
+                    "x": 0,
+                    "y": top,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "showarrow": False,
+                    "xanchor": "left",
+                    "yanchor": "bottom",
+                }
+            )
+    return refs, layout
+
+
+def _instruments(market: pl.DataFrame) -> list[str]:
+    return market.get_column("instrument").unique(maintain_order=True).to_list()
+
+
 #: Price columns of the prices panel and their line styles.
 PRICE_LINES = {
     "exogenous_price": {"color": "#9467bd", "dash": "dot"},
@@ -185,44 +215,29 @@ PRICE_LINES = {
 }
 
 
-def prices_figure(tables: dict[str, pl.DataFrame], step_seconds: float) -> dict:
-    """One panel per instrument: the exogenous path (the rest of the market, dotted),
-    index, mark, last, and liquidation markers."""
+def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> dict:
+    """One panel per instrument (USD): the exogenous path (the rest of the market,
+    dotted), index, mark, last, and liquidation markers sized by notional."""
     market, liq = tables["market"], tables["liquidations"]
-    names = market.get_column("instrument").unique(maintain_order=True).to_list()
+    names = _instruments(market)
     scale = max(float(liq.get_column("notional").max() or 1.0), 1.0)
-    traces, layout = [], {"xaxis": TIME_AXIS, "annotations": []}
-    gap = 0.06 if len(names) > 1 else 0.0
-    for row, name in enumerate(names):
-        axis = "y" if row == 0 else f"y{row + 1}"
-        top = 1 - row / len(names)
-        layout[f"yaxis{'' if row == 0 else row + 1}"] = {"domain": [top - 1 / len(names) + gap, top], "anchor": "x"}
-        layout["annotations"].append(
-            {
-                "text": name,
-                "x": 0.5,
-                "y": top,
-                "xref": "paper",
-                "yref": "paper",
-                "showarrow": False,
-                "yanchor": "bottom",
-            }
-        )
+    refs, layout = instrument_rows(names, "{name} price (USD)", clock)
+    traces = []
+    for row, (name, axis) in enumerate(zip(names, refs, strict=True)):
         m = market.filter(pl.col("instrument") == name)
         for column, line in PRICE_LINES.items():
-            if column not in m.columns:
-                continue
-            traces.append(
-                _line(
-                    _minutes(m, step_seconds),
-                    _col(m, column),
-                    column.removesuffix("_price"),
-                    yaxis=axis,
-                    line=line,
-                    legendgroup=column,
-                    showlegend=row == 0,
+            if column in m.columns:
+                traces.append(
+                    _line(
+                        minutes(m, clock),
+                        _col(m, column),
+                        column.removesuffix("_price"),
+                        yaxis=axis,
+                        line=line,
+                        legendgroup=column,
+                        showlegend=row == 0,
+                    )
                 )
-            )
         for kind, color in KIND_COLORS.items():
             hits = liq.filter((pl.col("instrument") == name) & (pl.col("kind") == kind))
             if hits.height:
@@ -231,21 +246,24 @@ def prices_figure(tables: dict[str, pl.DataFrame], step_seconds: float) -> dict:
                     {
                         "type": "scatter",
                         "mode": "markers",
-                        "x": _minutes(hits, step_seconds),
+                        "x": minutes(hits, clock),
                         "y": _col(hits, "price"),
                         "yaxis": axis,
                         "name": f"liquidation: {kind}",
                         "legendgroup": kind,
                         "showlegend": row == 0,
                         "marker": {"color": color, "size": size.round(1).tolist(), "opacity": 0.6},
-                        "customdata": _col(hits, "account"),
-                        "hovertemplate": "%{x:.2f} min<br>price %{y}<br>account %{customdata}",
+                        "customdata": np.stack(
+                            [hits["account"].to_numpy(), hits["notional"].to_numpy().round(0)], axis=1
+                        ).tolist(),
+                        "hovertemplate": "%{x:.2f} min<br>%{y:,.2f} USD<br>account %{customdata[0]}"
+                        "<br>notional %{customdata[1]:,.0f} USD",
                     }
                 )
-    return _plot(traces, 260 * len(names), **layout)
+    return _plot(traces, 300 * len(names), **layout)
 
 
-def liquidated_figure(liq: pl.DataFrame, step_seconds: float) -> dict:
+def liquidated_figure(liq: pl.DataFrame, clock: dict[int, float]) -> dict:
     per_step = liq.group_by("step", "kind").agg(pl.col("notional").sum()).sort("step", "kind")
     traces = []
     for kind, color in KIND_COLORS.items():
@@ -254,46 +272,53 @@ def liquidated_figure(liq: pl.DataFrame, step_seconds: float) -> dict:
             traces.append(
                 {
                     "type": "bar",
-                    "x": _minutes(part, step_seconds),
+                    "x": minutes(part, clock),
                     "y": _col(part, "notional"),
                     "name": kind,
                     "marker": {"color": color},
+                    "hovertemplate": "%{x:.2f} min<br>%{y:,.0f} USD",
                 }
             )
-    return _plot(traces, 320, barmode="stack", xaxis=TIME_AXIS, yaxis={"title": {"text": "USD"}})
+    return _plot(
+        traces, 320, barmode="stack", xaxis=time_axis(clock), yaxis={"title": {"text": "liquidated notional (USD)"}}
+    )
 
 
-def fund_figure(ledger: pl.DataFrame, step_seconds: float) -> dict:
-    steps = _minutes(ledger, step_seconds)
+def fund_figure(ledger: pl.DataFrame, clock: dict[int, float]) -> dict:
+    steps = minutes(ledger, clock)
     traces = [
         _line(steps, _col(ledger, "insurance_fund"), "insurance fund"),
         _line(steps, _col(ledger, "bad_debt"), "bad debt"),
     ]
-    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": "USD"}})
+    return _plot(traces, 320, xaxis=time_axis(clock), yaxis={"title": {"text": "USD"}})
 
 
-def per_instrument_figure(market: pl.DataFrame, column: str, label: str, step_seconds: float) -> dict:
+def open_interest_figure(market: pl.DataFrame, clock: dict[int, float]) -> dict:
+    """One panel per instrument: its open interest in its own base units."""
+    names = _instruments(market)
+    refs, layout = instrument_rows(names, "open interest ({name})", clock)
     traces = []
-    for name in market.get_column("instrument").unique(maintain_order=True):
+    for name, axis in zip(names, refs, strict=True):
         m = market.filter(pl.col("instrument") == name)
-        traces.append(_line(_minutes(m, step_seconds), _col(m, column), name))
-    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": label}})
+        traces.append(_line(minutes(m, clock), _col(m, "open_interest"), name, yaxis=axis))
+    return _plot(traces, 240 * len(names), showlegend=False, **layout)
 
 
-def depth_figure(market: pl.DataFrame, step_seconds: float) -> dict:
+def depth_figure(market: pl.DataFrame, clock: dict[int, float]) -> dict:
+    """Depth within 1 % of mid in USD (base units × index price), bids up, asks down."""
     traces = []
-    for name in market.get_column("instrument").unique(maintain_order=True):
+    for name in _instruments(market):
         m = market.filter(pl.col("instrument") == name)
         bids = (m["depth_bid_1pct"] * m["index_price"]).to_list()
         asks = (-m["depth_ask_1pct"] * m["index_price"]).to_list()
         traces += [
-            _line(_minutes(m, step_seconds), bids, f"{name} bids"),
-            _line(_minutes(m, step_seconds), asks, f"{name} asks (negative)"),
+            _line(minutes(m, clock), bids, f"{name} bids"),
+            _line(minutes(m, clock), asks, f"{name} asks (negative)"),
         ]
-    return _plot(traces, 320, xaxis=TIME_AXIS, yaxis={"title": {"text": "USD within 1 % of mid"}})
+    return _plot(traces, 320, xaxis=time_axis(clock), yaxis={"title": {"text": "depth within 1 % of mid (USD)"}})
 
 
-def margin_ratio_figure(accounts: pl.DataFrame, step_seconds: float) -> dict:
+def margin_ratio_figure(accounts: pl.DataFrame, clock: dict[int, float]) -> dict:
     """Heatmap: share of trader accounts with a position per margin-ratio bin, per snapshot."""
     traders = accounts.filter(~pl.col("agent_type").str.starts_with("system:") & (pl.col("maint_margin") > 0))
     steps = sorted(traders.get_column("step").unique().to_list())
@@ -306,70 +331,16 @@ def margin_ratio_figure(accounts: pl.DataFrame, step_seconds: float) -> dict:
         z[:, j] = counts / max(len(ratios), 1)
     heatmap = {
         "type": "heatmap",
-        "x": [step * step_seconds / 60.0 for step in steps],
+        "x": [clock[step] for step in steps],
         "y": labels,
         "z": z.round(4).tolist(),
         "colorscale": "Viridis",
-        "colorbar": {"title": {"text": "share"}},
+        "colorbar": {"title": {"text": "share of accounts"}},
+        "hovertemplate": "%{x:.2f} min<br>ratio %{y}<br>%{z:.1%} of accounts<extra></extra>",
     }
-    return _plot([heatmap], 360, xaxis=TIME_AXIS, yaxis={"title": {"text": "margin ratio (MM / equity)"}})
-
-
-def cascade_figure(liq: pl.DataFrame, step_seconds: float) -> dict:
-    """Nodes: each account's first row in a cascade; edges: trigger links; x = time of
-    the step plus a tenth of a step per liquidation round."""
-    axes = {
-        "xaxis": {"title": {"text": "time (min; + round / 10 of a step)"}},
-        "yaxis": {"title": {"text": "cascade id"}},
-    }
-    if liq.height == 0:
-        return _plot([], 420, annotations=[{"text": "no liquidations", "showarrow": False}], **axes)
-    nodes = (
-        liq.sort("row_id")
-        .group_by("cascade_id", "account", maintain_order=True)
-        .agg(
-            pl.col("row_id").first(),
-            pl.col("step").first(),
-            pl.col("round").first(),
-            pl.col("trigger").first(),
-            pl.col("notional").sum(),
-        )
+    return _plot(
+        [heatmap], 360, xaxis=time_axis(clock), yaxis={"title": {"text": "margin ratio (maintenance / equity)"}}
     )
-    account_of_row = dict(zip(liq["row_id"].to_list(), liq["account"].to_list(), strict=True))
-    minutes = step_seconds / 60.0
-    position = {
-        (n["cascade_id"], n["account"]): ((n["step"] + n["round"] / 10) * minutes, n["cascade_id"])
-        for n in nodes.iter_rows(named=True)
-    }
-    xs, ys = [], []
-    for node in nodes.iter_rows(named=True):
-        source = (
-            None if node["trigger"] is None else position.get((node["cascade_id"], account_of_row[node["trigger"]]))
-        )
-        if source is not None:
-            target = position[(node["cascade_id"], node["account"])]
-            xs += [source[0], target[0], None]
-            ys += [source[1], target[1], None]
-    notional = nodes["notional"].to_numpy()
-    x, y = zip(*position.values(), strict=True)
-    traces = [
-        _line(xs, ys, "trigger", line={"color": "#999", "width": 1}),
-        {
-            "type": "scatter",
-            "mode": "markers",
-            "x": list(x),
-            "y": list(y),
-            "name": "liquidated account",
-            "marker": {
-                "size": (6 + 20 * np.sqrt(notional / max(notional.max(), 1.0))).round(1).tolist(),
-                "color": "#d62728",
-                "opacity": 0.7,
-            },
-            "customdata": np.stack([nodes["account"].to_numpy(), notional.round(2)], axis=1).tolist(),
-            "hovertemplate": "account %{customdata[0]}<br>notional %{customdata[1]:,.0f}<br>%{x:.2f} min",
-        },
-    ]
-    return _plot(traces, 420, **axes)
 
 
 def _headline_rows(facts: pl.DataFrame) -> dict[str, float]:

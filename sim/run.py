@@ -46,17 +46,14 @@ def default_out_dir(config_path: Path, config: Config, root: Path = Path("result
     return root / f"{config_path.stem}-{config.hash()[:8]}-s{config.seed}"
 
 
-def run_to_folder(
-    config: Config, out: Path, progress: bool | None = None, report: bool = True, plotly_js: str = "embed"
-) -> Path:
+def run_to_folder(config: Config, out: Path, progress: bool | None = None, report: bool = True) -> Path:
     """Simulate ``config`` and write its result folder to ``out``; return ``out``.
 
     Args:
         config: A validated config.
         out: The result folder to create (replaced if it exists).
         progress: Show a progress bar; by default only on a terminal.
-        report: Also write ``report.html``.
-        plotly_js: ``"embed"``, or the path of plotly.min.js relative to the report.
+        report: Also write ``report.html`` (self-contained: plotly.js embedded).
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -80,7 +77,7 @@ def run_to_folder(
         pl.DataFrame([metrics]).write_parquet(tmp / "metrics.parquet")
         facts.write_parquet(tmp / "facts.parquet")
         if report:
-            write_run_report(tmp, tables, config, out.name, plotly_js, metrics, facts)
+            write_run_report(tmp, tables, config, out.name, metrics, facts)
         manifest = build_manifest(config, started, time.perf_counter() - clock)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _replace(tmp, out)

@@ -7,7 +7,7 @@ base = "../baseline.toml"      # the config every run starts from (relative to t
 seeds = 3                      # runs per grid point
 master_seed = 0                # the per-run seeds are spawned from it
 set = { steps = 300 }          # fixed overrides for every run (optional)
-reports = true                 # a report.html per run (plotly.js written once, shared)
+reports = true                 # a report.html per run (self-contained, ~5 MB each) and the sweep's
 
 [grid]                         # key path -> values; the grid is their product
 "liquidation.mode" = ["partial", "full"]
@@ -191,7 +191,7 @@ def execute_run(config_json: str, folder: str, report: bool) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         config = Config.model_validate_json(config_json)
-        run_to_folder(config, Path(folder), progress=False, report=report, plotly_js="../../plotly.min.js")
+        run_to_folder(config, Path(folder), progress=False, report=report)
     except Exception as err:  # a failing run is recorded, and the sweep goes on
         last = traceback.extract_tb(err.__traceback__)[-1]
         where = f" ({Path(last.filename).name}:{last.lineno})"

@@ -98,7 +98,7 @@ def test_sweep_on_a_cluster_writes_tables_and_resumes(tmp_path, cluster):
     assert "liquidation.mode" in means.columns
     for run_id in runs["run_id"]:
         assert (out / "runs" / run_id / "manifest.json").is_file()
-        assert '<script src="../../plotly.min.js">' in (out / "runs" / run_id / "report.html").read_text()[:2000]
+        assert "<script src=" not in (out / "runs" / run_id / "report.html").read_text()  # renders when copied out
     # resume: remove one finished run, re-run: only that one is simulated again
     victim = out / "runs" / runs["run_id"][3]
     kept = out / "runs" / runs["run_id"][0]
