@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--x", help="sweep heatmap x axis (a grid key)")
     report.add_argument("--y", help="sweep heatmap y axis (a grid key)")
+    compare = commands.add_parser("compare", help="one HTML report overlaying several runs")
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="two or more run folders")
+    compare.add_argument("--out", type=Path, help="the report (default results/compare/<run>--<run>.html)")
     facts = commands.add_parser("facts", help="print the stylized facts of run or sweep folders")
     facts.add_argument("results", type=Path, nargs="+", metavar="RESULT", help="a run folder or a sweep folder")
     facts.add_argument("--out", type=Path, help="also write the table to FILE.parquet or FILE.csv")
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_runtime()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return {"run": _run, "sweep": _sweep, "report": _report, "facts": _facts}[args.command](args)
+        commands = {"run": _run, "sweep": _sweep, "report": _report, "compare": _compare, "facts": _facts}
+        return commands[args.command](args)
     except (ConfigError, PriceDataError, ResultError, UsageError) as err:
         print(f"cascadelab: error: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -131,6 +135,13 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
     tables = {name: read_table(path, name) for name in TABLES}
     print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sim.compare import default_compare_path, write_compare_report
+
+    print(write_compare_report(args.runs, args.out or default_compare_path(args.runs)))
     return 0
 
 
