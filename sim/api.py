@@ -62,7 +62,14 @@ class Run:
     accounts = _Table()
     unresolved = _Table()
     cascades = _Table()
-    facts = _Table()
+
+    @cached_property
+    def facts(self) -> pl.DataFrame:
+        """The stylized facts (``facts.parquet``, or computed from the tables in folders
+        written before runs had one; `sim.run.read_facts`)."""
+        from sim.run import read_facts
+
+        return read_facts(self.folder)
 
     def __repr__(self) -> str:
         return f"Run({str(self.folder)!r})"
@@ -142,8 +149,10 @@ class Sweep:
 def load(folder: Path | str) -> Run | Sweep:
     """A run folder as a `Run`, a sweep folder as a `Sweep`; a `ResultError` otherwise."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise ResultError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise ResultError(f"{folder}: not a folder")
     if (folder / "runs.parquet").is_file():
         return Sweep(folder)
     if (folder / "manifest.json").is_file():

@@ -175,18 +175,10 @@ def _facts(args: argparse.Namespace) -> int:
 
 def _result_facts(path: Path) -> pl.DataFrame:
     """The facts of one run folder, or the per-grid-point means of a sweep folder."""
-    from sim.run import read_facts
-    from sim.sweep import sweep_facts
+    from sim.api import Sweep, load
 
-    if not path.exists():
-        raise UsageError(f"{path}: no such folder")
-    if not path.is_dir():
-        raise UsageError(f"{path}: not a folder")
-    if (path / "runs.parquet").is_file():
-        return sweep_facts(path)
-    if (path / "manifest.json").is_file():
-        return read_facts(path)
-    raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
+    result = load(path)
+    return result.facts() if isinstance(result, Sweep) else result.facts
 
 
 if __name__ == "__main__":
