@@ -279,8 +279,14 @@ def liquidated_figure(liq: pl.DataFrame, clock: dict[int, float]) -> dict:
                     "hovertemplate": "%{x:.2f} min<br>%{y:,.0f} USD",
                 }
             )
+    empty = [] if traces else [{"text": "no liquidations", "showarrow": False, "xref": "paper", "yref": "paper"}]
     return _plot(
-        traces, 320, barmode="stack", xaxis=time_axis(clock), yaxis={"title": {"text": "liquidated notional (USD)"}}
+        traces,
+        320,
+        barmode="stack",
+        xaxis=time_axis(clock),
+        yaxis={"title": {"text": "liquidated notional (USD)"}, "rangemode": "tozero"},
+        annotations=empty,
     )
 
 

@@ -169,3 +169,15 @@ def test_copied_run_folder_renders_its_explorer_in_headless_chromium(crash_run, 
     largest = pl.read_parquet(crash_run / "cascades.parquet").sort("accounts", "notional", descending=True).row(0)
     assert f'<option value="{largest[0]}" selected' in page.dom or f"cascade {largest[0]}:" in page.dom
     assert page.dom.count('data-account="') >= largest[2]  # its accounts table links every account
+
+
+def test_explorer_keeps_liquidated_accounts_when_the_accounts_table_is_large(crash_run, monkeypatch):
+    tables = {
+        name: pl.read_parquet(crash_run / f"{name}.parquet")
+        for name in ("market", "liquidations", "accounts", "unresolved")
+    }
+    monkeypatch.setattr("sim.explorer.ACCOUNT_ROWS_BUDGET", tables["accounts"].height - 1)
+    data = explorer_data(tables, step_minutes(tables["market"], 5.0))
+    involved = set(tables["liquidations"]["account"]) | set(tables["unresolved"]["account"])
+    assert {int(a) for a in data["accounts"]} == involved
+    assert 0 < len(involved) < tables["accounts"]["account"].n_unique()
