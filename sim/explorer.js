@@ -67,6 +67,7 @@
     const c = cascadeById.get(Number(id));
     if (!c) return;
     cascadePick.value = String(c.id);
+    remember("cascade", c.id);
     const n = c.nodes;
     const index = new Map(n.account.map((a, i) => [a, i]));
     const ex = [], ey = [];
@@ -135,6 +136,7 @@
     const a = data.accounts[String(id)];
     if (!a) return;
     accountPick.value = String(id);
+    remember("account", id);
     const instruments = Object.keys(a.positions);
     const { refs, layout } = stacked(["equity (USD)", "margin ratio", ...instruments.map((s) => "position (" + s + ")")],
       [1.3, 1, ...instruments.map(() => 1)]);
@@ -152,6 +154,12 @@
       hits.map((i) => [liq.row_id[i], liq.t[i].toFixed(2), liq.step[i], liq.round[i], esc(liq.instrument[i]), esc(liq.side[i]),
         num(liq.qty[i]), price(liq.price[i]), usd(liq.notional[i]), esc(liq.kind[i]), cascadeLink(liq.cascade[i]),
         liq.trigger_account[i] == null ? "market" : accountLink(liq.trigger_account[i])])) : "<p class='note'>never liquidated</p>";
+  }
+
+  function remember(key, value) {
+    const params = new URLSearchParams(location.hash.slice(1));
+    params.set(key, value);
+    history.replaceState(null, "", "#" + params.toString());
   }
 
   function accountLink(a) {
@@ -183,17 +191,21 @@
   document.addEventListener("click", (ev) => {
     const link = ev.target.closest("a[data-account], a[data-cascade]");
     if (!link) return;
+    ev.preventDefault(); // the address keeps the selection, not the heading
     if (link.dataset.account) pickAccount(link.dataset.account);
     if (link.dataset.cascade) pickCascade(link.dataset.cascade);
+    document.getElementById(link.dataset.account ? "account-explorer" : "cascade-explorer").scrollIntoView();
   });
   drawOverview();
+  // The page's address names the selection (#cascade=ID&account=ID): bookmark or share it.
+  const wanted = new URLSearchParams(location.hash.slice(1));
   if (data.cascades.length) {
-    pickCascade(data.cascades[0].id);
+    pickCascade(wanted.get("cascade") && cascadeById.has(Number(wanted.get("cascade"))) ? wanted.get("cascade") : data.cascades[0].id);
     document.getElementById("cascade-tree").on("plotly_click", (ev) => {
       const d = ev.points[0].customdata;
       if (d) pickAccount(d[0]);
     });
-    pickAccount(data.cascades[0].root);
+    pickAccount(data.accounts[String(wanted.get("account"))] ? wanted.get("account") : cascadeById.get(Number(cascadePick.value)).root);
   } else {
     document.getElementById("cascade-tree").innerHTML = "<p class='note'>no liquidations: nothing to explore</p>";
     if (ids.length) pickAccount(ids[0]);

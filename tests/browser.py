@@ -56,9 +56,10 @@ def chromium() -> str:
     return path
 
 
-def render(page: Path, screenshot: Path, profile: Path) -> Rendered:
-    """Load ``page``, return its DOM and console lines, and save a screenshot."""
-    url = page.resolve().as_uri()
+def render(page: Path, screenshot: Path, profile: Path, fragment: str = "") -> Rendered:
+    """Load ``page`` (with ``#fragment`` when given), return its DOM and console lines,
+    and save a screenshot."""
+    url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
     common = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,3000"]
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=180)
     shot = subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=180)

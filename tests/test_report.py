@@ -181,3 +181,18 @@ def test_explorer_keeps_liquidated_accounts_when_the_accounts_table_is_large(cra
     involved = set(tables["liquidations"]["account"]) | set(tables["unresolved"]["account"])
     assert {int(a) for a in data["accounts"]} == involved
     assert 0 < len(involved) < tables["accounts"]["account"].n_unique()
+
+
+def test_the_address_selects_a_cascade_and_an_account(crash_run, tmp_path):
+    """``report.html#cascade=ID&account=ID`` opens the explorer on them (and picking
+    one writes the address, so a selection can be bookmarked)."""
+    liq = pl.read_parquet(crash_run / "liquidations.parquet")
+    cascades = pl.read_parquet(crash_run / "cascades.parquet").sort("accounts", "notional", descending=True)
+    cascade = cascades.row(1, named=True)  # not the one shown by default
+    account = liq.filter(pl.col("cascade_id") == cascade["cascade_id"])["account"][-1]
+    rows = liq.filter(pl.col("account") == account).height
+    fragment = f"cascade={cascade['cascade_id']}&account={account}"
+    page = render(crash_run / "report.html", tmp_path / "shot.png", tmp_path / "profile", fragment)
+    assert page.console == [], page.console
+    assert f"cascade {cascade['cascade_id']}: {cascade['accounts']} accounts" in page.dom
+    assert f"account {account} (" in page.dom and f"{rows} liquidation row(s)" in page.dom
