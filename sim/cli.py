@@ -98,13 +98,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sim.sweep import run_sweep
+    from sim.sweep import ClusterError, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     import polars as pl
 
-    out = run_sweep(args.sweep, args.out, args.address, args.workers)
+    try:
+        out = run_sweep(args.sweep, args.out, args.address, args.workers)
+    except ClusterError as err:
+        raise UsageError(str(err)) from None
     print(out)
     failed = pl.read_parquet(out / "runs.parquet").filter(pl.col("status") == "failed").height
     if failed:
@@ -117,8 +120,8 @@ def _report(args: argparse.Namespace) -> int:
 
     from sim.config import load_config
     from sim.report import write_run_report, write_sweep_report
-    from sim.results import read_table
-    from sim.run import TABLES, read_facts
+    from sim.results import RECORDED_TABLES, read_table
+    from sim.run import read_facts
 
     path: Path = args.path
     if (path / "runs.parquet").is_file():
@@ -129,7 +132,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
-    tables = {name: read_table(path, name) for name in TABLES}
+    tables = {name: read_table(path, name) for name in RECORDED_TABLES}
     print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
     return 0
 

@@ -25,7 +25,7 @@ from sim.cascades import cascade_summary_frame
 from sim.config import Config
 from sim.facts import FACT_HORIZON, headline, stylized_facts
 from sim.metrics import METRICS, run_metrics
-from sim.sweep import RUN_SCHEMA, scan_runs
+from sim.results import RUN_SCHEMA, scan_runs
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {

@@ -21,7 +21,9 @@ Seeds: ``SeedSequence(master_seed).spawn(seeds)`` gives one seed per seed index,
 same at every grid point (common random numbers: settings are compared on the same
 price paths), and nothing depends on which worker runs what, or when.
 
-Output folder (default ``results/sweeps/<sweep-stem>``): ``sweep.toml`` (a copy),
+Output folder (default ``results/sweeps/<sweep-stem>``, layout and output safety in
+`sim.results`; everything is written by the client, workers send each run's files
+back, so no shared file system is needed): ``sweep.toml`` (a copy),
 ``runs/<config-hash8>-s<seed>/`` (one result folder per run, as ``cascadelab run``
 writes it), ``runs.parquet`` (one row per run: run id, grid values, seed, status,
 wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values,
@@ -46,14 +48,17 @@ sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,18 +69,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
 from sim.facts import FACTS_SCHEMA, KEYS, headline
 from sim.progress import Progress
-from sim.results import read_table
-
-RUN_SCHEMA = {
-    "run_id": pl.String,
-    "point": pl.Int64,
-    "seed_index": pl.Int64,
-    "seed": pl.Int64,
-    "config_hash": pl.String,
-    "status": pl.String,
-    "wall_seconds": pl.Float64,
-    "error": pl.String,
-}
+from sim.results import (
+    PLOTLY_JS,
+    RUN_SCHEMA,
+    RUNS,
+    SWEEP_FILE,
+    check_output,
+    folder_files,
+    read_table,
+    remove_leftovers,
+    run_folders,
+    scan_runs,
+    write_files,
+)
 
 
 class SweepFile(BaseModel):
@@ -178,29 +184,47 @@ def load_sweep(path: Path) -> tuple[SweepFile, list[PlannedRun]]:
     return sweep, runs
 
 
-def execute_run(config_json: str, folder: str, report: bool) -> dict[str, Any]:
-    """Worker task: run one config into ``folder``; never raises.
+def execute_run(config_json: str, name: str, report: bool) -> dict[str, Any]:
+    """Worker task: run one config in a private temporary folder and return its files,
+    so the client writes them (no file system shared with the client needed); never raises.
 
     Returns:
-        ``{"status": "done" | "failed", "wall_seconds": float, "error": str | None}``.
+        ``{"status": "done" | "failed", "wall_seconds": float, "error": str | None,
+        "files": {file name: bytes} | None}``.
     """
-    from sim.run import run_to_folder
+    from sim.run import write_run
     from sim.runtime import tune_runtime
 
     tune_runtime()
     start = time.perf_counter()
     try:
         config = Config.model_validate_json(config_json)
-        run_to_folder(config, Path(folder), progress=False, report=report, plotly_js="../../plotly.min.js")
+        with tempfile.TemporaryDirectory(prefix="cascadelab-") as tmp:
+            write_run(config, Path(tmp), name, progress=False, report=report, plotly_js=f"../../{PLOTLY_JS}")
+            files = folder_files(Path(tmp))
     except Exception as err:  # a failing run is recorded, and the sweep goes on
-        last = traceback.extract_tb(err.__traceback__)[-1]
-        where = f" ({Path(last.filename).name}:{last.lineno})"
-        return {
-            "status": "failed",
-            "wall_seconds": time.perf_counter() - start,
-            "error": f"{type(err).__name__}: {err}{where}",
-        }
-    return {"status": "done", "wall_seconds": time.perf_counter() - start, "error": None}
+        return _failed(err, time.perf_counter() - start)
+    return {"status": "done", "wall_seconds": time.perf_counter() - start, "error": None, "files": files}
+
+
+def _failed(err: Exception, wall_seconds: float) -> dict[str, Any]:
+    """A failed run's status, its error located at the line that raised."""
+    last = traceback.extract_tb(err.__traceback__)[-1]
+    where = f" ({Path(last.filename).name}:{last.lineno})"
+    return {
+        "status": "failed",
+        "wall_seconds": wall_seconds,
+        "error": f"{type(err).__name__}: {err}{where}",
+        "files": None,
+    }
+
+
+class ClusterError(ValueError):
+    """A Dask scheduler that cannot be reached; the message is one line."""
+
+
+#: How long the client waits for a scheduler given by ``--address``.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def default_sweep_dir(path: Path, root: Path = Path("results/sweeps")) -> Path:
@@ -214,69 +238,106 @@ def run_sweep(
     workers: int | None = None,
     progress: bool | None = None,
 ) -> Path:
-    """Run (or resume) a sweep and write its tables and report; return the folder.
+    """Run (or resume) a sweep and write its tables and report; return the folder
+    (absolute).
+
+    Every file is written by this process (the client): workers send each finished
+    run's files back, so workers need no access to the client's file system.
 
     Args:
         path: The sweep file.
-        out: Output folder (default ``results/sweeps/<stem>``).
+        out: Output folder (default ``results/sweeps/<stem>``, relative to the client's
+            working directory).
         address: A Dask scheduler (``tcp://host:port``); None starts a local cluster.
         workers: Local worker processes (default: all cores); ignored with ``address``.
         progress: Show a progress bar; by default only on a terminal.
-    """
-    from dask.distributed import Client, LocalCluster, as_completed
 
+    Raises:
+        ConfigError: a bad sweep file or config.
+        ResultError: ``out`` may not be written (`sim.results.check_output`).
+        ClusterError: ``address`` cannot be reached (nothing is written then).
+    """
     from sim.report import write_plotly_js, write_sweep_report
 
     sweep, runs = load_sweep(path)
-    out = out or default_sweep_dir(path)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, out / "sweep.toml")
-    if sweep.reports:
-        write_plotly_js(out)
-    status: dict[str, dict[str, Any]] = {}
-    todo = []
+    out = check_output(out or default_sweep_dir(path), "sweep")
+    remove_leftovers(out / RUNS)
+    done = {folder.name for folder in run_folders(out)}
+    todo = [run for run in runs if run.run_id not in done]
     earlier = _earlier_walls(out)
-    for run in runs:
-        if (out / "runs" / run.run_id).is_dir():
-            status[run.run_id] = {"status": "done", "wall_seconds": earlier.get(run.run_id), "error": None}
-        else:
-            todo.append(run)
-    bar = Progress(len(runs), "runs", enabled=progress)
-    _draw(bar, status, len(runs))
-    try:
-        if todo:
-            cluster = None
-            if address is None:
-                cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
-            with Client(address or cluster) as client:
-                futures = {
-                    client.submit(
-                        execute_run,
-                        run.config_json,
-                        str(out / "runs" / run.run_id),
-                        sweep.reports,
-                        key=f"run-{run.run_id}",
-                        pure=False,
-                    ): run.run_id
-                    for run in todo
-                }
-                for future in as_completed(futures):
-                    status[futures[future]] = future.result()
-                    _draw(bar, status, len(runs))
-            if cluster is not None:
-                cluster.close()
-    finally:
-        bar.close()
-        write_tables(out, sweep, runs, status)
+    status = {run_id: {"status": "done", "wall_seconds": earlier.get(run_id), "error": None} for run_id in done}
+    with _client(address, workers, bool(todo)) as client:
+        (out / RUNS).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out / SWEEP_FILE)
+        if sweep.reports:
+            write_plotly_js(out)
+        bar = Progress(len(runs), "runs", enabled=progress)
+        _draw(bar, status, len(runs))
+        try:
+            if todo:
+                _execute(client, todo, sweep.reports, out, status, lambda: _draw(bar, status, len(runs)))
+        finally:
+            bar.close()
+            write_tables(out, sweep, runs, status)
     if sweep.reports:
         write_sweep_report(out)
     return out
+
+
+@contextlib.contextmanager
+def _client(address: str | None, workers: int | None, needed: bool) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``address`` or of a new local cluster; None
+    when no run is left to do."""
+    from dask.distributed import Client, LocalCluster
+
+    if not needed:
+        yield None
+        return
+    if address is not None:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS)
+        except Exception as err:  # whatever answered (or did not) is no scheduler we can use
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ClusterError(f"--address {address}: cannot reach a Dask scheduler: {reason}") from None
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _execute(
+    client: Any, todo: list[PlannedRun], reports: bool, out: Path, status: dict[str, dict[str, Any]], drawn: Any
+) -> None:
+    """Submit ``todo``, write each run's files as they come back and record its status."""
+    from dask.distributed import as_completed
+
+    futures = {
+        client.submit(execute_run, run.config_json, run.run_id, reports, key=f"run-{run.run_id}", pure=False): run
+        for run in todo
+    }
+    for future in as_completed(futures):
+        run = futures[future]
+        result = future.result()
+        files = result.pop("files")
+        if files is not None:
+            try:
+                write_files(out / RUNS / run.run_id, files)
+            except OSError as err:
+                result = _failed(err, result["wall_seconds"])
+                result.pop("files")
+        status[run.run_id] = result
+        future.release()
+        drawn()
 
 
 def _earlier_walls(out: Path) -> dict[str, float]:
@@ -322,18 +383,6 @@ def write_tables(out: Path, sweep: SweepFile, runs: list[PlannedRun], status: di
 def _cell(value: Any) -> Any:
     """Grid values as table cells: scalars as they are, anything else as JSON text."""
     return value if isinstance(value, bool | int | float | str) else json.dumps(value)
-
-
-def scan_runs(out: Path, table: str) -> pl.LazyFrame | None:
-    """A lazy scan of one table over all run folders of a sweep, with each row's
-    ``run_id``; None when no run has the table."""
-    if not list((out / "runs").glob(f"*/{table}.parquet")):
-        return None
-    return (
-        pl.scan_parquet(out / "runs" / "*" / f"{table}.parquet", include_file_paths="path")
-        .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
-        .drop("path")
-    )
 
 
 def summarize(out: Path) -> pl.DataFrame:

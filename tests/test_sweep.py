@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ from dask.distributed import LocalCluster
 
 from sim.config import ConfigError
 from sim.facts import headline
+from sim.results import ResultError
 from sim.sweep import load_sweep, run_sweep, sweep_facts
 from tests.browser import render
 
@@ -106,7 +111,11 @@ def test_sweep_on_a_cluster_writes_tables_and_resumes(tmp_path, cluster):
     for file in victim.iterdir():
         file.unlink()
     victim.rmdir()
+    for leftover in (".dead.tmp-999999999", f".alive.tmp-{os.getpid()}"):  # a half-written run: never read
+        (out / "runs" / leftover).mkdir()
+        (out / "runs" / leftover / "metrics.parquet").write_text("half-written")
     run_sweep(path, out, address=cluster.scheduler_address, progress=False)
+    assert not (out / "runs" / ".dead.tmp-999999999").exists()
     assert (victim / "manifest.json").is_file()
     assert (kept / "manifest.json").stat().st_mtime_ns == stamp
     again = pl.read_parquet(out / "summary.parquet")
@@ -193,3 +202,104 @@ def test_sweep_report_renders_in_headless_chromium(tmp_path, cluster):
     assert page.plots == 3 and page.drawn_svgs >= 3 and page.traces > 5
     assert page.console == [], page.console
     assert shot.stat().st_size > 30_000
+
+
+@pytest.fixture
+def dask_pair(tmp_path):
+    """A real ``dask scheduler`` and ``dask worker`` on loopback, the worker in its own
+    working directory (as on another machine); yields (address, worker directory)."""
+    bin_dir = Path(sys.executable).parent
+    info = tmp_path / "scheduler.json"
+    worker_dir = tmp_path / "worker-home"
+    worker_dir.mkdir()
+    common = ["--scheduler-file", str(info), "--no-dashboard"]
+    scheduler = subprocess.Popen(
+        [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", *common],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not info.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        worker = subprocess.Popen(
+            [bin_dir / "dask", "worker", "--nworkers", "1", "--nthreads", "1", *common],
+            cwd=worker_dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        yield address, worker_dir
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def test_sweep_on_a_remote_worker_writes_everything_on_the_client(tmp_path, dask_pair):
+    address, worker_dir = dask_pair
+    client_dir = tmp_path / "client-home"
+    client_dir.mkdir()
+    text = SMALL.replace("seeds = 2", "seeds = 1").replace('["partial", "full"]', '["full"]')
+    write(client_dir, text, "remote.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "sweep", "remote.toml", "--address", address],
+        cwd=client_dir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    out = client_dir / "results" / "sweeps" / "remote"
+    assert result.stdout.strip() == str(out)  # resolved on the client, printed absolute
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert runs["status"].to_list() == ["done", "done"]
+    assert pl.read_parquet(out / "summary.parquet").height == 2
+    for run_id in runs["run_id"]:
+        names = {p.name for p in (out / "runs" / run_id).iterdir()}
+        assert {"manifest.json", "config.toml", "metrics.parquet", "report.html"} <= names
+    assert list(worker_dir.iterdir()) == []  # the worker wrote nothing where it runs
+
+
+def test_unreachable_scheduler_is_one_line_within_seconds_and_leaves_nothing(tmp_path):
+    write(tmp_path, SMALL, "s.toml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nobody listens once the socket is closed
+    for address, message in (
+        (f"tcp://127.0.0.1:{closed}", f"--address tcp://127.0.0.1:{closed}: cannot reach a Dask scheduler"),
+        ("banana", "--address banana: cannot reach a Dask scheduler"),
+    ):
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "sim.cli", "sweep", "s.toml", "--address", address],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert time.perf_counter() - start < 20
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"cascadelab: error: {message}"), result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+def test_sweep_out_refuses_user_files_and_run_folders(tmp_path):
+    path = write(tmp_path, SMALL)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.csv").write_text("keep")
+    (tmp_path / "a_run").mkdir()
+    (tmp_path / "a_run" / "manifest.json").write_text("{}")
+    (tmp_path / "afile").write_text("keep")
+    for out, message in (
+        ("mine", "not a cascadelab sweep"),
+        ("a_run", "not a cascadelab sweep"),
+        ("afile", "not a folder"),
+    ):
+        with pytest.raises(ResultError, match=message):
+            run_sweep(path, tmp_path / out, progress=False)
+    assert (tmp_path / "mine" / "precious.csv").read_text() == "keep" and (tmp_path / "afile").read_text() == "keep"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["precious.csv"]
