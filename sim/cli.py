@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadelab", description="Agent-based simulation of liquidation cascades on a derivatives exchange."
     )
-    parser.add_argument("--version", action="version", version=f"cascadelab {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"cascadelab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="simulate one config and write a result folder")
     run.add_argument("config", type=Path, help="experiment config (TOML)")

@@ -295,3 +295,28 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, interruption):
         (tmp / "metrics.parquet").write_text("half")
         raise interruption
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version(flag):
+    from sim import __version__
+
+    result = cascadelab(flag)
+    assert result.returncode == 0 and result.stdout.strip() == f"cascadelab {__version__}"
+
+
+def test_pandas_reads_every_table(replay_run):
+    import pandas as pd
+
+    for name in RESULT_TABLES:
+        frame = pd.read_parquet(replay_run / f"{name}.parquet")
+        assert list(frame.columns) == pl.read_parquet(replay_run / f"{name}.parquet").columns
+
+
+def test_license_is_an_spdx_string():
+    """A TOML table makes setuptools >= 77 warn at every install."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert any(req.startswith("setuptools>=77") for req in project["build-system"]["requires"])
