@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim import __version__
-from sim.config import ConfigError, load_config
+from sim.config import ConfigError, check_replay_files, load_config
 from sim.prices import PriceDataError
 from sim.results import ResultError
 from sim.runtime import tune_runtime
@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     config = load_config(args.config, args.overrides, args.seed)
+    check_replay_files(config)
     out = args.out or default_out_dir(args.config, config)
     run_to_folder(config, out, report=not args.no_report)
     print(out)

@@ -434,6 +434,8 @@ def write_sweep_report(
     for key in (x, y):
         if key is not None and key not in axes:
             raise ValueError(f"unknown grid key {key!r}, choose from {axes}")
+    if x is not None and x == y:
+        raise ValueError(f"--x and --y must be different grid keys (got {x!r} twice)")
     x = x or (axes[0] if axes else None)
     y = y or next((a for a in axes if a != x), None)
     counts = runs.group_by("status").len().sort("status")

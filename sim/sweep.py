@@ -87,7 +87,7 @@ from sim.results import (
 class SweepFile(BaseModel):
     """A validated sweep file (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     base: str
     seeds: Annotated[int, Field(ge=1)] = 1

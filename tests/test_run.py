@@ -320,3 +320,13 @@ def test_license_is_an_spdx_string():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT"
     assert any(req.startswith("setuptools>=77") for req in project["build-system"]["requires"])
+
+
+def test_repeated_replay_steps_are_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "p.csv").write_text("step,BTC\n0,100\n1,101\n1,102\n2,99\n3,98\n")
+    (tmp_path / "c.toml").write_text(
+        "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 100.0\n"
+        "[instruments.BTC.price]\nprocess = 'replay'\nfile = 'p.csv'\n"
+    )
+    one_line_error(cascadelab("run", "c.toml", "--out", "out", cwd=tmp_path), r"p.csv: step 1 appears 2 times")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "p.csv"]

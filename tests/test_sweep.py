@@ -152,6 +152,10 @@ set = {{ steps = 40, "populations.4.count" = 10, "instruments.BTC.price.process"
         ),
         (f'base = "{FLASH}"\n[[zip]]\na = [1, 2]\nb = [1]', "zip\\[0\\]: its lists must have the same"),
         ('base = "nowhere.toml"', "nowhere.toml: no such config file"),
+        (f'base = "{FLASH}"\nseeds = true', r"seeds: Input should be a valid integer \(got True\)"),
+        (f'base = "{FLASH}"\nseeds = "2"', r"seeds: Input should be a valid integer \(got '2'\)"),
+        (f'base = "{FLASH}"\nreports = "yes"', r"reports: Input should be a valid boolean \(got 'yes'\)"),
+        (f'base = "{FLASH}"\n[grid]\n"steps" = [10, true]', r"grid point \{'steps': True\}: .*steps: .*valid integer"),
     ],
 )
 def test_bad_sweep_files(tmp_path, text, message):
@@ -192,6 +196,17 @@ def test_cli_sweep_on_local_cores_and_errors(tmp_path):
         text=True,
     )
     assert report.returncode == 2 and "unknown metric 'nope'" in report.stderr
+    key = "populations.0.params.levels"
+    same = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "report", str(tmp_path / "o"), "--x", key, "--y", key],
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 2 and "Traceback" not in same.stderr
+    assert (
+        same.stderr.strip()
+        == f"cascadelab: error: {tmp_path / 'o'}: --x and --y must be different grid keys (got '{key}' twice)"
+    )
     assert "'kurtosis_mark_60s_BTC'" in report.stderr  # headline facts are metrics too
 
 
