@@ -43,6 +43,8 @@ RUN_TABLES = (*RECORDED_TABLES, "metrics", "cascades", "facts")
 SWEEP_FILE = "sweep.toml"
 RUNS = "runs"  # the sweep's folder of run folders, and its table runs.parquet
 SUMMARY = "summary"
+SUMMARY_BY_POINT = "summary_by_point"
+SENSITIVITY = "sensitivity"
 #: Columns of ``runs.parquet`` besides the grid values.
 RUN_SCHEMA = {
     "run_id": pl.String,

@@ -1,4 +1,4 @@
-"""`cascadelab sweep`: a grid of runs over seeds, on all local cores or a Dask cluster.
+"""`cascadelab sweep`: a grid or design of runs over seeds, on all local cores or a Dask cluster.
 
 A sweep file (TOML):
 
@@ -17,6 +17,9 @@ reports = true                 # a report.html per run (plotly.js written once, 
 "populations.0.params.levels" = [2, 4]
 ```
 
+Instead of ``[grid]`` and ``[[zip]]``, a ``[design]`` samples ranges of parameters
+(Sobol' or Latin hypercube) and yields variance-based sensitivity indices (`sim.design`).
+
 Seeds: ``SeedSequence(master_seed).spawn(seeds)`` gives one seed per seed index, the
 same at every grid point (common random numbers: settings are compared on the same
 price paths), and nothing depends on which worker runs what, or when.
@@ -25,10 +28,13 @@ Output folder (default ``results/sweeps/<sweep-stem>``, layout and output safety
 `sim.results`; everything is written by the client, workers send each run's files
 back, so no shared file system is needed): ``sweep.toml`` (a copy),
 ``runs/<config-hash8>-s<seed>/`` (one result folder per run, as ``cascadelab run``
-writes it), ``runs.parquet`` (one row per run: run id, grid values, seed, status,
-wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values,
-headline metrics and headline facts, aggregated with lazy scans over the run folders),
-and ``report.html``.
+writes it), ``runs.parquet`` (one row per run: run id, point, seed, status, wall
+seconds, error, then the grid values as typed columns, see `value_columns`),
+``summary.parquet`` (one row per finished run: its grid values, headline metrics and
+headline facts, aggregated with lazy scans over the run folders),
+``summary_by_point.parquet`` (per point and metric: runs, mean, standard deviation and
+95 % confidence interval over seeds, `summarize_points`), ``sensitivity.parquet`` (with
+a design: `sim.design.sensitivity`), and ``report.html``.
 
 Headline facts in ``summary.parquet`` (see `sim.facts`; log returns at 60 s; one column
 per instrument, suffixed ``_<INSTRUMENT>``, for series ``mark`` and ``last``):
@@ -51,7 +57,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -67,12 +72,17 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
+from sim.design import Design, sensitivity
 from sim.facts import FACTS_SCHEMA, KEYS, headline
+from sim.metrics import ci95_half_width
 from sim.progress import Progress
 from sim.results import (
     PLOTLY_JS,
     RUN_SCHEMA,
     RUNS,
+    SENSITIVITY,
+    SUMMARY,
+    SUMMARY_BY_POINT,
     SWEEP_FILE,
     check_output,
     folder_files,
@@ -96,6 +106,7 @@ class SweepFile(BaseModel):
     reports: bool = True
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: list[dict[str, list[Any]]] = Field(default_factory=list)
+    design: Design | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SweepFile:
@@ -109,14 +120,20 @@ class SweepFile(BaseModel):
         keys = list(self.grid) + [k for group in self.zip for k in group]
         if len(keys) != len(set(keys)):
             raise ValueError("a key appears twice in grid and zip")
+        if self.design is not None and keys:
+            raise ValueError("design: a sweep has a [design] or a [grid] / [[zip]], not both")
         return self
 
     def axes(self) -> list[str]:
-        """Every varied key, grid keys first."""
+        """Every varied key: the design's, or grid keys then zip keys."""
+        if self.design is not None:
+            return list(self.design.ranges)
         return list(self.grid) + [k for group in self.zip for k in group]
 
     def points(self) -> list[dict[str, Any]]:
-        """The grid points, in a fixed order: key path -> value."""
+        """The grid or design points, in a fixed order: key path -> value."""
+        if self.design is not None:
+            return self.design.points(self.master_seed)
         dims: list[list[dict[str, Any]]] = [[{key: v} for v in values] for key, values in self.grid.items()]
         for group in self.zip:
             n = len(next(iter(group.values())))
@@ -263,7 +280,7 @@ def run_sweep(
     out = check_output(out or default_sweep_dir(path), "sweep")
     remove_leftovers(out / RUNS)
     done = {folder.name for folder in run_folders(out)}
-    todo = [run for run in runs if run.run_id not in done]
+    todo = list({run.run_id: run for run in runs if run.run_id not in done}.values())  # a design may repeat a point
     earlier = _earlier_walls(out)
     status = {run_id: {"status": "done", "wall_seconds": earlier.get(run_id), "error": None} for run_id in done}
     with _client(address, workers, bool(todo)) as client:
@@ -374,15 +391,62 @@ def write_tables(out: Path, sweep: SweepFile, runs: list[PlannedRun], status: di
             }
         )
     frame = pl.DataFrame(rows, schema=RUN_SCHEMA)
-    values = pl.DataFrame([{key: _cell(run.values[key]) for key in axes} for run in runs])
+    cells = [dict(kv for key in axes for kv in value_columns(key, run.values[key])) for run in runs]
+    values = pl.DataFrame(cells, infer_schema_length=None, strict=False)
     frame = pl.concat([frame, values], how="horizontal") if axes else frame
-    frame.sort("point", "seed_index").write_parquet(out / "runs.parquet")
-    summarize(out).write_parquet(out / "summary.parquet")
+    frame.sort("point", "seed_index").write_parquet(out / f"{RUNS}.parquet")
+    summary = summarize(out)
+    summary.write_parquet(out / f"{SUMMARY}.parquet")
+    by_point = summarize_points(summary, [c for c in frame.columns if c not in RUN_SCHEMA])
+    by_point.write_parquet(out / f"{SUMMARY_BY_POINT}.parquet")
+    if sweep.design is not None:
+        means = by_point.pivot("metric", index="point", values="mean")
+        points = pl.DataFrame({"point": range(len(sweep.points()))}, schema={"point": pl.Int64})
+        table = sensitivity(sweep.design, sweep.master_seed, points.join(means, on="point", how="left"))
+        table.write_parquet(out / f"{SENSITIVITY}.parquet")
 
 
-def _cell(value: Any) -> Any:
-    """Grid values as table cells: scalars as they are, anything else as JSON text."""
-    return value if isinstance(value, bool | int | float | str) else json.dumps(value)
+def value_columns(key: str, value: Any) -> list[tuple[str, Any]]:
+    """A grid value as typed table cells: a scalar is one column ``key``; a list one
+    column per element (``key[0]``, ``key[1]``, ...); a table one column per entry
+    (``key.name``), recursively."""
+    if isinstance(value, list):
+        return [cell for i, item in enumerate(value) for cell in value_columns(f"{key}[{i}]", item)]
+    if isinstance(value, dict):
+        return [cell for name, item in value.items() for cell in value_columns(f"{key}.{name}", item)]
+    return [(key, value)]
+
+
+def summarize_points(summary: pl.DataFrame, axes: list[str]) -> pl.DataFrame:
+    """Every metric and headline fact of ``summary`` over the seeds of each point.
+
+    Returns:
+        One row per point and metric: ``point``, the grid columns, ``metric``, ``runs``
+        (finished runs that measured it), ``mean``, ``std`` and the two-sided 95 %
+        Student-t confidence interval of the mean, ``ci95_low`` and ``ci95_high`` (NaN
+        with fewer than two runs).
+    """
+    schema = {"point": pl.Int64, "metric": pl.String, "runs": pl.Int64}
+    stats = ["mean", "std", "ci95_low", "ci95_high"]
+    metrics = [c for c in summary.columns if c not in RUN_SCHEMA and c not in axes]
+    if summary.height == 0 or not metrics:
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(stats, pl.Float64)})
+    value = pl.col("value").cast(pl.Float64).fill_nan(None)
+    long = (
+        summary.select("point", *[pl.col(m).cast(pl.Float64) for m in metrics])
+        .unpivot(index="point", variable_name="metric")
+        .group_by("point", "metric", maintain_order=True)
+        .agg(value.count().cast(pl.Int64).alias("runs"), value.mean().alias("mean"), value.std().alias("std"))
+    )
+    half = ci95_half_width(long["std"].fill_null(np.nan).to_numpy(), long["runs"].to_numpy())
+    long = long.with_columns(
+        pl.col("mean").fill_null(np.nan),
+        pl.col("std").fill_null(np.nan),
+        ci95_low=pl.col("mean").fill_null(np.nan) - half,
+        ci95_high=pl.col("mean").fill_null(np.nan) + half,
+    )
+    values = summary.select("point", *axes).unique("point", keep="first")
+    return long.join(values, on="point", how="left").select("point", *axes, "metric", "runs", *stats)
 
 
 def summarize(out: Path) -> pl.DataFrame:

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import scipy.stats
 from dask.distributed import LocalCluster
 
 from sim.config import ConfigError
 from sim.facts import headline
+from sim.report import _axis_label
 from sim.results import ResultError
-from sim.sweep import load_sweep, run_sweep, sweep_facts
+from sim.sweep import load_sweep, run_sweep, sweep_facts, write_tables
 from tests.browser import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +139,8 @@ set = {{ steps = 40, "populations.4.count" = 10, "instruments.BTC.price.process"
     assert runs["status"].to_list() == ["done", "failed"]
     assert "PriceDataError" in runs["error"][1] and "later.csv: no such file" in runs["error"][1]
     assert pl.read_parquet(out / "summary.parquet").height == 1
+    report = (out / "report.html").read_text()
+    assert "<h2>Failed runs</h2>" in report and "later.csv: no such file" in report.split("<h2>Failed runs</h2>")[1]
     (tmp_path / "later.csv").write_text(good.read_text())
     run_sweep(path, out, address=cluster.scheduler_address, progress=False)
     assert pl.read_parquet(out / "runs.parquet")["status"].to_list() == ["done", "done"]
@@ -318,3 +322,123 @@ def test_sweep_out_refuses_user_files_and_run_folders(tmp_path):
             run_sweep(path, tmp_path / out, progress=False)
     assert (tmp_path / "mine" / "precious.csv").read_text() == "keep" and (tmp_path / "afile").read_text() == "keep"
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["precious.csv"]
+
+
+def test_list_grid_values_are_typed_columns(tmp_path):
+    text = f"""
+base = "{FLASH}"
+seeds = 2
+[grid]
+"populations.5.leverage.lognormal" = [[16.0, 0.5], [4.0, 0.5]]
+"populations.5.collateral" = [{{ USD = {{ uniform = [1000.0, 2000.0] }} }}]
+"""
+    sweep, runs = load_sweep(write(tmp_path, text))
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    write_tables(out, sweep, runs, {})  # nothing ran yet: every run pending
+    table = pl.read_parquet(out / "runs.parquet")
+    assert table.schema["populations.5.leverage.lognormal[0]"] == pl.Float64
+    assert table.schema["populations.5.collateral.USD.uniform[1]"] == pl.Float64
+    assert table.sort("populations.5.leverage.lognormal[0]")["populations.5.leverage.lognormal[0]"].to_list() == [
+        4.0,
+        4.0,
+        16.0,
+        16.0,
+    ]  # numeric order, not '[16.0, 0.5]' < '[4.0, 0.5]'
+    assert table["status"].to_list() == ["pending"] * 4
+
+
+def test_summary_by_point_has_mean_and_95_ci_over_seeds(tmp_path, cluster):
+    text = SMALL.replace('"liquidation.mode" = ["partial", "full"]', '"liquidation.mode" = ["full"]')
+    out = run_sweep(write(tmp_path, text), tmp_path / "out", address=cluster.scheduler_address, progress=False)
+    summary = pl.read_parquet(out / "summary.parquet")
+    by_point = pl.read_parquet(out / "summary_by_point.parquet")
+    assert {"point", "metric", "runs", "mean", "std", "ci95_low", "ci95_high", "liquidation.mode"} <= set(
+        by_point.columns
+    )
+    row = by_point.filter(pl.col("point") == 1, pl.col("metric") == "max_drawdown").row(0, named=True)
+    values = summary.filter(pl.col("point") == 1)["max_drawdown"].to_numpy()
+    half = scipy.stats.t.ppf(0.975, 1) * values.std(ddof=1) / np.sqrt(2)
+    assert row["runs"] == 2 and row["mean"] == pytest.approx(values.mean())
+    assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((values.mean() - half, values.mean() + half))
+    html = (out / "report.html").read_text()
+    assert (
+        "95 % confidence interval" in html
+        and "market_maker order notional" in html
+        and "populations.0.params" not in html.split("<h2>")[2]
+    )
+
+
+SOBOL = f"""
+base = "{FLASH}"
+seeds = 1
+master_seed = 3
+set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.5.count" = 40, "populations.2.count" = 5 }}
+[design]
+method = "sobol"
+samples = 2
+[design.ranges]
+"impact.venue_share" = [0.05, 0.4]
+"populations.0.params.levels" = [1, 4]
+"""
+
+
+def test_sobol_design_gives_sensitivity_indices(tmp_path, cluster):
+    _, runs = load_sweep(write(tmp_path, SOBOL))
+    assert len(runs) == 2 * (2 + 2)  # Saltelli without second order: N (D + 2)
+    assert all(isinstance(r.values["populations.0.params.levels"], int) for r in runs)
+    assert all(0.05 <= r.values["impact.venue_share"] <= 0.4 for r in runs)
+    out = run_sweep(write(tmp_path, SOBOL), tmp_path / "out", address=cluster.scheduler_address, progress=False)
+    indices = pl.read_parquet(out / "sensitivity.parquet")
+    assert set(indices.columns) == {"metric", "parameter", "method", "S1", "S1_conf", "ST", "ST_conf"}
+    drawdown = indices.filter(pl.col("metric") == "max_drawdown")
+    assert drawdown["parameter"].to_list() == ["impact.venue_share", "populations.0.params.levels"]
+    assert drawdown["ST"].is_finite().all() and drawdown["S1"].is_finite().all()
+    assert "Which parameters matter" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("design", "message"),
+    [
+        (
+            'method = "sobol"\nsamples = 3\n[design.ranges]\na = [0.0, 1.0]',
+            r"samples: sobol needs a power of 2 \(got 3\)",
+        ),
+        ('method = "morris"\nsamples = 4\n[design.ranges]\na = [0.0, 1.0]', "design.method: Input should be"),
+        (
+            'method = "latin"\nsamples = 4\n[design.ranges]\na = [1.0, 0.0]',
+            r"ranges.a: needs low < high \(got \[1.0, 0.0\]\)",
+        ),
+        (
+            'method = "latin"\nsamples = true\n[design.ranges]\na = [0.0, 1.0]',
+            r"design.samples: .*valid integer \(got True\)",
+        ),
+        ('method = "latin"\nsamples = 4\n[design.ranges]', "design.ranges: Dictionary should have at least 1 item"),
+    ],
+)
+def test_bad_designs(tmp_path, design, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(write(tmp_path, f'base = "{FLASH}"\n[design]\n{design}\n'))
+    with pytest.raises(ConfigError, match="a sweep has a \\[design\\] or a \\[grid\\]"):
+        load_sweep(
+            write(
+                tmp_path,
+                f'base = "{FLASH}"\n[grid]\nsteps = [5]\n[design]\nmethod = "latin"\nsamples = 4\n'
+                '[design.ranges]\n"impact.y" = [0.5, 1.5]\n',
+            )
+        )
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_sweeps_plan(path):
+    _, runs = load_sweep(path)
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+
+
+def test_axis_labels_are_readable():
+    types = ["market_maker", "momentum", "arbitrageur", "noise", "fcn", "leveraged_holder"]
+    assert _axis_label("populations.5.leverage.lognormal[0]", types) == "leveraged_holder leverage (lognormal median)"
+    assert _axis_label("populations.5.leverage.lognormal.1", types) == "leveraged_holder leverage (lognormal sigma)"
+    assert _axis_label("populations.0.params.order_notional", types) == "market_maker order notional"
+    assert _axis_label("impact.venue_share", types) == "impact venue share"
+    assert _axis_label("populations.9.count", types) == "population 9 count"
