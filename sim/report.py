@@ -56,7 +56,7 @@ TIME_AXIS = {"title": {"text": "time (min)"}}
 
 def write_plotly_js(folder: Path) -> Path:
     """Write ``plotly.min.js`` into ``folder`` (once per sweep) and return its path."""
-    path = folder / "plotly.min.js"
+    path = folder / PLOTLY_JS
     if not path.exists():
         path.write_text(get_plotlyjs())
     return path

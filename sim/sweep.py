@@ -359,7 +359,7 @@ def _execute(
 
 def _earlier_walls(out: Path) -> dict[str, float]:
     """Wall seconds of runs a previous invocation of this sweep recorded."""
-    path = out / "runs.parquet"
+    path = out / f"{RUNS}.parquet"
     if not path.is_file():
         return {}
     done = pl.read_parquet(path).filter(pl.col("status") == "done")
@@ -452,7 +452,7 @@ def summarize_points(summary: pl.DataFrame, axes: list[str]) -> pl.DataFrame:
 def summarize(out: Path) -> pl.DataFrame:
     """Headline metrics and facts of every finished run joined with its grid values
     (lazy scans; a run without ``facts.parquet`` gets nulls)."""
-    runs = pl.read_parquet(out / "runs.parquet")
+    runs = read_table(out, RUNS)
     metrics = scan_runs(out, "metrics")
     if metrics is None:
         return runs.head(0)
@@ -478,9 +478,9 @@ def sweep_facts(out: Path) -> pl.DataFrame:
     """
     from sim.run import read_facts
 
-    runs = read_table(out, "runs").filter(pl.col("status") == "done")
+    runs = read_table(out, RUNS).filter(pl.col("status") == "done")
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
-    per_run = [read_facts(out / "runs" / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
+    per_run = [read_facts(out / RUNS / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
     facts = pl.concat(per_run) if per_run else pl.DataFrame(schema={**FACTS_SCHEMA, "run_id": pl.String})
     measured = pl.col("value").fill_nan(None)
     return (
