@@ -26,17 +26,22 @@ from tests.browser import render
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASH = ROOT / "configs" / "flash_crash.toml"
-SMALL = f"""
+#: The flash crash in 40 one-minute steps with fewer agents (a few seconds a run).
+SHORT_FLASH = f"""
 base = "{FLASH}"
-seeds = 2
-master_seed = 5
 set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.5.count" = 40, "populations.2.count" = 5 }}
+"""
+SMALL = (
+    SHORT_FLASH
+    + """seeds = 2
+master_seed = 5
 [grid]
 "liquidation.mode" = ["partial", "full"]
 [[zip]]
 "populations.0.params.order_notional" = [20000.0, 80000.0]
 "populations.0.params.levels" = [2, 4]
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +50,12 @@ def cluster():
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
     ) as local:
         yield local
+
+
+def cascadelab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
@@ -263,13 +274,7 @@ def test_sweep_on_a_remote_worker_writes_everything_on_the_client(tmp_path, dask
     client_dir.mkdir()
     text = SMALL.replace("seeds = 2", "seeds = 1").replace('["partial", "full"]', '["full"]')
     write(client_dir, text, "remote.toml")
-    result = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "sweep", "remote.toml", "--address", address],
-        cwd=client_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = cascadelab("sweep", "remote.toml", "--address", address, cwd=client_dir)
     assert result.returncode == 0, result.stderr
     out = client_dir / "results" / "sweeps" / "remote"
     assert result.stdout.strip() == str(out)  # resolved on the client, printed absolute
@@ -292,13 +297,7 @@ def test_unreachable_scheduler_is_one_line_within_seconds_and_leaves_nothing(tmp
         ("banana", "--address banana: cannot reach a Dask scheduler"),
     ):
         start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "sim.cli", "sweep", "s.toml", "--address", address],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = cascadelab("sweep", "s.toml", "--address", address, cwd=tmp_path)
         assert time.perf_counter() - start < 20
         assert result.returncode == 2 and "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
@@ -369,11 +368,10 @@ def test_summary_by_point_has_mean_and_95_ci_over_seeds(tmp_path, cluster):
     )
 
 
-SOBOL = f"""
-base = "{FLASH}"
-seeds = 1
+SOBOL = (
+    SHORT_FLASH
+    + """seeds = 1
 master_seed = 3
-set = {{ steps = 40, step_seconds = 60, "shocks.0.step" = 20, "populations.5.count" = 40, "populations.2.count" = 5 }}
 [design]
 method = "sobol"
 samples = 2
@@ -381,6 +379,7 @@ samples = 2
 "impact.venue_share" = [0.05, 0.4]
 "populations.0.params.levels" = [1, 4]
 """
+)
 
 
 def test_sobol_design_gives_sensitivity_indices(tmp_path, cluster):
