@@ -279,7 +279,7 @@ def run_sweep(
     sweep, runs = load_sweep(path)
     out = check_output(out or default_sweep_dir(path), "sweep")
     remove_leftovers(out / RUNS)
-    done = {folder.name for folder in run_folders(out)}
+    done = {folder.name for folder in run_folders(out)} & {run.run_id for run in runs}
     todo = list({run.run_id: run for run in runs if run.run_id not in done}.values())  # a design may repeat a point
     earlier = _earlier_walls(out)
     status = {run_id: {"status": "done", "wall_seconds": earlier.get(run_id), "error": None} for run_id in done}
