@@ -485,6 +485,8 @@ def write_sweep_report(
     failed = runs.filter(pl.col("status") == "failed")
     if failed.height:
         sections.append("<h2>Failed runs</h2>" + failed_table(failed, axes, labels))
+    if not (folder / PLOTLY_JS).is_file():  # a sweep run with reports = false
+        write_plotly_js(folder)
     path = folder / REPORT
     path.write_text(page(f"cascadelab sweep: {folder.name}", sections, PLOTLY_JS))
     return path

@@ -19,7 +19,7 @@ from dask.distributed import LocalCluster
 
 from sim.config import ConfigError
 from sim.facts import headline
-from sim.report import _axis_label
+from sim.report import _axis_label, write_sweep_report
 from sim.results import ResultError
 from sim.sweep import load_sweep, run_sweep, sweep_facts, write_tables
 from tests.browser import render
@@ -394,6 +394,9 @@ def test_sobol_design_gives_sensitivity_indices(tmp_path, cluster):
     assert drawdown["parameter"].to_list() == ["impact.venue_share", "populations.0.params.levels"]
     assert drawdown["ST"].is_finite().all() and drawdown["S1"].is_finite().all()
     assert "Which parameters matter" in (out / "report.html").read_text()
+    (out / "plotly.min.js").unlink()  # as after a sweep with reports = false
+    write_sweep_report(out, "liquidated_notional")
+    assert (out / "plotly.min.js").is_file()
 
 
 @pytest.mark.parametrize(
