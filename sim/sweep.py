@@ -63,7 +63,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -333,9 +333,15 @@ def _client(address: str | None, workers: int | None, needed: bool) -> Iterator[
 
 
 def _execute(
-    client: Any, todo: list[PlannedRun], reports: bool, out: Path, status: dict[str, dict[str, Any]], drawn: Any
+    client: Any,
+    todo: list[PlannedRun],
+    reports: bool,
+    out: Path,
+    status: dict[str, dict[str, Any]],
+    drawn: Callable[[], None],
 ) -> None:
-    """Submit ``todo``, write each run's files as they come back and record its status."""
+    """Submit ``todo``, write each run's files as they come back, record its status and
+    call ``drawn`` (the progress bar)."""
     from dask.distributed import as_completed
 
     futures = {
