@@ -225,8 +225,15 @@ def test_cli_sweep_on_local_cores_and_errors(tmp_path):
     assert "'kurtosis_mark_60s_BTC'" in report.stderr  # headline facts are metrics too
 
 
-def test_sweep_report_renders_in_headless_chromium(tmp_path, cluster):
-    out = run_sweep(write(tmp_path, SMALL), tmp_path / "out", address=cluster.scheduler_address, progress=False)
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory, cluster) -> Path:
+    """The SMALL sweep, run once for the tests that only read it."""
+    tmp = tmp_path_factory.mktemp("small")
+    return run_sweep(write(tmp, SMALL), tmp / "out", address=cluster.scheduler_address, progress=False)
+
+
+def test_sweep_report_renders_in_headless_chromium(tmp_path, small_sweep):
+    out = small_sweep
     shot = tmp_path / "sweep_report.png"
     page = render(out / "report.html", shot, tmp_path / "profile")
     assert page.plots == 3 and page.drawn_svgs >= 3 and page.traces > 5
@@ -347,9 +354,8 @@ seeds = 2
     assert table["status"].to_list() == ["pending"] * 4
 
 
-def test_summary_by_point_has_mean_and_95_ci_over_seeds(tmp_path, cluster):
-    text = SMALL.replace('"liquidation.mode" = ["partial", "full"]', '"liquidation.mode" = ["full"]')
-    out = run_sweep(write(tmp_path, text), tmp_path / "out", address=cluster.scheduler_address, progress=False)
+def test_summary_by_point_has_mean_and_95_ci_over_seeds(small_sweep):
+    out = small_sweep
     summary = pl.read_parquet(out / "summary.parquet")
     by_point = pl.read_parquet(out / "summary_by_point.parquet")
     assert {"point", "metric", "runs", "mean", "std", "ci95_low", "ci95_high", "liquidation.mode"} <= set(
