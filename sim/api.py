@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from sim.config import Config, load_config, read_toml, set_value, validate
-from sim.results import ResultError, read_table
+from sim.results import RECORDED_TABLES, RUNS, SUMMARY, ResultError, is_run_folder, is_sweep_folder, read_table
 
 
 class _Table:
@@ -49,7 +49,7 @@ class Run:
     frames, read on first use). Units as in the README's result-folder table."""
 
     def __init__(self, folder: Path, keep: tempfile.TemporaryDirectory | None = None) -> None:
-        if not (folder / "manifest.json").is_file():
+        if not is_run_folder(folder):
             raise ResultError(f"{folder}: not a run folder (no manifest.json)")
         self.folder = folder
         self._keep = keep  # the temporary folder lives as long as this object
@@ -101,9 +101,8 @@ class Run:
     def report(self) -> Path:
         """Write the interactive report, ``report.html`` in the run folder, and return its path."""
         from sim.report import write_run_report
-        from sim.run import TABLES
 
-        tables = {name: self.table(name) for name in TABLES}
+        tables = {name: self.table(name) for name in RECORDED_TABLES}
         return write_run_report(self.folder, tables, self.config, self.name, self.metrics, self.facts)
 
     def save(self, folder: Path | str) -> Run:
@@ -120,8 +119,8 @@ class Sweep:
     run: grid values, headline metrics and facts) and each finished `Run`."""
 
     def __init__(self, folder: Path) -> None:
-        if not (folder / "runs.parquet").is_file():
-            raise ResultError(f"{folder}: not a sweep folder (no runs.parquet)")
+        if not is_sweep_folder(folder):
+            raise ResultError(f"{folder}: not a sweep folder (no sweep.toml)")
         self.folder = folder
 
     def __repr__(self) -> str:
@@ -129,15 +128,15 @@ class Sweep:
 
     @cached_property
     def runs(self) -> pl.DataFrame:
-        return read_table(self.folder, "runs")
+        return read_table(self.folder, RUNS)
 
     @cached_property
     def summary(self) -> pl.DataFrame:
-        return read_table(self.folder, "summary")
+        return read_table(self.folder, SUMMARY)
 
     def run(self, run_id: str) -> Run:
         """The finished run ``run_id`` (a value of ``runs["run_id"]``)."""
-        return Run(self.folder / "runs" / run_id)
+        return Run(self.folder / RUNS / run_id)
 
     def facts(self) -> pl.DataFrame:
         """Every stylized fact averaged over the seeds of each grid point (`sim.sweep.sweep_facts`)."""
@@ -153,11 +152,11 @@ def load(folder: Path | str) -> Run | Sweep:
         raise ResultError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise ResultError(f"{folder}: not a folder")
-    if (folder / "runs.parquet").is_file():
+    if is_sweep_folder(folder):
         return Sweep(folder)
-    if (folder / "manifest.json").is_file():
+    if is_run_folder(folder):
         return Run(folder)
-    raise ResultError(f"{folder}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
+    raise ResultError(f"{folder}: not a run folder (no manifest.json) or a sweep folder (no sweep.toml)")
 
 
 def simulate(

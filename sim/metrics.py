@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from sim.cascades import cascade_summary_frame
@@ -52,3 +53,16 @@ def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None =
         "bad_debt": float(ledger.get_column("bad_debt").tail(1).item()),
         "adl_count": liq.filter(pl.col("kind") == "adl").height,
     }
+
+
+def ci95_half_width(std: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Half-width of the two-sided 95 % Student-t confidence interval of a mean over
+    ``n`` runs with sample standard deviation ``std`` (arrays of one shape); NaN where
+    ``n < 2``."""
+    from scipy.stats import t
+
+    n = np.asarray(n, dtype=float)
+    std = np.asarray(std, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(np.maximum(n, 1))
+    return np.where(n >= 2, half, np.nan)

@@ -13,20 +13,15 @@ import polars as pl
 import pytest
 
 from sim.explorer import cascade_trees, explorer_data
+from sim.recorder import LIQUIDATION_SCHEMA
 from sim.report import liquidated_figure, margin_ratio_figure, open_interest_figure, prices_figure
 from sim.timeline import step_minutes
 from tests.browser import render
 
+#: The liquidation table's columns the explorer reads (types from the recorder).
 LIQ_SCHEMA = {
-    "row_id": pl.Int64,
-    "step": pl.Int64,
-    "round": pl.Int64,
-    "account": pl.Int64,
-    "agent_type": pl.String,
-    "instrument": pl.String,
-    "notional": pl.Float64,
-    "cascade_id": pl.Int64,
-    "trigger": pl.Int64,
+    name: LIQUIDATION_SCHEMA[name]
+    for name in ("row_id", "step", "round", "account", "agent_type", "instrument", "notional", "cascade_id", "trigger")
 }
 
 
