@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from sim import simulate
+from sim.cli import main
 from sim.compare import GENERATOR
 from tests.browser import render
 from tests.conftest import ROOT
@@ -36,10 +37,10 @@ def test_compare_overlays_runs_in_headless_chromium(crash_run, tmp_path):
     assert page.traces >= 4 * 2  # every figure has a line per run
     assert "crash" in page.dom and "muted" in page.dom  # the legend names the runs
     # comparing again replaces the report it wrote
-    assert cascadelab("compare", str(crash_run), str(muted.folder), "--out", str(out)).returncode == 0
+    assert main(["compare", str(crash_run), str(muted.folder), "--out", str(out)]) == 0
 
 
-def test_compare_errors_are_one_line_and_touch_nothing(crash_run, tmp_path):
+def test_compare_errors_are_one_line_and_touch_nothing(crash_run, tmp_path, capsys):
     mine = tmp_path / "mine.html"
     mine.write_text("my notes")
     broken = tmp_path / "broken"
@@ -53,9 +54,9 @@ def test_compare_errors_are_one_line_and_touch_nothing(crash_run, tmp_path):
         ((str(crash_run), str(crash_run), "--out", str(mine)), "exists and is not a compare report"),
         ((str(crash_run), str(crash_run), "--out", str(tmp_path / "x.txt")), "must be an .html file"),
     ]
-    for args, message in cases:
-        result = cascadelab("compare", *args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.count("\n") == 1 and message in result.stderr, (args, result.stderr)
+    for args, message in cases:  # in this process: the same main() as the command, without its start-up
+        assert main(["compare", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (args, err)
     assert mine.read_text() == "my notes"
     assert not list(tmp_path.glob(".*tmp*"))
