@@ -82,8 +82,8 @@ def write_run(
     bar.close()
     tables = model.recorder.tables()
     (folder / CONFIG).write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    for name in RECORDED_TABLES:
-        tables[name].write_parquet(folder / f"{name}.parquet")
+    for table in RECORDED_TABLES:  # not `name`: that titles the report
+        tables[table].write_parquet(folder / f"{table}.parquet")
     cascades = cascade_summary_frame(tables["liquidations"])
     metrics = run_metrics(tables, cascades)
     facts = stylized_facts(tables["market"], cascades, config.step_seconds)

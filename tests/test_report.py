@@ -152,6 +152,7 @@ def test_copied_run_folder_renders_its_explorer_in_headless_chromium(crash_run, 
     copy = tmp_path / "elsewhere" / "my-run"
     shutil.copytree(crash_run, copy)
     text = (copy / "report.html").read_text()
+    assert "<title>cascadelab run: crash</title>" in text  # titled by the folder it was written to
     assert "<script src=" not in text
     page = render(copy / "report.html", tmp_path / "report.png", tmp_path / "profile")
     assert page.console == [], page.console
