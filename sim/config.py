@@ -77,8 +77,29 @@ class InstrumentConfig(_Strict):
     lot: Positive
     initial_price: Positive
     base_asset: str | None = None
-    tiers: list[TierConfig] = Field(default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)])
+    tiers: list[TierConfig] = Field(
+        default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)], min_length=1
+    )
     price: PriceConfig = PriceConfig()
+
+    def tier_problem(self) -> str | None:
+        """``"tiers[k].key: what (got value)"`` for the first tier the brackets cannot
+        use (`sim.instruments.MarginTiers` rules), or None."""
+        previous = None
+        for k, tier in enumerate(self.tiers):
+            if k == 0 and tier.floor != 0:
+                return f"tiers[0].floor: the first tier must start at notional 0 (got {tier.floor})"
+            if previous is not None and tier.floor <= previous.floor:
+                return f"tiers[{k}].floor: tier floors must increase (got {tier.floor} after {previous.floor})"
+            if previous is not None and tier.mmr < previous.mmr:
+                return f"tiers[{k}].mmr: maintenance rates must not decrease (got {tier.mmr} after {previous.mmr})"
+            if tier.mmr >= 1 / tier.max_leverage:
+                return (
+                    f"tiers[{k}].mmr: must be below the initial rate 1/max_leverage = {1 / tier.max_leverage:g} "
+                    f"(got {tier.mmr})"
+                )
+            previous = tier
+        return None
 
 
 class CollateralConfig(_Strict):
@@ -157,6 +178,18 @@ class LiquidationConfig(_Strict):
     #: Half-life, seconds, of the backstop vault's selling of positions it took over (it
     #: sells into the rest of the market, with impact; 0 = all in the step it took them).
     unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+    def tier_problem(self, name: str, tier: int, mmr: float) -> str | None:
+        """``"key: what (got value)"`` when partial sizing cannot use instrument ``name``'s
+        tier ``tier``: it divides by ``mmr + buffer - penalty - fee`` (MARGIN-SPEC 4)."""
+        rate = mmr + self.buffer - self.penalty - self.fee
+        if self.mode == "partial" and rate <= 0:
+            return (
+                f"liquidation.penalty: penalty + fee must stay below mmr + buffer of every tier "
+                f"(instruments.{name}.tiers[{tier}]: {mmr:g} + {self.buffer:g} - {self.penalty:g} - {self.fee:g} "
+                f"= {rate:.6g}) (got {self.penalty})"
+            )
+        return None
 
 
 # ---------------------------------------------------------------------- agents
@@ -277,6 +310,20 @@ class Config(_Strict):
             for asset in acc.collateral:
                 if asset not in self.collateral:
                     raise ValueError(f"accounts[{i}].collateral: {asset} is not a [collateral] asset")
+        return self
+
+    @model_validator(mode="after")
+    def _margin_rules_fit(self) -> Config:
+        """Tiers every instrument can use, and liquidation rules that fit them, so that a
+        config that loads never fails mid-run."""
+        for name, inst in self.instruments.items():
+            problem = inst.tier_problem()
+            if problem is not None:
+                raise ValueError(f"instruments.{name}.{problem}")
+            for k, tier in enumerate(inst.tiers):
+                problem = self.liquidation.tier_problem(name, k, tier.mmr)
+                if problem is not None:
+                    raise ValueError(problem)
         return self
 
     def canonical_json(self) -> str:
