@@ -21,9 +21,11 @@ Conventions (documented choices where MARGIN-SPEC is silent):
 - Fees: taker and maker rates on the fill notional, paid from the position's pocket
   to the fee pool; a negative maker rate is a rebate paid by the fee pool. A
   liquidation order pays no taker fee: the insurance-fund fee replaces it
-  (MARGIN-SPEC E1b charges only that).
+  (MARGIN-SPEC E1b charges only that); its makers get no rebate, which would otherwise
+  be paid out of a pool the fill put nothing into.
 - Isolated mode: after each fill, a position whose equity is below its initial margin
-  is topped up from the account's USD balance; a closed position's margin is returned.
+  is topped up from the account's USD balance as far as that balance is positive; a
+  closed position's margin is returned.
 - Price band (Binance's PERCENT_PRICE filter: BTCUSDT orders within 0.95-1.05 of the
   mark): with ``price_band = b`` an order that could trade beyond the band (a buy priced
   above ``mark * (1 + b)``, a sell below ``mark * (1 - b)``) is rejected
@@ -418,8 +420,11 @@ class Exchange:
         ledger.settle_trade(fill.taker_account, m, signed, price, cum)
         ledger.settle_trade(fill.maker_account, m, -signed, price, cum)
         self._release_open(fill.maker_account, m, -int(fill.taker_side), fill.qty)
+        # a liquidation pays the insurance fund's fee instead of the taker fee, so its
+        # makers get no rebate either: the fee pool pays rebates only out of taker fees
         taker_rate = 0.0 if fill.liquidation else self.fees.taker
-        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, self.fees.maker)):
+        maker_rate = max(self.fees.maker, 0.0) if fill.liquidation else self.fees.maker
+        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, maker_rate)):
             fee = rate * size * price
             if fee:
                 ledger.credit_pocket(account, m, -fee)
@@ -432,20 +437,17 @@ class Exchange:
         self.trades.append(fill)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
-        """Move USD into a position's isolated margin until it covers its IM."""
+        """Move free USD into a position's isolated margin until it covers its initial
+        margin (`sim.margin`, open orders at their worst case), as far as the USD balance
+        goes: a top-up never borrows."""
         ledger = self.ledger
-        lots = int(ledger.positions[account, instrument])
-        if lots == 0:
+        if not ledger.positions[account, instrument]:
             return
-        inst = self.instruments[instrument]
-        size = inst.qty(lots)
-        mark = float(self.marks[instrument])
-        notional = abs(size) * mark
-        required = notional / inst.tiers.max_leverage[inst.tiers.tier_of(notional)]
-        unrealized = size * (mark - float(ledger.entry[account, instrument]))
-        missing = required - (float(ledger.isolated_margin[account, instrument]) + unrealized)
-        if missing > 0:
-            ledger.allocate_isolated(account, instrument, missing)
+        health = self.account_health(account)
+        missing = float(health.risk.init[0, instrument] - health.position_equity[0, instrument])
+        amount = min(missing, float(ledger.balances[account, USD]))
+        if amount > 0:
+            ledger.allocate_isolated(account, instrument, amount)
 
     def _reserve_open(self, account: int, instrument: int, side: int, lots: int) -> None:
         (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] += lots

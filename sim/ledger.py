@@ -101,8 +101,13 @@ class Ledger:
         self.balances[dst, USD] += amount
 
     def credit_pocket(self, account: int, instrument: int, amount: float) -> None:
-        """Add USD (negative: charge) to the margin that backs a position."""
-        if self.isolated:
+        """Add USD (negative: charge) to the margin that backs a position.
+
+        Isolated mode: a flat position has no margin of its own (it was released when the
+        position closed), so what is charged or paid after the close, such as the fee or
+        the insurance fund's payment on the closing fill, lands in the USD balance.
+        """
+        if self.isolated and self.positions[account, instrument]:
             self.isolated_margin[account, instrument] += amount
         else:
             self.balances[account, USD] += amount

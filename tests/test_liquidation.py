@@ -12,7 +12,7 @@ from sim.cascades import cascade_summary
 from sim.exchange import Exchange, FeeSchedule
 from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
-from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM, USD
+from sim.ledger import BACKSTOP, FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine, LiquidationRules
 from sim.marks import LastMark
 from sim.types import OrderType, Side
@@ -346,4 +346,65 @@ def test_impact_links_liquidations_across_steps():
     rows = {r.account: r for r in second}
     assert rows[b].trigger == first[-1].row_id and rows[b].cascade_id == first[-1].cascade_id
     assert rows[c].trigger is None and rows[c].cascade_id != first[-1].cascade_id
+    check_invariants(ex)
+
+
+# ---------------------------------------------------- issue 9 regression cases
+
+
+def test_isolated_top_up_never_borrows():
+    """Case 1: after a partial sale the position was topped back up to its initial
+    margin from a USD balance of 0, leaving the account in debt nobody could liquidate."""
+    ex = venue(2, mode="isolated", max_leverage=20.0)
+    a, bidder = trader(0), trader(1)
+    ex.ledger.deposit(a, USD, 10_000.0)
+    ex.ledger.deposit(bidder, USD, 1e7)
+    ex.ledger.allocate_isolated(bidder, 0, 1e6)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1_000.0)
+    give(ex, a, 0, 2.0, 50_000.0, bidder)
+    ex.ledger.allocate_isolated(a, 0, 10_000.0)
+    mark_to(ex, 45_200.0, 3_000.0)
+    ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0)
+    LiquidationEngine(ex, E1B_RULES).run_step(step=1)
+    assert ex.ledger.positions[a, 0] == 284
+    assert ex.ledger.balances[a, USD] == pytest.approx(0.0, abs=1e-9)
+    assert ex.account_health(a).equity[0] == pytest.approx(128.53, abs=0.01)
+    check_invariants(ex)
+
+
+def test_fund_payment_on_a_closed_isolated_position_reaches_the_balance():
+    """Case 7: the fund's payment on the fill that closed an isolated position was
+    stranded in that position's (released) margin, the balance left negative."""
+    ex = venue(3, mode="isolated")
+    a, g, bidder = trader(0), trader(1), trader(2)
+    for account in (a, g, bidder):
+        ex.ledger.deposit(account, USD, 50_000.0 if account == a else 1e7)
+    ex.ledger.allocate_isolated(g, 0, 1e6)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 10_000.0)
+    give(ex, a, 0, 10.0, 50_000.0, g)
+    ex.ledger.allocate_isolated(a, 0, 50_000.0)
+    mark_to(ex, 44_900.0, 3_000.0)
+    ex.submit(bidder, 0, Side.BUY, 10.0, 44_900.0)
+    rows = LiquidationEngine(ex, LiquidationRules(full=True)).run_step(step=1)
+    assert rows[0].fund_delta == pytest.approx(-1_000.0)
+    assert ex.ledger.positions[a, 0] == 0
+    assert not ex.ledger.isolated_margin[a].any()
+    assert ex.ledger.balances[a, USD] == pytest.approx(0.0, abs=1e-9)
+    check_invariants(ex)
+
+
+def test_liquidation_fills_pay_no_maker_rebate():
+    """Case 8: liquidation fills pay no taker fee, yet makers got their rebate from the
+    fee pool, which went negative."""
+    instruments = [btc(max_leverage=100.0), eth()]
+    ex = Exchange(instruments, [CollateralAsset("USD")], 3, (50_000.0, 3_000.0), FeeSchedule(0.0005, -0.0002))
+    a, short, bidder = trader(0), trader(1), trader(2)
+    for account, cash in ((a, 10_000.0), (short, 1e7), (bidder, 1e7)):
+        ex.ledger.deposit(account, USD, cash)
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1_000.0)
+    give(ex, a, 0, 2.0, 50_000.0, short)
+    mark_to(ex, 45_200.0, 3_000.0)
+    ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0)
+    assert LiquidationEngine(ex, E1B_RULES).run_step(step=1)
+    assert ex.ledger.balances[FEE_POOL, USD] == 0.0
     check_invariants(ex)
