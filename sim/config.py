@@ -136,6 +136,9 @@ class FundingConfig(_Strict):
     #: Binance's clamp on (interest - premium): 0.05 %.
     clamp: Annotated[float, Field(ge=0)] = 0.0005
     impact_notional: Positive = 10_000.0
+    #: Cap and floor of the rate per interval (0 = none): Binance USDⓈ-M caps at 75 % of
+    #: the maintenance rate, +-0.3 % per interval for BTCUSDT's 0.4 %.
+    cap: Annotated[float, Field(ge=0)] = 0.003
 
 
 class MarketConfig(_Strict):

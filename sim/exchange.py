@@ -175,6 +175,11 @@ class Exchange:
         last trades (for counterfactual indices too)."""
         return self.mark_rule(index, self.last_price, self.time - self.last_trade_time)
 
+    def accrue_funding(self, per_unit: np.ndarray) -> None:
+        """A funding payment: (I,) USD per unit of position that longs pay shorts. It moves
+        the cumulative index; the ledger settles each position when it is next touched."""
+        self.cum_funding += per_unit
+
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
 

@@ -110,7 +110,7 @@ class MarketModel(mesa.Model):
         self.exchange = build_exchange(config, n_traders, mark_rule)
         f = config.funding
         interval = max(1, round(f.interval_seconds / config.step_seconds)) if f.interval_seconds else 0
-        self.funding = Funding(self.exchange, FundingRules(interval, f.interest, f.clamp, f.impact_notional))
+        self.funding = Funding(self.exchange, FundingRules(interval, f.interest, f.clamp, f.impact_notional, f.cap))
         corr = None if config.correlation is None else np.array(config.correlation)
         calm = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr)
         shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]

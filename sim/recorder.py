@@ -6,7 +6,7 @@ Tables (columns, units: prices USD, sizes base units, money USD):
   exogenous_price (the reference path X), index_price (X moved by the venue's impact),
   impact_bps (log impact of the venue's flow on the index, basis points), mark_price,
   last_price, best_bid, best_ask, volume, open_interest, funding_rate (the current
-  interval's rate estimate; the paid rate at payment steps), depth_bid_1pct,
+  interval's rate estimate; at payment steps the rate actually paid), depth_bid_1pct,
   depth_ask_1pct (size resting within 1 % of mid), traders_flow, liquidation_flow,
   unwind_flow (the step's signed aggressive USD flow of each kind: traders' taker
   orders, liquidation fills, the backstop's selling; buys > 0).
@@ -105,7 +105,7 @@ class Recorder:
         """Append this step's rows (``health`` is the end-of-step margin state)."""
         volume = self._drain_trades(step)
         ex = self.exchange
-        rate = self.funding.estimate() if self.funding.rules.interval else np.zeros(len(self.names))
+        rate = self.funding.rate_at(step) if self.funding.rules.interval else np.zeros(len(self.names))
         open_interest = np.abs(ex.ledger.positions).sum(axis=0) * ex.ledger.lot_sizes / 2
         exogenous = self.index.exogenous
         impact_bps = self.index.propagator.log_impact() * 1e4
