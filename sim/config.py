@@ -175,11 +175,19 @@ class LiquidationConfig(_Strict):
     fee: Annotated[float, Field(ge=0)] = 0.001
     step_cap: Annotated[float, Field(gt=0, le=1)] = 1.0
     rounds: Annotated[int, Field(ge=1)] = 5
-    fallback: list[Literal["backstop", "adl", "socialize", "none"]] = Field(default_factory=lambda: ["adl"])
+    #: The loss waterfall after the book (`sim.waterfall`); default as Binance and
+    #: BitMEX run it: fund takeover, then ADL (the backstop acts once it has capital).
+    fallback: list[Literal["insurance_fund", "backstop", "adl", "socialize", "none"]] = Field(
+        default_factory=lambda: ["insurance_fund", "backstop", "adl"]
+    )
+    #: Who keeps a fill better than the bankruptcy price: "dydx" (the trader, minus the
+    #: fund's capped fee) or "binance" (the fund, as Binance and BitMEX).
+    clearance: Literal["dydx", "binance"] = "dydx"
     insurance_fund: Annotated[float, Field(ge=0)] = 100_000.0
+    #: The backstop vault's capital (Hyperliquid's HLP); 0 = it takes over nothing at a loss.
     backstop_capital: Annotated[float, Field(ge=0)] = 0.0
-    #: Half-life, seconds, of the backstop vault's selling of positions it took over (it
-    #: sells into the rest of the market, with impact; 0 = all in the step it took them).
+    #: Half-life, seconds, of the fund's and backstop's selling of positions they took
+    #: over (into the rest of the market, with impact; 0 = all in the step they took them).
     unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
 
     def tier_problem(self, name: str, tier: int, mmr: float) -> str | None:

@@ -432,8 +432,7 @@ class Exchange:
         for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, maker_rate)):
             fee = rate * size * price
             if fee:
-                ledger.credit_pocket(account, m, -fee)
-                ledger.balances[FEE_POOL, USD] += fee
+                ledger.pay(account, m, FEE_POOL, fee)
         if ledger.isolated:
             self._top_up_isolated(fill.taker_account, m)
             self._top_up_isolated(fill.maker_account, m)

@@ -47,6 +47,7 @@ class Ledger:
         isolated_margin: (A, I) USD set aside per position (isolated mode only).
         open_bids / open_asks: (A, I) lots in resting orders per side (whole numbers, float64).
         deposits: (S,) everything ever deposited, per asset.
+        deposited: (A, S) what each account deposited, per asset.
         lot_sizes: (I,) base units per lot.
     """
 
@@ -70,6 +71,7 @@ class Ledger:
         self.open_bids = np.zeros((n, n_inst), order="F")
         self.open_asks = np.zeros((n, n_inst), order="F")
         self.deposits = np.zeros(n_assets)
+        self.deposited = np.zeros((n, n_assets))
 
     @property
     def n_accounts(self) -> int:
@@ -94,6 +96,12 @@ class Ledger:
         """External money in: the only way value enters the system."""
         self.balances[account, asset] += amount
         self.deposits[asset] += amount
+        self.deposited[account, asset] += amount
+
+    def pay(self, account: int, instrument: int, to: int, amount: float) -> None:
+        """Move USD (negative: receive) from the margin backing a position to ``to``'s balance."""
+        self.credit_pocket(account, instrument, -amount)
+        self.balances[to, USD] += amount
 
     def transfer(self, src: int, dst: int, amount: float) -> None:
         """Move USD between two accounts' balances."""

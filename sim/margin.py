@@ -340,32 +340,33 @@ HEALTH_BY_MODE: dict[str, HealthFunction] = {"cross": cross_health, "isolated": 
 
 
 # --------------------------------------------------------------------------- prices
-def bankruptcy_price_single(entry: float, qty: float, wallet: float) -> float:
-    """Price at which closing one position leaves zero equity: ``e - s * WB / |q|``."""
-    return entry - math.copysign(1.0, qty) * wallet / abs(qty)
+def allocated_equity(health: Health) -> np.ndarray:
+    """(A, I) equity each position bears, USD.
 
-
-def bankruptcy_prices_cross(
-    marks: np.ndarray, positions: np.ndarray, equity: np.ndarray, position_maint: np.ndarray
-) -> np.ndarray:
-    """dYdX allocation: each position bears equity in proportion to its MM share.
-
-    ``P_bk,m = M_m - s_m * E * (MM_m / sum MM) / |q_m|``.
-
-    Args:
-        marks: (I,) mark prices.
-        positions: (A, I) signed sizes.
-        equity: (A,) account equity.
-        position_maint: (A, I) maintenance margin per position.
-
-    Returns:
-        (A, I) bankruptcy prices, NaN where flat or where the account has no requirement.
+    Cross: the account's equity split by maintenance-margin share (dYdX allocation),
+    ``E * MM_m / sum MM`` (all of E on each position of an account with no requirement).
+    Isolated: the position's own margin plus its PnL.
     """
-    total = position_maint.sum(axis=1, keepdims=True)
+    if health.position_equity is not None:
+        return health.position_equity
+    maint = health.risk.maint
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = position_maint / total
-        price = marks - np.sign(positions) * equity[:, None] * share / np.abs(positions)
-    return np.where((positions != 0) & (total > 0), price, np.nan)
+        share = np.where(health.maint[:, None] > 0, maint / health.maint[:, None], 1.0)
+    return health.equity[:, None] * share
+
+
+def bankruptcy_prices(health: Health) -> np.ndarray:
+    """(A, I) the mark at which closing each position leaves its allocated equity at 0.
+
+    ``P_bk,m = M_m - s_m * E_m / |q_m|`` with ``E_m`` from `allocated_equity`: for one
+    position this is ``e - s * WB / |q|`` (MARGIN-SPEC 5). NaN where flat. The engine and
+    the MARGIN-SPEC tests use this one function.
+    """
+    portfolio, prices, _ = health.risk.source
+    size = health.positions * portfolio.lot_sizes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        price = prices.marks - np.sign(size) * allocated_equity(health) / np.abs(size)
+    return np.where(size != 0, price, np.nan)
 
 
 def liquidation_price(qty: float, entry: float, tiers: MarginTiers, other_equity: float, other_maint: float) -> float:
@@ -393,6 +394,54 @@ def liquidation_price(qty: float, entry: float, tiers: MarginTiers, other_equity
         if price > 0 and tiers.floors[k] <= abs(qty) * price < bounds[k]:
             return price
     return math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """How much of a position a liquidation closes (MARGIN-SPEC 4).
+
+    Attributes:
+        full: Close whole positions.
+        buffer: beta, fraction of notional an account must clear above MM to leave.
+        penalty: lambda, the discount to the mark the sizing assumes the book fills at.
+        fund_fee: phi, the insurance fund's fee, fraction of mark notional.
+    """
+
+    full: bool = False
+    buffer: float = 0.005
+    penalty: float = 0.0025
+    fund_fee: float = 0.001
+
+
+def liquidation_size(health: Health, row: int, m: int, sizing: Sizing, tiers: TierTable) -> float:
+    """Base units of position m of account ``row`` to close now (0: no action needed).
+
+    Cross: the account's equity against all its requirements; isolated: the position's
+    own. Full mode acts while ``E < MM`` and closes everything; partial acts while
+    ``E < MM + beta N`` and closes ``S / (M (mmr_k + beta - lambda - phi))`` with
+    ``S = MM + beta N - E`` and k the position's tier, capped at the position. The
+    caller rounds up to a lot.
+    """
+    risk = health.risk
+    if health.position_equity is not None:
+        equity, maint = float(health.position_equity[row, m]), float(risk.maint[row, m])
+        notional = float(risk.notional[row, m])
+    else:
+        equity, maint = float(health.equity[row]), float(health.maint[row])
+        notional = float(risk.notional[row].sum())
+    threshold = maint if sizing.full else maint + sizing.buffer * notional
+    if maint <= 0 or equity >= threshold:
+        return 0.0
+    portfolio, prices, _ = risk.source
+    held = abs(float(health.positions[row, m] * portfolio.lot_sizes[m]))
+    if sizing.full:
+        return held
+    own = float(risk.notional[row, m])
+    rate = float(tiers.mmr[m, int((own >= tiers.floors[m]).sum()) - 1])
+    size = partial_liquidation_size(
+        threshold - equity, float(prices.marks[m]), rate, sizing.buffer, sizing.penalty, sizing.fund_fee
+    )
+    return min(held, size)
 
 
 def partial_liquidation_size(
@@ -423,10 +472,12 @@ def adl_scores(
     """BitMEX auto-deleveraging rank: higher is deleveraged first.
 
     ``PnL% = s (M - e) / e``; ``lev = N / E``; score ``PnL% * lev`` if ``PnL% > 0``
-    else ``PnL% / lev``. All arrays (n,), one entry per candidate position.
+    else ``PnL% / lev``. An account with equity <= 0 has unbounded leverage: it ranks
+    first among the profitable (score +inf) and at 0 among the losing, ahead of every
+    losing account with equity. All arrays (n,), one entry per candidate position.
     """
     pnl_pct = side * (mark - entry) / entry
     with np.errstate(divide="ignore", invalid="ignore"):
-        lev = notional / equity
+        lev = np.where(equity > 0, notional / equity, np.inf)
         score = np.where(pnl_pct > 0, pnl_pct * lev, pnl_pct / lev)
     return score

@@ -39,7 +39,7 @@ from sim.liquidation import LiquidationEngine, LiquidationRules
 from sim.marks import MARK_RULES, MarkSettings
 from sim.prices import ProcessSpec, Shock, apply_shocks, daily_volatility, simulate_paths
 from sim.recorder import Recorder
-from sim.unwind import BackstopUnwinder
+from sim.unwind import TakeoverUnwinder
 
 
 def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
@@ -117,7 +117,7 @@ class MarketModel(mesa.Model):
         self.paths = apply_shocks(calm, shocks)
         self.index = VenueIndex(self.exchange, self.paths, Propagator(impact_params(config, calm)), config.step_seconds)
         liq = config.liquidation
-        self.unwinder = BackstopUnwinder(self.exchange, self.index, liq.unwind_half_life_seconds, config.step_seconds)
+        self.unwinder = TakeoverUnwinder(self.exchange, self.index, liq.unwind_half_life_seconds, config.step_seconds)
         self.liquidation = LiquidationEngine(
             self.exchange,
             LiquidationRules(
@@ -128,6 +128,7 @@ class MarketModel(mesa.Model):
                 step_cap=liq.step_cap,
                 rounds=liq.rounds,
                 fallback=tuple(liq.fallback),
+                clearance=liq.clearance,
             ),
             self.index,
             self.unwinder,

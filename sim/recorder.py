@@ -13,9 +13,10 @@ Tables (columns, units: prices USD, sizes base units, money USD):
 - ``trades``: step, instrument, price, qty, buyer, seller, aggressor (buy/sell),
   liquidation.
 - ``liquidations``: the liquidation engine's rows (see `sim.liquidation`).
-- ``ledger``: one row per step: total_equity (traders), insurance_fund,
-  fees_collected, deposits (USD), bad_debt (traders' negative equity),
-  n_liquidatable (after the liquidation phase), n_liquidated (this step).
+- ``ledger``: one row per step: total_equity (traders), insurance_fund (its USD
+  balance), fees_collected, deposits (USD), bad_debt (traders' negative equity, to the
+  cent), n_liquidatable (after the liquidation phase), n_liquidated (this step), and
+  the loss waterfall's accounts of `sim.losses` (cumulative or at the step's end).
 - ``accounts``: every ``record_every`` steps, one row per account: equity,
   maint_margin, init_margin, margin_ratio and ``pos_<INSTRUMENT>`` positions.
 - ``unresolved``: accounts left liquidatable at the end of a step and why: step,
@@ -34,6 +35,7 @@ from sim.funding import Funding
 from sim.impact import FLOW_KINDS, VenueIndex
 from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
+from sim.losses import LOSS_COLUMNS, LossAccount, cents
 from sim.margin import Health
 
 MARKET_SCHEMA = {
@@ -73,6 +75,7 @@ LEDGER_SCHEMA = {
     "bad_debt": pl.Float64,
     "n_liquidatable": pl.Int64,
     "n_liquidated": pl.Int64,
+    **{column: pl.Float64 for column in LOSS_COLUMNS},
 }
 
 
@@ -100,6 +103,7 @@ class Recorder:
         self._ledger: list[tuple] = []
         self._accounts: list[pl.DataFrame] = []
         self._rows_seen = 0
+        self.losses = LossAccount()
 
     def record(self, step: int, health: Health) -> None:
         """Append this step's rows (``health`` is the end-of-step margin state)."""
@@ -135,6 +139,7 @@ class Recorder:
             )
         new_rows = self.engine.rows[self._rows_seen :]
         self._rows_seen = len(self.engine.rows)
+        self.losses.add_rows(new_rows)
         traders = slice(N_SYSTEM, None)
         equity = health.equity[traders]
         self._ledger.append(
@@ -144,9 +149,10 @@ class Recorder:
                 float(ex.ledger.balances[INSURANCE_FUND, USD]),
                 float(ex.ledger.balances[FEE_POOL, USD]),
                 float(ex.ledger.deposits[USD]),
-                float(np.maximum(-equity, 0.0).sum()),
+                cents(float(np.maximum(-equity, 0.0).sum())),
                 int(health.account_liquidatable[traders].sum()),
                 len({r.account for r in new_rows}),
+                *self.losses.columns(health, ex.ledger),
             )
         )
         if step % self.every == 0:
@@ -237,6 +243,8 @@ LIQUIDATION_SCHEMA = {
     "counterparty": pl.Int64,
     "cascade_id": pl.Int64,
     "trigger": pl.Int64,
+    "covered": pl.Float64,
+    "socialized": pl.Float64,
 }
 
 
@@ -249,7 +257,7 @@ def liquidation_frame(engine: LiquidationEngine, names: list[str], agent_types: 
             r.round,
             r.account,
             agent_types[r.account],
-            names[r.instrument],
+            None if r.instrument is None else names[r.instrument],
             "buy" if r.side > 0 else "sell",
             r.qty,
             r.price,
@@ -261,6 +269,8 @@ def liquidation_frame(engine: LiquidationEngine, names: list[str], agent_types: 
             r.counterparty,
             r.cascade_id,
             r.trigger,
+            r.covered,
+            r.socialized,
         )
         for r in engine.rows
     ]

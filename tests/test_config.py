@@ -34,7 +34,7 @@ def test_shipped_configs_validate(path):
 def test_minimal_config_gets_defaults(tmp_path):
     config = load_config(write(tmp_path, MINIMAL))
     assert config.margin.mode == "cross" and config.mark.method == "median"
-    assert config.liquidation.fallback == ["adl"] and list(config.collateral) == ["USD"]
+    assert config.liquidation.fallback == ["insurance_fund", "backstop", "adl"] and list(config.collateral) == ["USD"]
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,8 @@ def check_invariants(ex: Exchange) -> None:
     assert ex.ledger.conservation_error(ex.marks, ex.cum_funding) == pytest.approx(0.0, abs=1e-6)
     assert not ex.ledger.net_positions().any()
     assert ex.ledger.balances[INSURANCE_FUND, USD] >= -1e-9
+    for system in (INSURANCE_FUND, BACKSTOP):  # a system account never goes below zero
+        assert ex.account_health(system).equity[0] >= -1e-6
 
 
 # -------------------------------------------------------------------------- E1b
@@ -123,10 +125,13 @@ def test_e3_fund_exhausted_then_adl():
 
 def test_backstop_takes_what_the_book_cannot_at_the_bankruptcy_price():
     ex, engine, ids = e3_venue(fallback=("backstop",))
-    engine.run_step(step=1)
+    ex.ledger.deposit(BACKSTOP, USD, 1_000.0)
+    rows = engine.run_step(step=1)
+    assert [r.kind for r in rows] == ["partial", "partial", "backstop"]
     assert ex.ledger.positions[BACKSTOP, 0] == 5500
     assert ex.ledger.entry[BACKSTOP, 0] == pytest.approx(45_000.0)
     assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
+    assert ex.account_health(BACKSTOP).equity[0] == pytest.approx(1_000.0 - 5.5 * 100.0)
     check_invariants(ex)
 
 
@@ -138,21 +143,26 @@ def test_none_leaves_the_position_and_says_why():
     check_invariants(ex)
 
 
-def test_socialized_loss_is_shared_by_open_positions():
-    ex, engine, ids = e3_venue(fallback=("socialize",))
-    # cancel the book: nothing is absorbed, A's whole loss (1,000 at the mark) is bad debt
-    ex.cancel_all(ids["bidder"])
+def test_socialized_loss_is_shared_by_other_traders_positions():
+    """The fund takes over what its 600 covers (6 BTC at a loss of 100 each at the mark);
+    the rest closes at the mark and A's deficit of 400 is charged to every other trader
+    with a position, pro rata to notional (14 BTC), never to a system account."""
+    ex, engine, ids = e3_venue(fallback=("insurance_fund", "socialize"))
+    ex.cancel_all(ids["bidder"])  # an empty book: nothing is absorbed there
     before = ex.ledger.settlement_value(ex.marks, ex.cum_funding)
     rows = engine.run_step(step=1)
-    assert [r.kind for r in rows] == ["socialized"]
-    assert rows[0].fund_delta == pytest.approx(-600.0)
+    assert [r.kind for r in rows][:2] == ["insurance_fund", "socialized"]
+    assert (rows[0].qty, rows[0].price) == (pytest.approx(6.0), pytest.approx(45_000.0))
+    assert (rows[1].qty, rows[1].price) == (pytest.approx(4.0), pytest.approx(44_900.0))
+    deficits = [r for r in rows if r.kind == "deficit"]
+    assert sum(r.socialized for r in deficits) == pytest.approx(400.0)
+    assert {r.counterparty for r in deficits} == {ids[k] for k in ("S1", "S2", "S3", "G")}
     assert ex.ledger.positions[ids["A"], 0] == 0
     assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
-    after = ex.ledger.settlement_value(ex.marks, ex.cum_funding)
-    # the remaining 400 is paid by every other open position pro rata to size (|q| sum 24 BTC)
-    paid = before - after
-    assert paid[ids["S2"]] == pytest.approx(400.0 * 3 / 24.0)
-    assert paid[BACKSTOP] == pytest.approx(400.0 * 10 / 24.0)
+    paid = before - ex.ledger.settlement_value(ex.marks, ex.cum_funding)
+    assert paid[ids["S2"]] == pytest.approx(400.0 * 3 / 14.0)
+    assert ex.account_health(INSURANCE_FUND).equity[0] == pytest.approx(0.0, abs=1e-6)
+    assert ex.account_health(BACKSTOP).equity[0] == 0.0
     check_invariants(ex)
 
 
@@ -214,7 +224,17 @@ def test_bad_rules_are_refused():
     st.lists(st.tuples(st.integers(1, 40), st.integers(1, 30)), max_size=6),  # bid levels (bps below, lots x 0.1)
     st.floats(0.0, 0.25),  # price gap
     st.floats(0.0, 2_000.0),  # insurance fund
-    st.sampled_from([("adl",), ("backstop",), ("socialize",), ("none",), ("adl", "backstop"), ("socialize", "adl")]),
+    st.sampled_from(
+        [
+            ("adl",),
+            ("backstop",),
+            ("socialize",),
+            ("none",),
+            ("insurance_fund", "backstop", "adl"),
+            ("insurance_fund", "socialize"),
+            ("socialize", "adl"),
+        ]
+    ),
     st.booleans(),  # full liquidation
     st.sampled_from(["cross", "isolated"]),
 )
@@ -407,4 +427,74 @@ def test_liquidation_fills_pay_no_maker_rebate():
     ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0)
     assert LiquidationEngine(ex, E1B_RULES).run_step(step=1)
     assert ex.ledger.balances[FEE_POOL, USD] == 0.0
+    check_invariants(ex)
+
+
+def test_backstop_without_capital_takes_no_loss():
+    """Case 2: with no capital the backstop absorbed any loss (equity -516,007 after a
+    -99 % shock, bad_debt 0). Now what it cannot take stays with the trader, who stays
+    liquidatable and says why."""
+    ex, engine, ids = e3_venue(fallback=("backstop",))
+    ex.cancel_all(ids["bidder"])
+    mark_to(ex, 500.0, 3_000.0)  # -99 %
+    assert not engine.run_step(step=1)
+    assert ex.ledger.positions[BACKSTOP, 0] == 0
+    assert (1, ids["A"], "book_exhausted") in engine.unresolved
+    assert ex.account_health(ids["A"]).equity[0] < 0  # visible as the trader's negative equity
+    check_invariants(ex)
+
+
+@pytest.mark.parametrize("gap", [44_900.0, 45_100.0])  # bankrupt, and not bankrupt but liquidatable
+def test_fund_takes_over_before_any_adl(gap):
+    """Case 3: with a full fund and an empty book, ADL fired next; the fund takes over."""
+    ex, _, ids = e3_venue()
+    ex.ledger.deposit(INSURANCE_FUND, USD, 1e6)
+    ex.cancel_all(ids["bidder"])
+    mark_to(ex, gap, 3_000.0)
+    engine = LiquidationEngine(ex, LiquidationRules())  # the default chain
+    rows = engine.run_step(step=1)
+    assert [r.kind for r in rows] == ["insurance_fund"]
+    assert ex.ledger.positions[INSURANCE_FUND, 0] == 10_000
+    assert ex.ledger.positions[ids["S1"], 0] == -4000  # nobody deleveraged
+    assert engine.unresolved == []
+    check_invariants(ex)
+
+
+def test_partial_liquidation_finishes_when_the_fallback_takes_at_the_bankruptcy_price():
+    """Case 4: a transfer at the bankruptcy price leaves the margin ratio unchanged, so
+    partial sizing shrank the position round after round (a row per round, then a
+    false rounds_exhausted). E1b's account with an empty book: the backstop takes it all."""
+    ex = venue(2)
+    a, short = trader(0), trader(1)
+    ex.ledger.deposit(a, USD, 10_000.0)
+    ex.ledger.deposit(short, USD, 1e7)
+    ex.ledger.deposit(BACKSTOP, USD, 1e6)
+    give(ex, a, 0, 2.0, 50_000.0, short)
+    mark_to(ex, 45_200.0, 3_000.0)
+    engine = LiquidationEngine(ex, LiquidationRules(fallback=("backstop",)))
+    rows = engine.run_step(step=1)
+    assert [(r.kind, r.qty, r.price) for r in rows] == [("backstop", pytest.approx(2.0), pytest.approx(45_000.0))]
+    assert engine.unresolved == []
+    check_invariants(ex)
+
+
+def test_transfers_are_on_the_tick_grid_and_use_the_bankruptcy_price_after_the_fills():
+    """Case 9: the fallback got the bankruptcy price computed before the book fills
+    (here a fill above it left A 2,275.50 better off, so the stale price handed the
+    backstop's money to A), and transfers happened off the tick grid."""
+    ex, _, ids = e3_venue()
+    a = ids["A"]
+    ex.ledger.deposit(BACKSTOP, USD, 1e6)
+    ex.ledger.transfer(a, INSURANCE_FUND, 0.37)  # P_bk 45,000.037: off the grid
+    ex.cancel_all(ids["bidder"])
+    ex.submit(ids["bidder"], 0, Side.BUY, 5.0, 45_500.0)
+    engine = LiquidationEngine(ex, LiquidationRules(full=True, fallback=("backstop",)))
+    rows = engine.run_step(step=1)
+    assert [r.kind for r in rows] == ["full", "backstop"]
+    takeover = rows[1]
+    # after the fill: E = -1,000.37 + 5 x 600 - 224.50 fee = 1,775.13 on 5 BTC left
+    assert takeover.bankruptcy_price == pytest.approx(44_900.0 - 1_775.13 / 5.0)
+    assert ex.instruments[0].to_ticks(takeover.price) is not None
+    assert takeover.price == pytest.approx(44_545.0)  # rounded up: in the seller's favour
+    assert 0.0 <= ex.account_health(a).equity[0] < 5 * 0.1
     check_invariants(ex)

@@ -13,14 +13,15 @@ from sim.margin import (
     MarginRules,
     MarketPrices,
     Portfolio,
+    Sizing,
     TierTable,
     adl_scores,
-    bankruptcy_price_single,
-    bankruptcy_prices_cross,
+    bankruptcy_prices,
     collateral_value,
     cross_health,
     isolated_health,
     liquidation_price,
+    liquidation_size,
     partial_liquidation_size,
 )
 from tests.conftest import E0_TIERS
@@ -123,7 +124,9 @@ ETH1 = MarginTiers.flat(0.01, 20)
 )
 def test_e1_single_position_prices(qty, liq, bankrupt):
     assert liquidation_price(qty, 50_000.0, BTC5, other_equity=5_000.0, other_maint=0.0) == pytest.approx(liq, abs=0.01)
-    assert bankruptcy_price_single(50_000.0, qty, 5_000.0) == pytest.approx(bankrupt)
+    for mark in (46_000.0, 50_000.0, 53_000.0):  # the same at any mark
+        health = cross_health(_portfolio([[5_000.0]], [[qty]], [[50_000.0]]), _prices([mark]), _rules(BTC5))
+        assert bankruptcy_prices(health)[0, 0] == pytest.approx(bankrupt)
 
 
 def test_e1_health_flips_at_the_liquidation_price():
@@ -211,7 +214,8 @@ def test_e2_cross_liquidation_price_with_eth_held():
 def test_e2_bankruptcy_prices_by_mm_allocation():
     q = np.array([[1.0, -20.0]])
     marks = np.array(E2_MARKS)
-    bk = bankruptcy_prices_cross(marks, q, np.array([11_000.0]), np.array([[220.0, 540.0]]))
+    health = cross_health(_portfolio([[11_000.0]], q, [[50_000.0, 3_000.0]]), _prices(E2_MARKS), _rules(BTC5, ETH1))
+    bk = bankruptcy_prices(health)
     assert bk[0] == pytest.approx([40_815.79, 3_090.79], abs=0.01)
     losses = (q[0] * (marks - bk[0])).sum()  # loss of closing both at their bankruptcy prices
     assert losses == pytest.approx(11_000.0)
@@ -221,7 +225,8 @@ def test_e2_bankruptcy_prices_by_mm_allocation():
 
 
 def test_e3_bankruptcy_and_adl_ranking():
-    assert bankruptcy_price_single(50_000.0, 10.0, 50_000.0) == pytest.approx(45_000.0)
+    a = cross_health(_portfolio([[50_000.0]], [[10.0]], [[50_000.0]]), _prices([44_900.0]), _rules(BTC5))
+    assert bankruptcy_prices(a)[0, 0] == pytest.approx(45_000.0)
     mark = 44_900.0
     entry = np.array([48_000.0, 52_000.0, 46_000.0])
     size = np.array([4.0, 3.0, 5.0])
@@ -287,3 +292,30 @@ def test_all_accounts_at_once_match_row_by_row():
         assert one.equity[0] == pytest.approx(whole.equity[i])
         assert one.init_health[0] == pytest.approx(whole.init_health[i])
         assert one.maint[0] == pytest.approx(whole.maint[i])
+
+
+def test_isolated_bankruptcy_price_uses_the_position_margin():
+    pf = _portfolio([[0.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]], isolated=[[5_000.0, 6_000.0]])
+    health = isolated_health(pf, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert bankruptcy_prices(health)[0] == pytest.approx([45_000.0, 3_300.0])
+
+
+def test_adl_score_ranks_an_account_without_equity_first():
+    """Issue 9 case 9: equity <= 0 gave a negative leverage, so a profitable but bankrupt
+    counterparty ranked last."""
+    scores = adl_scores(
+        np.full(3, -1.0), np.array([48_000.0] * 3), 44_900.0, np.full(3, 44_900.0), np.array([-100.0, 0.0, 4_000.0])
+    )
+    assert np.argsort(-scores, kind="stable").tolist() == [0, 1, 2]
+    losing = adl_scores(np.full(2, 1.0), np.full(2, 100.0), 90.0, np.full(2, 900.0), np.array([-5.0, 90.0]))
+    assert losing[0] > losing[1]
+
+
+@pytest.mark.parametrize(("full", "expected"), [(False, 1.716), (True, 2.0)])
+def test_e1b_liquidation_size_from_health(full, expected):
+    health = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([45_200.0]), _rules(BTC5))
+    sizing = Sizing(full=full, buffer=0.005, penalty=0.0025, fund_fee=0.001)
+    size = liquidation_size(health, 0, 0, sizing, TierTable.from_tiers([BTC5]))
+    assert math.ceil(round(size / 0.001, 9)) * 0.001 == pytest.approx(expected)
+    healthy = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([49_000.0]), _rules(BTC5))
+    assert liquidation_size(healthy, 0, 0, sizing, TierTable.from_tiers([BTC5])) == 0.0
