@@ -105,6 +105,10 @@ class InstrumentConfig(_Strict):
 class CollateralConfig(_Strict):
     haircut: Fraction = 0.0
     liability_weight: Annotated[float, Field(ge=1)] = 1.0
+    #: Maintenance margin on a debt in this asset (a negative balance), so that an account
+    #: with debt and only collateral is liquidated: Binance's cross margin liquidates at a
+    #: margin level (assets / debt) of 1.1, a tenth of the debt.
+    liability_mmr: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
 class MarginConfig(_Strict):

@@ -110,8 +110,10 @@ class Exchange:
             tiers=TierTable.from_tiers([inst.tiers for inst in self.instruments]),
             weights=np.array([c.weight for c in self.collateral]),
             liability_weights=np.array([c.liability_weight for c in self.collateral]),
+            liability_mmr=np.array([c.liability_mmr for c in self.collateral]),
         )
-        self._asset_source = self._asset_price_sources(assets)
+        #: (S,) the instrument whose index prices each collateral asset; -1 for USD.
+        self.asset_instrument = self._asset_price_sources(assets)
         n_inst = len(self.instruments)
         self.cum_funding = np.zeros(n_inst)
         self.last_price = np.full(n_inst, np.nan)
@@ -156,9 +158,9 @@ class Exchange:
 
     def asset_prices_at(self, index: np.ndarray) -> np.ndarray:
         """(S,) collateral prices implied by (I,) index prices (USD = 1)."""
-        prices = np.ones(len(self._asset_source))
-        priced = self._asset_source >= 0
-        prices[priced] = index[self._asset_source[priced]]
+        prices = np.ones(len(self.asset_instrument))
+        priced = self.asset_instrument >= 0
+        prices[priced] = index[self.asset_instrument[priced]]
         return prices
 
     def set_index(self, index: Sequence[float]) -> None:

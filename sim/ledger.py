@@ -166,6 +166,22 @@ class Ledger:
         self.settle_trade(account, instrument, lots, price, cum_funding)
         self.settle_trade(other, instrument, -lots, price, cum_funding)
 
+    def convert(self, account: int, asset: int, units: float, price: float, haircut: float, fee_to: int) -> float:
+        """Sell ``units`` of a collateral asset to the outside world at ``price`` (USD); the
+        account gets the proceeds less ``haircut`` of them, which go to ``fee_to``'s
+        balance. Value crosses the venue's edge: deposits move (asset out, USD in).
+
+        Returns:
+            The USD the account received.
+        """
+        proceeds = units * price
+        for row, asset_, amount in ((account, asset, -units), (account, USD, proceeds)):
+            self.balances[row, asset_] += amount
+            self.deposits[asset_] += amount
+            self.deposited[row, asset_] += amount
+        self.transfer(account, fee_to, proceeds * haircut)
+        return proceeds * (1.0 - haircut)
+
     def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
         """Move USD from the balance into a position's isolated margin."""
         self.balances[account, USD] -= amount

@@ -26,6 +26,11 @@ closes positions largest maintenance margin first:
   the fund ``min(phi * qty * M, delta)`` when ``delta >= 0`` and the trader keeps the
   rest; ``binance`` (Binance, BitMEX) gives the fund all of ``delta``. With
   ``delta < 0`` the fund pays ``-delta``.
+- Collateral first: an account with a USD debt sells its other collateral to the
+  outside world at the index less the asset's haircut (kind ``conversion``; the haircut
+  goes to the fund) until the debt is repaid, as venues auto-convert collateral; a
+  negative balance counts in margin (`collateral.<asset>.liability_mmr`), so an account
+  with debt and only collateral is liquidated this way.
 - Waterfall: if the book did not absorb the whole slice, the position is beyond what
   the market takes, and the rest of it (within the step cap) goes down the fallback
   chain at ``P_bk`` recomputed after the book fills (a transfer at ``P_bk`` leaves the
@@ -54,7 +59,7 @@ import numpy as np
 from sim.attribution import CascadeAttribution, Episode
 from sim.exchange import Exchange
 from sim.impact import VenueIndex
-from sim.ledger import INSURANCE_FUND, N_SYSTEM, USD
+from sim.ledger import GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.margin import Sizing, bankruptcy_prices, liquidation_size
 from sim.types import OrderType, Side
 from sim.waterfall import DEFAULT_CHAIN, FALLBACKS, Close, settle_deficit, system_equity
@@ -209,12 +214,12 @@ class LiquidationEngine:
         """Cancel, re-check and close positions; True if anything was closed or paid."""
         ex = self.exchange
         ex.cancel_all(account)
-        health = ex.account_health(account)
-        flagged = health.liquidatable[0]
-        if not health.account_liquidatable[0]:
+        if not ex.account_health(account).account_liquidatable[0]:
             return False
         episode = self.attribution.episode(account)
-        acted = False
+        acted = self._convert_collateral(account, state, episode)
+        health = ex.account_health(account)
+        flagged = health.liquidatable[0]
         for m in (int(i) for i in np.argsort(-health.risk.maint[0], kind="stable")):
             # cross: any position may be closed; isolated: only the liquidatable ones
             if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated and not flagged[m]):
@@ -229,6 +234,38 @@ class LiquidationEngine:
             if lots > 0:
                 acted |= self._close(account, m, lots, state, episode)
         return self._settle_deficit(account, state, episode) or acted
+
+    def _convert_collateral(self, account: int, state: _StepState, episode: Episode) -> bool:
+        """Repay a USD debt by selling the account's other collateral to the outside world
+        at the index less its haircut (the haircut goes to the insurance fund), asset by
+        asset in config order; True if anything was sold. Its weighted equity is unchanged;
+        the debt and its maintenance margin shrink."""
+        ex = self.exchange
+        ledger = ex.ledger
+        debt = -float(ledger.balances[account, USD])
+        acted = False
+        for asset in range(1, len(ledger.assets)):
+            held = float(ledger.balances[account, asset])
+            if debt <= 0 or held <= 0:
+                continue
+            price, weight = float(ex.asset_prices[asset]), float(ex.rules.weights[asset])
+            units = min(held, debt / (price * weight))
+            debt -= ledger.convert(account, asset, units, price, 1.0 - weight, INSURANCE_FUND)
+            self._record(
+                state,
+                episode,
+                account=account,
+                instrument=int(ex.asset_instrument[asset]),
+                side=-1,
+                qty=units,
+                price=price * weight,
+                bankruptcy_price=math.nan,
+                kind="conversion",
+                fund_delta=units * price * (1.0 - weight),
+                counterparty=GENESIS,
+            )
+            acted = True
+        return acted
 
     def _allowed(self, account: int, m: int, lots: int, state: _StepState) -> int:
         """``lots`` cut to what the per-step cap still allows for position m."""

@@ -110,11 +110,15 @@ class MarginRules:
         tiers: Stacked tiers of the I instruments.
         weights: Shape (S,), collateral weight (1 - haircut) of a positive balance.
         liability_weights: Shape (S,), weight (>= 1) of a negative balance.
+        liability_mmr: Shape (S,), maintenance margin on the USD value of a negative
+            balance (a debt), so that an account with debt and only collateral can be
+            liquidated; None = 0.
     """
 
     tiers: TierTable
     weights: np.ndarray
     liability_weights: np.ndarray
+    liability_mmr: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +164,8 @@ class MarketPrices:
 
 @dataclass(slots=True)
 class PositionRisk:
-    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,).
+    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` and
+    `liability_maint` (A,) (or 0.0 when no account owes anything).
 
     The initial margin is computed on first access: the liquidation scan, which runs
     every step over every account, never needs it.
@@ -171,6 +176,7 @@ class PositionRisk:
     notional: np.ndarray
     maint: np.ndarray
     source: tuple[Portfolio, MarketPrices, MarginRules]
+    liability_maint: np.ndarray | float = 0.0
     _init: np.ndarray | None = None
 
     @property
@@ -248,6 +254,14 @@ def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: Marg
     return value
 
 
+def liability_maintenance(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray | float:
+    """(A,) maintenance margin on debts, ``sum_s max(-balance, 0) * price * liability_mmr``,
+    USD; 0.0 when nobody owes anything (the common case, one cheap test)."""
+    if rules.liability_mmr is None or balances.min(initial=0.0) >= 0:
+        return 0.0
+    return np.maximum(-balances, 0.0) @ (asset_prices * rules.liability_mmr)
+
+
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
     """Unrealized PnL (net of accrued funding), notional and MM of every position (IM on demand)."""
     # In-place arithmetic on results that keep the ledger's Fortran order: few temporaries.
@@ -265,6 +279,7 @@ def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules
         notional=notional,
         maint=rules.tiers.maintenance(notional),
         source=(portfolio, prices, rules),
+        liability_maint=liability_maintenance(portfolio.balances, prices.asset_prices, rules),
     )
 
 
@@ -303,7 +318,7 @@ def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules)
     """One equity per account covers all of its positions (MARGIN-SPEC 2–4)."""
     risk = position_risk(portfolio, prices, rules)
     equity = risk.collateral + _row_sum(portfolio.isolated_margin) + _row_sum(risk.unrealized)
-    maint = _row_sum(risk.maint)
+    maint = _row_sum(risk.maint) + risk.liability_maint
     return Health(
         equity=equity,
         maint=maint,
@@ -317,16 +332,19 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     """Each position stands on its own margin; losses never spill over.
 
     Position equity is ``isolated_margin + unrealized``. A position is liquidatable when
-    its equity is below its MM. New orders are admitted while the free collateral (the
-    account's balances) covers every position's shortfall of equity below its IM.
+    its equity is below its MM; the account also is when its free collateral is below
+    the maintenance margin on its debts. New orders are admitted while the free
+    collateral (the account's balances) covers every position's shortfall of equity
+    below its IM.
     """
     risk = position_risk(portfolio, prices, rules)
     pos_equity = portfolio.isolated_margin + risk.unrealized
     liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
+    in_debt = (risk.collateral < risk.liability_maint) & (risk.liability_maint > 0)
     return Health(
         equity=risk.collateral + _row_sum(pos_equity),
-        maint=_row_sum(risk.maint),
-        account_liquidatable=np.logical_or.reduce(liquidatable, axis=1),
+        maint=_row_sum(risk.maint) + risk.liability_maint,
+        account_liquidatable=np.logical_or.reduce(liquidatable, axis=1) | in_debt,
         risk=risk,
         positions=portfolio.positions,
         position_equity=pos_equity,
@@ -350,8 +368,9 @@ def allocated_equity(health: Health) -> np.ndarray:
     if health.position_equity is not None:
         return health.position_equity
     maint = health.risk.maint
+    total = _row_sum(maint)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(health.maint[:, None] > 0, maint / health.maint[:, None], 1.0)
+        share = np.where(total > 0, maint / total, 1.0)
     return health.equity[:, None] * share
 
 

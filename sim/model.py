@@ -56,7 +56,10 @@ def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
         )
         for name, c in config.instruments.items()
     ]
-    collateral = [CollateralAsset(name, 1.0 - c.haircut, c.liability_weight) for name, c in config.collateral.items()]
+    collateral = [
+        CollateralAsset(name, 1.0 - c.haircut, c.liability_weight, c.liability_mmr)
+        for name, c in config.collateral.items()
+    ]
     fees = FeeSchedule(config.market.taker_fee, config.market.maker_fee)
     prices = [c.initial_price for c in config.instruments.values()]
     return Exchange(

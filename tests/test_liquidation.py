@@ -498,3 +498,43 @@ def test_transfers_are_on_the_tick_grid_and_use_the_bankruptcy_price_after_the_f
     assert takeover.price == pytest.approx(44_545.0)  # rounded up: in the seller's favour
     assert 0.0 <= ex.account_health(a).equity[0] < 5 * 0.1
     check_invariants(ex)
+
+
+def wrong_way_account() -> tuple[Exchange, int]:
+    """-2,295 USD and 1 ETH (haircut 10 %) of collateral, no positions."""
+    instruments = [btc(max_leverage=100.0), eth()]
+    collateral = [CollateralAsset("USD", liability_mmr=0.1), CollateralAsset("ETH", weight=0.9, liability_mmr=0.1)]
+    ex = Exchange(instruments, collateral, 2, (50_000.0, 3_000.0), FeeSchedule(0.0, 0.0))
+    a = trader(0)
+    ex.ledger.deposit(a, 1, 1.0)
+    ex.ledger.deposit(trader(1), USD, 1e6)
+    ex.ledger.transfer(a, trader(1), 2_295.0)  # a realized loss
+    ex.ledger.deposit(INSURANCE_FUND, USD, 10_000.0)
+    return ex, a
+
+
+def test_debt_with_only_collateral_is_liquidated_by_converting_it():
+    """Case 10: an account with debt, collateral and no positions had maintenance margin 0
+    and could never be liquidated while ETH fell to 600."""
+    ex, a = wrong_way_account()
+    assert not ex.account_health(a).account_liquidatable[0]  # 2,700 - 2,295 = 405 > 229.50
+    mark_to(ex, 50_000.0, 2_800.0)  # 2,520 - 2,295 = 225 < 229.50
+    rows = LiquidationEngine(ex, LiquidationRules()).run_step(step=1)
+    assert [(r.kind, r.instrument) for r in rows] == [("conversion", 1)]
+    assert rows[0].qty == pytest.approx(2_295.0 / 2_520.0)
+    assert rows[0].fund_delta == pytest.approx(2_295.0 / 0.9 * 0.1)  # the haircut
+    assert ex.ledger.balances[a, USD] == pytest.approx(0.0, abs=1e-9)
+    assert ex.account_health(a).equity[0] == pytest.approx(225.0)
+    assert not ex.account_health(a).account_liquidatable[0]
+    check_invariants(ex)
+
+
+def test_debt_beyond_the_collateral_is_paid_down_the_chain():
+    ex, a = wrong_way_account()
+    mark_to(ex, 50_000.0, 600.0)
+    rows = LiquidationEngine(ex, LiquidationRules()).run_step(step=1)
+    assert [r.kind for r in rows] == ["conversion", "deficit"]
+    assert rows[1].covered == pytest.approx(2_295.0 - 540.0) and rows[1].counterparty == INSURANCE_FUND
+    assert ex.account_health(a).equity[0] == pytest.approx(0.0, abs=1e-9)
+    assert ex.ledger.balances[a, 1] == pytest.approx(0.0)
+    check_invariants(ex)
