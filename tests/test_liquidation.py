@@ -3,19 +3,23 @@ fallbacks, conservation under random books and gaps, and cascade attribution."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim import waterfall
 from sim.cascades import cascade_summary
 from sim.exchange import Exchange, FeeSchedule
 from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
-from sim.ledger import BACKSTOP, FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
+from sim.ledger import BACKSTOP, FEE_POOL, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine, LiquidationRules
 from sim.marks import LastMark
 from sim.types import OrderType, Side
+from sim.waterfall import Close, takeover_capacity
 from tests.conftest import btc, eth
 
 E1B_RULES = LiquidationRules(buffer=0.005, penalty=0.0025, fund_fee=0.001)
@@ -218,27 +222,48 @@ def test_bad_rules_are_refused():
 # --------------------------------------------------------------- conservation
 
 
+CHAINS = [
+    ("adl",),
+    ("backstop",),
+    ("socialize",),
+    ("none",),
+    ("insurance_fund", "backstop", "adl"),
+    ("insurance_fund", "backstop", "adl", "socialize"),
+    ("insurance_fund", "socialize"),
+    ("socialize", "adl"),
+]
+
+
+def adl_only_when_no_system_account_can(chain: tuple[str, ...]):
+    """The ADL step, checking first that the fund and backstop ahead of it in ``chain``
+    cannot take a single lot of the position over."""
+
+    def checked(close: Close, lots: int) -> int:
+        for holder, name in ((INSURANCE_FUND, "insurance_fund"), (BACKSTOP, "backstop")):
+            if name in chain[: chain.index("adl")]:
+                assert takeover_capacity(close.exchange, holder, close.instrument, close.side, close.bankrupt) == 0
+        return waterfall.adl(close, lots)
+
+    return checked
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(1, 30), st.floats(0.1, 12.0)), min_size=1, max_size=8),  # (lots x 0.1, leverage)
     st.lists(st.tuples(st.integers(1, 40), st.integers(1, 30)), max_size=6),  # bid levels (bps below, lots x 0.1)
     st.floats(0.0, 0.25),  # price gap
     st.floats(0.0, 2_000.0),  # insurance fund
-    st.sampled_from(
-        [
-            ("adl",),
-            ("backstop",),
-            ("socialize",),
-            ("none",),
-            ("insurance_fund", "backstop", "adl"),
-            ("insurance_fund", "socialize"),
-            ("socialize", "adl"),
-        ]
-    ),
+    st.floats(0.0, 5_000.0),  # backstop capital
+    st.sampled_from(CHAINS),
     st.booleans(),  # full liquidation
     st.sampled_from(["cross", "isolated"]),
+    st.booleans(),  # the shorts are the outside world (genesis): nobody to deleverage
+    st.sampled_from(["dydx", "binance"]),
 )
-def test_conservation_through_liquidations(longs, bids, gap, fund, fallback, full, mode):
+def test_waterfall_property(longs, bids, gap, fund, capital, chain, full, mode, outside, clearance):
+    """Random books, gaps and chains: value is conserved; no system account goes below
+    zero; a trader left with a position and negative equity is liquidatable and listed
+    with its reason; ADL runs only when the fund and backstop could not take a lot."""
     n = len(longs)
     ex = venue(n + 3, mode=mode)
     shorts, bidder, shorts2 = trader(n), trader(n + 1), trader(n + 2)
@@ -247,22 +272,32 @@ def test_conservation_through_liquidations(longs, bids, gap, fund, fallback, ful
         if mode == "isolated":
             ex.ledger.allocate_isolated(account, 0, 1e7)
     ex.ledger.deposit(INSURANCE_FUND, USD, fund)
+    ex.ledger.deposit(BACKSTOP, USD, capital)
     for i, (tenths, leverage) in enumerate(longs):
         qty = tenths / 10
         cash = qty * 50_000.0 / leverage
         ex.ledger.deposit(trader(i), USD, cash)
-        give(ex, trader(i), 0, qty, 50_000.0, shorts if i % 2 else shorts2)
+        give(ex, trader(i), 0, qty, 50_000.0, GENESIS if outside else (shorts if i % 2 else shorts2))
         if mode == "isolated":
             ex.ledger.allocate_isolated(trader(i), 0, cash)
     price = 50_000.0 * (1 - gap)
     mark_to(ex, round(price, 1), 3_000.0)
     for bps, tenths in bids:
         ex.submit(bidder, 0, Side.BUY, tenths / 10, round(price * (1 - bps / 10_000), 1))
-    engine = LiquidationEngine(ex, LiquidationRules(full=full, fallback=fallback))
-    for step in range(3):
-        engine.run_step(step)
-        check_invariants(ex)
-    if fallback[0] != "none":
+    engine = LiquidationEngine(ex, LiquidationRules(full=full, fallback=chain, clearance=clearance))
+    steps = {**waterfall.FALLBACKS, "adl": adl_only_when_no_system_account_can(chain)}
+    with patch.dict(waterfall.FALLBACKS, steps):
+        for step in range(3):
+            engine.run_step(step)
+            check_invariants(ex)
+            health = ex.health()
+            held = ex.ledger.positions.any(axis=1)
+            underwater = np.flatnonzero(held & (health.equity < -1e-6))
+            underwater = underwater[underwater >= N_SYSTEM]
+            assert health.account_liquidatable[underwater].all()
+            listed = {account for s, account, _ in engine.unresolved if s == step}
+            assert set(underwater.tolist()) <= listed
+    if chain[0] != "none":
         assert not (ex.health().liquidatable.any(axis=1)[N_SYSTEM:]).any() or engine.unresolved
 
 
