@@ -15,7 +15,6 @@ differ only in how they add them up (`cross_health`, `isolated_health`); a furth
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -388,31 +387,36 @@ def bankruptcy_prices(health: Health) -> np.ndarray:
     return np.where(size != 0, price, np.nan)
 
 
-def liquidation_price(qty: float, entry: float, tiers: MarginTiers, other_equity: float, other_maint: float) -> float:
-    """Mark at which the account's equity meets its maintenance margin, all else fixed.
+def liquidation_prices(health: Health) -> np.ndarray:
+    """(A, I) the mark of each instrument at which the account (cross) or the position
+    (isolated) reaches its maintenance margin, everything else held fixed; NaN where flat
+    or where no positive price does (venues show this number beside every position).
 
-    Solves ``X + q (P - e) = |q| P mmr_k - cum_k + Y`` for P, trying each tier k and
-    keeping the solution whose notional ``|q| P`` lies in that tier.
-
-    Args:
-        qty: Signed position size (base units).
-        entry: Its entry price.
-        tiers: The instrument's brackets.
-        other_equity: X, the account's equity without this position's unrealized PnL
-            (wallet balance plus every other position's PnL).
-        other_maint: Y, the maintenance margin of the account's other positions.
-
-    Returns:
-        The liquidation price, or NaN when no positive price liquidates the account.
+    Solves ``X + q (P - e') = |q| P mmr_k - cum_k + Y`` for P tier by tier, keeping the
+    solution whose notional ``|q| P`` lies in that tier k. ``e'`` is the entry price
+    moved by the funding accrued since the last settlement; cross: X is the account's
+    equity without this position's PnL and Y the requirement of everything else;
+    isolated: X is the position's margin and Y = 0. Collateral is held at its price.
     """
-    cum = tiers.cum
-    bounds = (*tiers.floors[1:], math.inf)
-    for k, rate in enumerate(tiers.mmr):
-        denom = qty - abs(qty) * rate
-        price = (other_maint - cum[k] - other_equity + qty * entry) / denom
-        if price > 0 and tiers.floors[k] <= abs(qty) * price < bounds[k]:
-            return price
-    return math.nan
+    portfolio, prices, rules = health.risk.source
+    risk = health.risk
+    q = health.positions * portfolio.lot_sizes
+    entry = portfolio.entry + prices.cum_funding - portfolio.funding_index
+    if health.position_equity is not None:
+        other_equity, other_maint = portfolio.isolated_margin, 0.0
+    else:
+        other_equity = health.equity[:, None] - risk.unrealized
+        other_maint = health.maint[:, None] - risk.maint
+    tiers = rules.tiers
+    upper = np.concatenate([tiers.floors[:, 1:], np.full((tiers.floors.shape[0], 1), np.inf)], axis=1)
+    out = np.full(q.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in range(tiers.floors.shape[1]):
+            price = (other_maint - tiers.cum[:, k] - other_equity + q * entry) / (q - np.abs(q) * tiers.mmr[:, k])
+            notional = np.abs(q) * price
+            valid = (q != 0) & (price > 0) & (notional >= tiers.floors[:, k]) & (notional < upper[:, k])
+            out = np.where(valid & np.isnan(out), price, out)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,10 @@ Tables (columns, units: prices USD, sizes base units, money USD):
   cent), n_liquidatable (after the liquidation phase), n_liquidated (this step), and
   the loss waterfall's accounts of `sim.losses` (cumulative or at the step's end).
 - ``accounts``: every ``record_every`` steps, one row per account: equity,
-  maint_margin, init_margin, margin_ratio and ``pos_<INSTRUMENT>`` positions.
+  maint_margin, init_margin, margin_ratio, ``pos_<INSTRUMENT>`` positions and
+  ``liq_price_<INSTRUMENT>``, the mark at which the account (isolated: the position)
+  would reach its maintenance margin, all else fixed (null where flat or never;
+  `sim.margin.liquidation_prices`).
 - ``unresolved``: accounts left liquidatable at the end of a step and why: step,
   account, agent_type, reason (``step_cap``, ``book_exhausted``, ``rounds_exhausted``).
 
@@ -36,7 +39,7 @@ from sim.impact import FLOW_KINDS, VenueIndex
 from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
 from sim.losses import LOSS_COLUMNS, LossAccount, cents
-from sim.margin import Health
+from sim.margin import Health, liquidation_prices
 
 MARKET_SCHEMA = {
     "step": pl.Int64,
@@ -195,9 +198,12 @@ class Recorder:
             "init_margin": health.init,
             "margin_ratio": health.margin_ratio,
         }
+        liquidation = liquidation_prices(health)
         for m, name in enumerate(self.names):
             columns[f"pos_{name}"] = ledger.positions[:, m] * ledger.lot_sizes[m]
-        return pl.DataFrame(columns)
+        for m, name in enumerate(self.names):
+            columns[f"liq_price_{name}"] = liquidation[:, m]
+        return pl.DataFrame(columns).with_columns(pl.selectors.starts_with("liq_price_").fill_nan(None))
 
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict[str, pl.DataFrame]:

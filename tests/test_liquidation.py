@@ -573,3 +573,23 @@ def test_debt_beyond_the_collateral_is_paid_down_the_chain():
     assert ex.account_health(a).equity[0] == pytest.approx(0.0, abs=1e-9)
     assert ex.ledger.balances[a, 1] == pytest.approx(0.0)
     check_invariants(ex)
+
+
+@pytest.mark.parametrize(("clearance", "fund_fee"), [("dydx", 77.56), ("binance", 1.716 * 87.0)])
+def test_clearance_decides_who_keeps_a_fill_above_the_bankruptcy_price(clearance, fund_fee):
+    """E1b's fill at 45,087 is 87 above the bankruptcy price: dYdX gives the fund its capped
+    fee and the trader the rest; Binance and BitMEX give the fund all of it."""
+    ex = venue(3)
+    a, bidder, short = trader(0), trader(1), trader(2)
+    for account, cash in ((a, 10_000.0), (bidder, 1e6), (short, 1e6)):
+        ex.ledger.deposit(account, USD, cash)
+    give(ex, a, 0, 2.0, 50_000.0, short)
+    mark_to(ex, 45_200.0, 3_000.0)
+    ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0)
+    rules = LiquidationRules(buffer=0.005, penalty=0.0025, fund_fee=0.001, clearance=clearance)
+    rows = LiquidationEngine(ex, rules).run_step(step=1)
+    assert rows[0].fund_delta == pytest.approx(fund_fee, abs=0.01)
+    # Binance's trader keeps nothing above P_bk, so it stays under and sells the rest too
+    assert len(rows) == (1 if clearance == "dydx" else 2)
+    assert ex.ledger.balances[INSURANCE_FUND, USD] == pytest.approx(sum(r.fund_delta for r in rows))
+    check_invariants(ex)

@@ -20,7 +20,7 @@ from sim.margin import (
     collateral_value,
     cross_health,
     isolated_health,
-    liquidation_price,
+    liquidation_prices,
     liquidation_size,
     partial_liquidation_size,
 )
@@ -123,9 +123,9 @@ ETH1 = MarginTiers.flat(0.01, 20)
     [(1.0, 45_226.13, 45_000.0), (-1.0, 54_726.37, 55_000.0)],
 )
 def test_e1_single_position_prices(qty, liq, bankrupt):
-    assert liquidation_price(qty, 50_000.0, BTC5, other_equity=5_000.0, other_maint=0.0) == pytest.approx(liq, abs=0.01)
     for mark in (46_000.0, 50_000.0, 53_000.0):  # the same at any mark
         health = cross_health(_portfolio([[5_000.0]], [[qty]], [[50_000.0]]), _prices([mark]), _rules(BTC5))
+        assert liquidation_prices(health)[0, 0] == pytest.approx(liq, abs=0.01)
         assert bankruptcy_prices(health)[0, 0] == pytest.approx(bankrupt)
 
 
@@ -138,14 +138,18 @@ def test_e1_health_flips_at_the_liquidation_price():
     assert above.margin_ratio[0] < 1 <= below.margin_ratio[0]
 
 
-def test_liquidation_price_is_nan_when_nothing_liquidates():
+def test_liquidation_price_is_nan_when_nothing_liquidates_or_flat():
     # A 1x long: equity stays above MM all the way to a zero price.
-    assert math.isnan(liquidation_price(1.0, 100.0, BTC5, other_equity=200.0, other_maint=0.0))
+    health = cross_health(
+        _portfolio([[200.0]], [[1.0, 0.0]], [[100.0, 0.0]]), _prices([100.0, 1.0]), _rules(BTC5, ETH1)
+    )
+    assert np.isnan(liquidation_prices(health)[0]).all()
 
 
 def test_liquidation_price_walks_tiers():
     # 20 BTC long at 50k with 100k wallet: notional ~ 600k-1M at liquidation -> tier 2 (1 %).
-    price = liquidation_price(20.0, 50_000.0, E0_TIERS, other_equity=100_000.0, other_maint=0.0)
+    health = cross_health(_portfolio([[100_000.0]], [[20.0]], [[50_000.0]]), _prices([50_000.0]), _rules(E0_TIERS))
+    price = liquidation_prices(health)[0, 0]
     n = 20 * price
     assert 250_000 <= n < 1_000_000
     assert 100_000 + 20 * (price - 50_000) == pytest.approx(n * 0.01 - 1_300, abs=1e-6)
@@ -206,9 +210,12 @@ def test_e2_isolated_btc_position_is_liquidated():
 
 
 def test_e2_cross_liquidation_price_with_eth_held():
-    other_equity = 11_000.0 + 6_000.0  # wallet + ETH PnL at 2,700
-    price = liquidation_price(1.0, 50_000.0, BTC5, other_equity=other_equity, other_maint=540.0)
-    assert price == pytest.approx(33_708.54, abs=0.01)
+    pf = _portfolio([[11_000.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]])
+    health = cross_health(pf, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert liquidation_prices(health)[0, 0] == pytest.approx(33_708.54, abs=0.01)
+    isolated = _portfolio([[0.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]], isolated=[[5_000.0, 6_000.0]])
+    alone = isolated_health(isolated, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert liquidation_prices(alone)[0, 0] == pytest.approx(45_226.13, abs=0.01)  # E1's, on its own margin
 
 
 def test_e2_bankruptcy_prices_by_mm_allocation():

@@ -70,6 +70,10 @@ def test_isolated_holder_is_liquidated_to_the_end_without_debt(tmp_path):
     assert tables["liquidations"].height > 0
     assert tables["ledger"]["bad_debt"].max() == 0.0
     assert_conserved(tables)
+    # the liquidation price venues show: 3,000 of margin on 10 ETH at 3,000, mmr 1 %
+    holder = accounts.filter(pl.col("agent_type") == "account:holder")
+    assert holder["liq_price_ETH"][0] == pytest.approx((30_000.0 - 3_000.0) / (10 * 0.99))
+    assert holder.filter(pl.col("pos_ETH") == 0)["liq_price_ETH"].is_null().all()
 
 
 def test_a_backstop_without_capital_cannot_hide_a_loss(tmp_path):
