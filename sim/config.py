@@ -194,6 +194,15 @@ class LiquidationConfig(_Strict):
     #: over (into the rest of the market, with impact; 0 = all in the step they took them).
     unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
 
+    def problem(self) -> str | None:
+        """``"key: what (got value)"`` for switches that do not fit together, or None."""
+        if self.clearance == "binance" and self.mode != "full":
+            return (
+                "liquidation.clearance: 'binance' gives the fund everything above the bankruptcy price, "
+                "so partial fills never lift the margin ratio: it needs mode = 'full' (got 'binance')"
+            )
+        return None
+
     def tier_problem(self, name: str, tier: int, mmr: float) -> str | None:
         """``"key: what (got value)"`` when partial sizing cannot use instrument ``name``'s
         tier ``tier``: it divides by ``mmr + buffer - penalty - fee`` (MARGIN-SPEC 4)."""
@@ -331,6 +340,9 @@ class Config(_Strict):
     def _margin_rules_fit(self) -> Config:
         """Tiers every instrument can use, and liquidation rules that fit them, so that a
         config that loads never fails mid-run."""
+        problem = self.liquidation.problem()
+        if problem is not None:
+            raise ValueError(problem)
         for name, inst in self.instruments.items():
             problem = inst.tier_problem()
             if problem is not None:

@@ -65,6 +65,8 @@ from sim.types import OrderType, Side
 from sim.waterfall import DEFAULT_CHAIN, FALLBACKS, Close, settle_deficit, system_equity
 
 CLEARANCES = ("dydx", "binance")
+#: Negative equity below this (USD) is float residue of closing at P_bk, not a deficit.
+DEFICIT_TOLERANCE = 1e-6
 #: Relative slack when comparing the fund budget with level costs.
 _BUDGET_SLACK = 1e-9
 
@@ -82,6 +84,8 @@ class LiquidationRules:
         rounds: Scan-and-liquidate rounds per step.
         fallback: Chain of `sim.waterfall.FALLBACKS` applied to what the book cannot absorb.
         clearance: ``dydx`` or ``binance``: who keeps a fill better than ``P_bk``.
+            ``binance`` hands the fund everything above the bankruptcy price, so a
+            partial fill leaves the margin ratio where it was: it needs ``full``.
     """
 
     full: bool = False
@@ -99,6 +103,8 @@ class LiquidationRules:
             raise ValueError(f"liquidation.fallback: unknown {unknown}, choose from {list(FALLBACKS)}")
         if self.clearance not in CLEARANCES:
             raise ValueError(f"liquidation.clearance must be one of {CLEARANCES}, got {self.clearance!r}")
+        if self.clearance == "binance" and not self.full:
+            raise ValueError("liquidation.clearance 'binance' needs full liquidation (see LiquidationRules)")
         if not 0 < self.step_cap <= 1:
             raise ValueError(f"liquidation.step_cap must be in (0, 1], got {self.step_cap}")
         if self.rounds < 1:
@@ -429,7 +435,7 @@ class LiquidationEngine:
         if ex.ledger.positions[account].any():
             return False
         deficit = -float(ex.account_health(account).equity[0])
-        if deficit <= 0:
+        if deficit <= DEFICIT_TOLERANCE:
             return False
         shares = settle_deficit(ex, account, deficit, self.rules.fallback)
         for share in shares:

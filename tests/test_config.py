@@ -71,6 +71,10 @@ def test_minimal_config_gets_defaults(tmp_path):
         ("[impact]\nventure_share = 0.3", "impact.venture_share: Extra inputs are not permitted"),
         ("[impact]\nvenue_share = 0", "impact.venue_share: Input should be greater than 0"),
         ("[impact.daily_volatility]\nDOGE = 0.05", "impact.daily_volatility: unknown instrument 'DOGE'"),
+        (
+            "[liquidation]\nclearance = 'binance'",
+            r"liquidation.clearance: 'binance' .* needs mode = 'full' \(got 'binance'\)",
+        ),
         # issue 9 case 5: configs that validated and then crashed mid-run
         ("[liquidation]\npenalty = 0.02", r"liquidation.penalty: penalty \+ fee must stay below .*\(got 0.02\)"),
         (

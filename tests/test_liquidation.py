@@ -284,7 +284,8 @@ def test_waterfall_property(longs, bids, gap, fund, capital, chain, full, mode, 
     mark_to(ex, round(price, 1), 3_000.0)
     for bps, tenths in bids:
         ex.submit(bidder, 0, Side.BUY, tenths / 10, round(price * (1 - bps / 10_000), 1))
-    engine = LiquidationEngine(ex, LiquidationRules(full=full, fallback=chain, clearance=clearance))
+    rules = LiquidationRules(full=full or clearance == "binance", fallback=chain, clearance=clearance)
+    engine = LiquidationEngine(ex, rules)
     steps = {**waterfall.FALLBACKS, "adl": adl_only_when_no_system_account_can(chain)}
     with patch.dict(waterfall.FALLBACKS, steps):
         for step in range(3):
@@ -575,10 +576,11 @@ def test_debt_beyond_the_collateral_is_paid_down_the_chain():
     check_invariants(ex)
 
 
-@pytest.mark.parametrize(("clearance", "fund_fee"), [("dydx", 77.56), ("binance", 1.716 * 87.0)])
+@pytest.mark.parametrize(("clearance", "fund_fee"), [("dydx", 77.56), ("binance", 2.0 * 87.0)])
 def test_clearance_decides_who_keeps_a_fill_above_the_bankruptcy_price(clearance, fund_fee):
     """E1b's fill at 45,087 is 87 above the bankruptcy price: dYdX gives the fund its capped
-    fee and the trader the rest; Binance and BitMEX give the fund all of it."""
+    fee and the trader the rest; Binance and BitMEX (full liquidation) give the fund all
+    of it."""
     ex = venue(3)
     a, bidder, short = trader(0), trader(1), trader(2)
     for account, cash in ((a, 10_000.0), (bidder, 1e6), (short, 1e6)):
@@ -586,10 +588,10 @@ def test_clearance_decides_who_keeps_a_fill_above_the_bankruptcy_price(clearance
     give(ex, a, 0, 2.0, 50_000.0, short)
     mark_to(ex, 45_200.0, 3_000.0)
     ex.submit(bidder, 0, Side.BUY, 2.0, 45_087.0)
-    rules = LiquidationRules(buffer=0.005, penalty=0.0025, fund_fee=0.001, clearance=clearance)
+    rules = LiquidationRules(
+        full=clearance == "binance", buffer=0.005, penalty=0.0025, fund_fee=0.001, clearance=clearance
+    )
     rows = LiquidationEngine(ex, rules).run_step(step=1)
-    assert rows[0].fund_delta == pytest.approx(fund_fee, abs=0.01)
-    # Binance's trader keeps nothing above P_bk, so it stays under and sells the rest too
-    assert len(rows) == (1 if clearance == "dydx" else 2)
+    assert len(rows) == 1 and rows[0].fund_delta == pytest.approx(fund_fee, abs=0.01)
     assert ex.ledger.balances[INSURANCE_FUND, USD] == pytest.approx(sum(r.fund_delta for r in rows))
     check_invariants(ex)
