@@ -17,6 +17,7 @@ from sim.impact import ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
 from sim.ledger import BACKSTOP, FEE_POOL, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.losses import LOSS_COLUMNS, LossAccount
 from sim.marks import LastMark
 from sim.types import OrderType, Side
 from sim.waterfall import Close, takeover_capacity
@@ -595,3 +596,24 @@ def test_clearance_decides_who_keeps_a_fill_above_the_bankruptcy_price(clearance
     assert len(rows) == 1 and rows[0].fund_delta == pytest.approx(fund_fee, abs=0.01)
     assert ex.ledger.balances[INSURANCE_FUND, USD] == pytest.approx(sum(r.fund_delta for r in rows))
     check_invariants(ex)
+
+
+def test_the_readme_waterfall_example():
+    """README, "The loss waterfall": E3 with the default chain and a backstop of 1,000."""
+    ex, _, ids = e3_venue()
+    ex.ledger.deposit(BACKSTOP, USD, 1_000.0)
+    engine = LiquidationEngine(ex, LiquidationRules())
+    rows = engine.run_step(step=1)
+    assert [(r.kind, r.qty, r.price, r.fund_delta) for r in rows] == [
+        ("partial", pytest.approx(3.0), pytest.approx(44_900.0), pytest.approx(-300.0)),
+        ("partial", pytest.approx(1.5), pytest.approx(44_800.0), pytest.approx(-300.0)),
+        ("backstop", pytest.approx(5.5), pytest.approx(45_000.0), 0.0),
+    ]
+    losses = LossAccount()
+    losses.add_rows(rows)
+    columns = dict(zip(LOSS_COLUMNS, losses.columns(ex.health(), ex.ledger), strict=True))
+    assert columns["fund_draws"] == pytest.approx(600.0)
+    assert columns["backstop_pnl"] == pytest.approx(-550.0)
+    assert columns["system_loss"] == pytest.approx(1_150.0)
+    assert columns["adl_notional"] == 0.0
+    assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
