@@ -245,20 +245,26 @@ def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: Marg
     """Haircut value of each account's balances: (A, S) -> (A,), USD.
 
     Positive balances count at ``weight``, negative ones (liabilities) at
-    ``liability_weight``; the second product is skipped when nobody owes anything.
+    ``liability_weight``.
     """
+    return collateral_and_debt_margin(balances, asset_prices, rules)[0]
+
+
+def collateral_and_debt_margin(
+    balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules
+) -> tuple[np.ndarray, np.ndarray | float]:
+    """``(collateral (A,), debt maintenance (A,) or 0.0)``, USD: the haircut value of the
+    balances (`collateral_value`) and the maintenance margin on debts,
+    ``sum_s max(-balance, 0) * price * liability_mmr``. The debt terms are skipped with
+    one cheap test when nobody owes anything (the common case)."""
     value = balances @ (asset_prices * rules.weights)
-    if balances.min(initial=0.0) < 0:
-        value += np.minimum(balances, 0.0) @ (asset_prices * (rules.liability_weights - rules.weights))
-    return value
-
-
-def liability_maintenance(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray | float:
-    """(A,) maintenance margin on debts, ``sum_s max(-balance, 0) * price * liability_mmr``,
-    USD; 0.0 when nobody owes anything (the common case, one cheap test)."""
-    if rules.liability_mmr is None or balances.min(initial=0.0) >= 0:
-        return 0.0
-    return np.maximum(-balances, 0.0) @ (asset_prices * rules.liability_mmr)
+    if balances.min(initial=0.0) >= 0:
+        return value, 0.0
+    owed = np.minimum(balances, 0.0)
+    value += owed @ (asset_prices * (rules.liability_weights - rules.weights))
+    if rules.liability_mmr is None:
+        return value, 0.0
+    return value, owed @ (-asset_prices * rules.liability_mmr)
 
 
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
@@ -272,13 +278,14 @@ def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules
     unrealized *= size
     notional = np.abs(size)
     notional *= marks
+    collateral, debt_maint = collateral_and_debt_margin(portfolio.balances, prices.asset_prices, rules)
     return PositionRisk(
-        collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
+        collateral=collateral,
         unrealized=unrealized,
         notional=notional,
         maint=rules.tiers.maintenance(notional),
         source=(portfolio, prices, rules),
-        liability_maint=liability_maintenance(portfolio.balances, prices.asset_prices, rules),
+        liability_maint=debt_maint,
     )
 
 
