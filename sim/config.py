@@ -224,6 +224,8 @@ class PopulationConfig(_Strict):
     leverage: Distribution = 1.0
     instruments: list[str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    #: This population's margin mode (default: ``margin.mode``).
+    margin_mode: Literal["cross", "isolated"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> PopulationConfig:
@@ -246,6 +248,8 @@ class AccountConfig(_Strict):
     name: str
     collateral: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     positions: dict[str, PositionConfig] = Field(default_factory=dict)
+    #: This account's margin mode (default: ``margin.mode``).
+    margin_mode: Literal["cross", "isolated"] | None = None
 
 
 class ShockConfig(_Strict):

@@ -48,7 +48,7 @@ import numpy as np
 from sim.book import OrderBook
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import FEE_POOL, USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
@@ -76,7 +76,8 @@ class Exchange:
         collateral: The S collateral assets; the first must be USD.
         n_traders: Trader accounts, created after the system rows.
         fees: Trading fees.
-        mode: Margin mode, a key of `sim.margin.HEALTH_BY_MODE`.
+        mode: Every account's margin mode at the start, a key of
+            `sim.margin.HEALTH_BY_MODE` (`set_margin_mode` changes one account's).
         initial_prices: (I,) starting index and mark prices, USD.
         mark_rule: How marks follow index and book, see `sim.marks`.
         price_band: Orders must be priced within this fraction of the mark (0 = no
@@ -102,7 +103,6 @@ class Exchange:
         self.price_band = price_band
         self.mode = mode
         self.mark_rule = mark_rule if mark_rule is not None else IndexMark(len(instruments))
-        self._health = HEALTH_BY_MODE[mode]
         assets = [c.name for c in self.collateral]
         self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
         self.books = [OrderBook() for _ in self.instruments]
@@ -188,16 +188,17 @@ class Exchange:
     # ----------------------------------------------------------------- health
     def health(self) -> Health:
         """Margin state of every account, (A,) and (A, I) arrays."""
-        return self._health(self.ledger.portfolio(), self.prices(), self.rules)
+        return mixed_health(self.ledger.portfolio(), self.prices(), self.rules, self.ledger.isolated)
 
     def health_at(self, marks: np.ndarray, asset_prices: np.ndarray, rows: np.ndarray) -> Health:
         """Margin state of some accounts at hypothetical prices (for counterfactuals)."""
         prices = MarketPrices(marks, asset_prices, self.cum_funding)
-        return self._health(self.ledger.portfolio(rows), prices, self.rules)
+        return mixed_health(self.ledger.portfolio(rows), prices, self.rules, self.ledger.isolated[rows])
 
     def account_health(self, account: int) -> Health:
         """Margin state of one account, as one-row arrays."""
-        return self._health(self.ledger.portfolio(slice(account, account + 1)), self.prices(), self.rules)
+        rows = slice(account, account + 1)
+        return mixed_health(self.ledger.portfolio(rows), self.prices(), self.rules, self.ledger.isolated[rows])
 
     # ---------------------------------------------------------------- deposits
     def deposit(self, account: int, amount: float) -> None:
@@ -205,6 +206,39 @@ class Exchange:
         if not (math.isfinite(amount) and amount > 0):
             raise ValueError(f"deposit must be a positive amount of USD, got {amount}")
         self.ledger.deposit(account, USD, amount)
+
+    # ------------------------------------------------------------- margin mode
+    def set_margin_mode(self, account: int, mode: str) -> RejectReason | None:
+        """Put an account in ``cross`` or ``isolated`` margin mode. As on venues, only
+        while it holds no position and no open order (``MODE_CHANGE_NOT_FLAT``)."""
+        if mode not in HEALTH_BY_MODE:
+            raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
+        ledger = self.ledger
+        if not 0 <= account < ledger.n_accounts:
+            return RejectReason.UNKNOWN_ACCOUNT
+        if ledger.positions[account].any() or ledger.open_bids[account].any() or ledger.open_asks[account].any():
+            return RejectReason.MODE_CHANGE_NOT_FLAT
+        ledger.set_isolated(account, mode == "isolated")
+        return None
+
+    def add_margin(self, account: int, instrument: int, amount: float) -> RejectReason | None:
+        """Move ``amount`` USD from an isolated account's balance into one position's
+        margin (venues' "add margin"), which lowers its liquidation price. Rejected (a
+        value) for a cross account or a flat position (``NOT_ISOLATED``), a bad amount
+        (``BAD_QUANTITY``) or more than the USD balance (``INSUFFICIENT_BALANCE``)."""
+        ledger = self.ledger
+        if not 0 <= account < ledger.n_accounts:
+            return RejectReason.UNKNOWN_ACCOUNT
+        if not 0 <= instrument < len(self.instruments):
+            return RejectReason.UNKNOWN_INSTRUMENT
+        if not ledger.isolated[account] or not ledger.positions[account, instrument]:
+            return RejectReason.NOT_ISOLATED
+        if not (isinstance(amount, int | float) and math.isfinite(amount) and amount > 0):
+            return RejectReason.BAD_QUANTITY
+        if amount > ledger.balances[account, USD]:
+            return RejectReason.INSUFFICIENT_BALANCE
+        ledger.allocate_isolated(account, instrument, amount)
+        return None
 
     # ----------------------------------------------------------------- orders
     def submit(
@@ -404,12 +438,12 @@ class Exchange:
             size = inst.qty(lots)
             cost = side * size * (fill_price - mark) + self.fees.taker * size * fill_price
             (bids if side > 0 else asks)[0, instrument] += lots
-            if self.ledger.isolated:
+            if self.ledger.isolated[account]:
                 iso[0, instrument] -= cost
             else:
                 balances[0, USD] -= cost
         hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
-        health = self._health(hypothetical, self.prices(), self.rules)
+        health = mixed_health(hypothetical, self.prices(), self.rules, self.ledger.isolated[account : account + 1])
         if health.init_health[0] < -MARGIN_TOLERANCE:
             return RejectReason.INSUFFICIENT_MARGIN
         return None
@@ -435,9 +469,9 @@ class Exchange:
             fee = rate * size * price
             if fee:
                 ledger.pay(account, m, FEE_POOL, fee)
-        if ledger.isolated:
-            self._top_up_isolated(fill.taker_account, m)
-            self._top_up_isolated(fill.maker_account, m)
+        for account in (fill.taker_account, fill.maker_account):
+            if ledger.isolated[account]:
+                self._top_up_isolated(account, m)
         self.last_price[m] = price
         self.last_trade_time[m] = self.time
         self.trades.append(fill)

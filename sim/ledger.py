@@ -12,9 +12,10 @@ margin module reads the arrays through `Ledger.portfolio`.
 
 Accounting: average-entry. A trade that grows a position moves its entry price to the
 size-weighted average; one that shrinks it realizes ``closed * (price - entry) * side``
-into the position's *pocket*, which is the USD balance in cross mode and the position's
-isolated margin in isolated mode. Funding accrued since the position was last touched
-is settled into the pocket before every change of size.
+into the position's *pocket*, which is the USD balance of an account in cross mode and
+the position's isolated margin of one in isolated mode (each account has its mode).
+Funding accrued since the position was last touched is settled into the pocket before
+every change of size.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Ledger:
             raise ValueError(f"asset 0 must be the settlement asset USD, got {list(assets)}")
         n, n_inst, n_assets = N_SYSTEM + n_traders, len(instruments), len(assets)
         self.assets = tuple(assets)
-        self.isolated = isolated
+        #: (A,) accounts in isolated margin mode (the rest are cross).
+        self.isolated = np.full(n, isolated)
         self.lot_sizes = np.array([inst.lot_size for inst in instruments])
         # Fortran order: each asset's / instrument's column is contiguous (see sim.margin).
         # Lot counts are float64 holding whole numbers: adding and subtracting them stays
@@ -115,7 +117,7 @@ class Ledger:
         position closed), so what is charged or paid after the close, such as the fee or
         the insurance fund's payment on the closing fill, lands in the USD balance.
         """
-        if self.isolated and self.positions[account, instrument]:
+        if self.isolated[account] and self.positions[account, instrument]:
             self.isolated_margin[account, instrument] += amount
         else:
             self.balances[account, USD] += amount
@@ -151,7 +153,7 @@ class Ledger:
             elif (new > 0) != (old > 0):
                 self.entry[account, instrument] = price
         self.positions[account, instrument] = new
-        if new == 0 and self.isolated:
+        if new == 0 and self.isolated[account]:
             self.release_isolated(account, instrument)
         return realized
 
@@ -181,6 +183,10 @@ class Ledger:
             self.deposited[row, asset_] += amount
         self.transfer(account, fee_to, proceeds * haircut)
         return proceeds * (1.0 - haircut)
+
+    def set_isolated(self, account: int, isolated: bool) -> None:
+        """Put an account in isolated (True) or cross margin mode."""
+        self.isolated[account] = isolated
 
     def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
         """Move USD from the balance into a position's isolated margin."""

@@ -228,11 +228,11 @@ class LiquidationEngine:
         flagged = health.liquidatable[0]
         for m in (int(i) for i in np.argsort(-health.risk.maint[0], kind="stable")):
             # cross: any position may be closed; isolated: only the liquidatable ones
-            if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated and not flagged[m]):
+            if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated[account] and not flagged[m]):
                 continue
             size = liquidation_size(ex.account_health(account), 0, m, self.rules.sizing, ex.rules.tiers)
             if size == 0:
-                if ex.ledger.isolated:
+                if ex.ledger.isolated[account]:
                     continue
                 break
             held = abs(int(ex.ledger.positions[account, m]))

@@ -196,8 +196,10 @@ class Health:
         account_liquidatable: (A,) accounts with at least one liquidatable position.
         risk: The per-position numbers behind the totals.
         positions: (A, I) the positions (lots) it was computed for.
-        position_equity: (A, I) isolated margin + PnL per position; None in cross mode,
-            where one equity covers all positions.
+        position_equity: (A, I) isolated margin + PnL per position; None when every
+            account is in cross mode, where one equity covers all positions.
+        isolated: (A,) which accounts are in isolated mode when modes are mixed; None
+            when all share one mode (isolated iff ``position_equity`` is given).
     """
 
     equity: np.ndarray
@@ -206,6 +208,21 @@ class Health:
     risk: PositionRisk
     positions: np.ndarray
     position_equity: np.ndarray | None = None
+    isolated: np.ndarray | None = None
+
+    def by_mode(self, cross: Callable[[], np.ndarray], isolated: Callable[[], np.ndarray]) -> np.ndarray:
+        """Each account's value of its own margin mode: ``cross()`` or ``isolated()``,
+        (A,) or (A, I) arrays, each computed only if some account needs it."""
+        if self.position_equity is None:
+            return cross()
+        if self.isolated is None:
+            return isolated()
+        iso = isolated()
+        return np.where(self.isolated if iso.ndim == 1 else self.isolated[:, None], iso, cross())
+
+    def is_isolated(self, row: int) -> bool:
+        """Whether account ``row`` is in isolated mode."""
+        return self.position_equity is not None and (self.isolated is None or bool(self.isolated[row]))
 
     @property
     def init(self) -> np.ndarray:
@@ -216,9 +233,10 @@ class Health:
     def init_health(self) -> np.ndarray:
         """(A,) must stay >= 0 for a new order to be accepted, USD. Cross: equity minus
         IM. Isolated: free collateral minus every position's shortfall of equity below IM."""
-        if self.position_equity is None:
-            return self.equity - self.init
-        return self.risk.collateral - _row_sum(np.maximum(self.risk.init - self.position_equity, 0.0))
+        return self.by_mode(
+            lambda: self.equity - self.init,
+            lambda: self.risk.collateral - _row_sum(np.maximum(self.risk.init - self.position_equity, 0.0)),
+        )
 
     @property
     def maint_health(self) -> np.ndarray:
@@ -228,17 +246,19 @@ class Health:
     @property
     def liquidatable(self) -> np.ndarray:
         """(A, I) positions the liquidation engine must act on (computed on access)."""
-        if self.position_equity is None:
-            return (self.positions != 0) & self.account_liquidatable[:, None]
-        return (self.risk.maint > 0) & (self.position_equity < self.risk.maint)
+        return self.by_mode(
+            lambda: (self.positions != 0) & self.account_liquidatable[:, None],
+            lambda: (self.risk.maint > 0) & (self.position_equity < self.risk.maint),
+        )
 
     @property
     def margin_ratio(self) -> np.ndarray:
         """(A,) maintenance over equity (>= 1 means liquidatable; inf when equity <= 0
         with a requirement; 0 with none). Isolated: the worst position's ratio."""
-        if self.position_equity is None:
-            return _ratio(self.maint, self.equity)
-        return _ratio(self.risk.maint, self.position_equity).max(axis=1, initial=0.0)
+        return self.by_mode(
+            lambda: _ratio(self.maint, self.equity),
+            lambda: _ratio(self.risk.maint, self.position_equity).max(axis=1, initial=0.0),
+        )
 
 
 def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray:
@@ -345,21 +365,53 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     """
     risk = position_risk(portfolio, prices, rules)
     pos_equity = portfolio.isolated_margin + risk.unrealized
-    liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
-    in_debt = (risk.collateral < risk.liability_maint) & (risk.liability_maint > 0)
     return Health(
         equity=risk.collateral + _row_sum(pos_equity),
         maint=_row_sum(risk.maint) + risk.liability_maint,
-        account_liquidatable=np.logical_or.reduce(liquidatable, axis=1) | in_debt,
+        account_liquidatable=_isolated_flags(risk, pos_equity),
         risk=risk,
         positions=portfolio.positions,
         position_equity=pos_equity,
     )
 
 
+def _isolated_flags(risk: PositionRisk, pos_equity: np.ndarray) -> np.ndarray:
+    """(A,) isolated accounts with a position below its MM, or debt its collateral does not cover."""
+    liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
+    in_debt = (risk.collateral < risk.liability_maint) & (risk.liability_maint > 0)
+    return np.logical_or.reduce(liquidatable, axis=1) | in_debt
+
+
+def mixed_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules, isolated: np.ndarray) -> Health:
+    """Every account in its own margin mode: (A,) ``isolated`` marks the isolated ones.
+
+    Equity and maintenance add up the same way in both modes (a cross account has no
+    isolated margin); only the liquidation test and the `Health` properties differ by
+    row. All-cross and all-isolated books take the single-mode functions.
+    """
+    if not isolated.any():
+        return cross_health(portfolio, prices, rules)
+    if isolated.all():
+        return isolated_health(portfolio, prices, rules)
+    risk = position_risk(portfolio, prices, rules)
+    pos_equity = portfolio.isolated_margin + risk.unrealized
+    equity = risk.collateral + _row_sum(pos_equity)
+    maint = _row_sum(risk.maint) + risk.liability_maint
+    return Health(
+        equity=equity,
+        maint=maint,
+        account_liquidatable=np.where(isolated, _isolated_flags(risk, pos_equity), (maint > 0) & (equity < maint)),
+        risk=risk,
+        positions=portfolio.positions,
+        position_equity=pos_equity,
+        isolated=isolated,
+    )
+
+
 HealthFunction = Callable[[Portfolio, MarketPrices, MarginRules], Health]
 
-#: Margin mode name -> the function that computes `Health` for it.
+#: Margin mode name -> the function that computes `Health` for it (`mixed_health`
+#: combines them row by row).
 HEALTH_BY_MODE: dict[str, HealthFunction] = {"cross": cross_health, "isolated": isolated_health}
 
 
@@ -371,13 +423,15 @@ def allocated_equity(health: Health) -> np.ndarray:
     ``E * MM_m / sum MM`` (all of E on each position of an account with no requirement).
     Isolated: the position's own margin plus its PnL.
     """
-    if health.position_equity is not None:
-        return health.position_equity
-    maint = health.risk.maint
-    total = _row_sum(maint)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(total > 0, maint / total, 1.0)
-    return health.equity[:, None] * share
+
+    def cross() -> np.ndarray:
+        maint = health.risk.maint
+        total = _row_sum(maint)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(total > 0, maint / total, 1.0)
+        return health.equity[:, None] * share
+
+    return health.by_mode(cross, lambda: health.position_equity)
 
 
 def bankruptcy_prices(health: Health) -> np.ndarray:
@@ -409,11 +463,8 @@ def liquidation_prices(health: Health) -> np.ndarray:
     risk = health.risk
     q = health.positions * portfolio.lot_sizes
     entry = portfolio.entry + prices.cum_funding - portfolio.funding_index
-    if health.position_equity is not None:
-        other_equity, other_maint = portfolio.isolated_margin, 0.0
-    else:
-        other_equity = health.equity[:, None] - risk.unrealized
-        other_maint = health.maint[:, None] - risk.maint
+    other_equity = health.by_mode(lambda: health.equity[:, None] - risk.unrealized, lambda: portfolio.isolated_margin)
+    other_maint = health.by_mode(lambda: health.maint[:, None] - risk.maint, lambda: np.zeros_like(risk.maint))
     tiers = rules.tiers
     upper = np.concatenate([tiers.floors[:, 1:], np.full((tiers.floors.shape[0], 1), np.inf)], axis=1)
     out = np.full(q.shape, np.nan)
@@ -453,7 +504,7 @@ def liquidation_size(health: Health, row: int, m: int, sizing: Sizing, tiers: Ti
     caller rounds up to a lot.
     """
     risk = health.risk
-    if health.position_equity is not None:
+    if health.is_isolated(row):
         equity, maint = float(health.position_equity[row, m]), float(risk.maint[row, m])
         notional = float(risk.notional[row, m])
     else:

@@ -14,9 +14,9 @@ j, so adding agents or populations never shifts anyone else's draws). Each agent
 its own collateral, leverage and parameters from its generator.
 
 Starting positions (an agent's `opening_positions`, ``[[accounts]]`` positions) are
-trades at the given or initial price against the *genesis* system account. In isolated
-mode the account's USD is set aside as isolated margin in proportion to each position's
-notional.
+trades at the given or initial price against the *genesis* system account. An account
+in isolated mode (``margin.mode``, or its population's or its own ``margin_mode``) has
+its USD set aside as isolated margin in proportion to each position's notional.
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ class MarketModel(mesa.Model):
                 rng = np.random.default_rng(agent_seq)
                 account = len(self.account_types)
                 self.account_types.append(pop.type)
+                self._set_mode(account, pop.margin_mode)
                 for asset, dist in pop.collateral.items():
                     amount = draw(dist, rng)
                     self.exchange.ledger.deposit(account, self._asset(asset), max(amount, 0.0))
@@ -178,6 +179,7 @@ class MarketModel(mesa.Model):
         for acc in self.config.accounts:
             account = len(self.account_types)
             self.account_types.append(f"account:{acc.name}")
+            self._set_mode(account, acc.margin_mode)
             for asset, amount in acc.collateral.items():
                 self.exchange.ledger.deposit(account, self._asset(asset), amount)
             opened = []
@@ -186,6 +188,10 @@ class MarketModel(mesa.Model):
                 lots = round(pos.qty / self.exchange.instruments[m].lot_size)
                 opened.append(self._give(account, m, lots, pos.entry))
             self._isolate(account, opened)
+
+    def _set_mode(self, account: int, mode: str | None) -> None:
+        """A new (flat) account's margin mode: its own, else the config's."""
+        self.exchange.set_margin_mode(account, mode or self.config.margin.mode)
 
     def _give(self, account: int, m: int, lots: int, price: float) -> tuple[int, float]:
         """Open ``lots`` (signed) at ``price`` against genesis; return (m, notional)."""
@@ -198,7 +204,7 @@ class MarketModel(mesa.Model):
         """Isolated mode: move the account's USD into its positions' margin by notional."""
         ledger = self.exchange.ledger
         total = sum(n for _, n in opened)
-        if not ledger.isolated or total <= 0:
+        if not ledger.isolated[account] or total <= 0:
             return
         cash = float(ledger.balances[account, USD])
         for m, notional in opened:

@@ -22,6 +22,7 @@ from sim.margin import (
     isolated_health,
     liquidation_prices,
     liquidation_size,
+    mixed_health,
     partial_liquidation_size,
 )
 from tests.conftest import E0_TIERS
@@ -326,3 +327,24 @@ def test_e1b_liquidation_size_from_health(full, expected):
     assert math.ceil(round(size / 0.001, 9)) * 0.001 == pytest.approx(expected)
     healthy = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([49_000.0]), _rules(BTC5))
     assert liquidation_size(healthy, 0, 0, sizing, TierTable.from_tiers([BTC5])) == 0.0
+
+
+def test_mixed_modes_match_each_mode_row_by_row():
+    pf = _portfolio(
+        [[0.0], [11_000.0], [0.0]],
+        [[1.0, -20.0], [1.0, -20.0], [2.0, 0.0]],
+        [[50_000.0, 3_000.0]] * 3,
+        isolated=[[5_000.0, 6_000.0], [0.0, 0.0], [4_000.0, 0.0]],
+    )
+    prices, rules = _prices(E2_MARKS), _rules(BTC5, ETH1)
+    mask = np.array([True, False, True])
+    mixed = mixed_health(pf, prices, rules, mask)
+    cross, isolated = cross_health(pf, prices, rules), isolated_health(pf, prices, rules)
+    for row, alone in ((0, isolated), (1, cross), (2, isolated)):
+        assert mixed.account_liquidatable[row] == alone.account_liquidatable[row]
+        assert mixed.liquidatable[row].tolist() == alone.liquidatable[row].tolist()
+        assert mixed.margin_ratio[row] == pytest.approx(alone.margin_ratio[row])
+        assert mixed.init_health[row] == pytest.approx(alone.init_health[row])
+        assert bankruptcy_prices(mixed)[row] == pytest.approx(bankruptcy_prices(alone)[row], nan_ok=True)
+        assert liquidation_prices(mixed)[row] == pytest.approx(liquidation_prices(alone)[row], nan_ok=True)
+    assert mixed.liquidatable[0].tolist() == [True, False] and not mixed.account_liquidatable[1]

@@ -98,10 +98,25 @@ def test_explicit_accounts_get_their_positions():
     assert row >= N_SYSTEM
 
 
-@pytest.mark.parametrize(("mode", "hedged_liquidated"), [("cross", False), ("isolated", True)])
-def test_cross_vs_isolated_config(mode, hedged_liquidated):
-    config = load_config("configs/cross_vs_isolated.toml", ["steps=160", f"margin.mode={mode}"])
+HEDGED_ISOLATED = [f"accounts.{i}.margin_mode=isolated" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hedged_liquidated"),
+    [
+        (["margin.mode=cross"], False),
+        (["margin.mode=isolated"], True),
+        # market makers and noise traders cross, the hedged accounts isolated
+        (["margin.mode=cross", *HEDGED_ISOLATED], True),
+    ],
+)
+def test_cross_vs_isolated_config(overrides, hedged_liquidated):
+    config = load_config("configs/cross_vs_isolated.toml", ["steps=160", *overrides])
     model = MarketModel(config)
+    isolated = model.exchange.ledger.isolated
+    hedged = [i for i, kind in enumerate(model.account_types) if kind.startswith("account:hedged")]
+    assert isolated[hedged].all() == hedged_liquidated
+    assert isolated[N_SYSTEM : hedged[0]].all() == (overrides[0] == "margin.mode=isolated")
     model.run()
     check_invariants(model)
     liq = model.recorder.tables()["liquidations"]
