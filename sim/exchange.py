@@ -490,7 +490,7 @@ class Exchange:
             ledger.allocate_isolated(account, instrument, amount)
 
     def _reserve_open(self, account: int, instrument: int, side: int, lots: int) -> None:
-        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] += lots
+        self.ledger.count_open(account, instrument, side, lots)
 
     def _release_open(self, account: int, instrument: int, side: int, lots: int) -> None:
-        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] -= lots
+        self.ledger.count_open(account, instrument, side, -lots)

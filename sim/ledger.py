@@ -184,6 +184,10 @@ class Ledger:
         self.transfer(account, fee_to, proceeds * haircut)
         return proceeds * (1.0 - haircut)
 
+    def count_open(self, account: int, instrument: int, side: int, lots: int) -> None:
+        """Add ``lots`` (negative: remove) to the account's resting orders on ``side``."""
+        (self.open_bids if side > 0 else self.open_asks)[account, instrument] += lots
+
     def set_isolated(self, account: int, isolated: bool) -> None:
         """Put an account in isolated (True) or cross margin mode."""
         self.isolated[account] = isolated
