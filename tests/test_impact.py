@@ -101,12 +101,17 @@ def test_a_slice_sold_for_several_takeovers_has_the_impact_of_one_trade():
     assert impact[:, 0] == pytest.approx([0.5 * whole, 0.3 * whole, 0.2 * whole])
 
 
-def test_backstop_sells_its_takeovers_with_a_half_life():
+def unwinding_venue() -> tuple[Exchange, VenueIndex, TakeoverUnwinder]:
+    """One BTC venue at step 1 whose takeovers sell with a half-life of one step."""
     ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
     index = VenueIndex(ex, np.full((4, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
     index.advance(1)
     index.propagator.add_volume(0, 1e7)
-    unwinder = TakeoverUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+    return ex, index, TakeoverUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+
+
+def test_backstop_sells_its_takeovers_with_a_half_life():
+    ex, index, unwinder = unwinding_venue()
     ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, 1_000, 50_000.0, 0.0)  # the vault took 1 BTC long
     unwinder.take_over(BACKSTOP, 0, 1_000, source=4)  # a first slice at once: half, in one half-life
     assert ex.ledger.positions[BACKSTOP, 0] == 500
@@ -136,11 +141,7 @@ def test_backstop_sells_oldest_takeovers_first_and_nets_opposite_ones():
 
 
 def test_the_insurance_fund_sells_its_takeovers_too():
-    ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
-    index = VenueIndex(ex, np.full((4, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
-    index.advance(1)
-    index.propagator.add_volume(0, 1e7)
-    unwinder = TakeoverUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+    ex, index, unwinder = unwinding_venue()
     ex.ledger.trade_between(INSURANCE_FUND, N_SYSTEM, 0, -1_000, 50_000.0, 0.0)  # the fund took 1 BTC short
     unwinder.take_over(INSURANCE_FUND, 0, -1_000, source=2)
     assert ex.ledger.positions[INSURANCE_FUND, 0] == -500
