@@ -74,9 +74,10 @@ def system_equity(ex: Exchange, account: int) -> float:
     return float(ex.health_at(ex.marks, ex.asset_prices, np.array([account])).equity[0])
 
 
-def takeover_capacity(ex: Exchange, holder: int, m: int, side: int, price: float) -> int:
+def takeover_capacity(ex: Exchange, holder: int, m: int, side: int, price: float) -> float:
     """Lots of a side-``side`` position in m that ``holder`` can take over at ``price``
-    and keep its equity at the marks >= 0 (any amount when the mark is on its side)."""
+    and keep its equity at the marks >= 0: a whole number, or ``math.inf`` when the
+    price is no worse than the mark for it (it takes on no loss)."""
     loss = side * (price - float(ex.marks[m])) * ex.instruments[m].lot_size  # USD per lot
     if loss <= 0:
         return math.inf
