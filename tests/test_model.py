@@ -151,3 +151,20 @@ def test_forced_selling_moves_the_index_and_links_the_cascade():
     sold = -crash["unwind_flow"].sum()
     taken = liq.filter(pl.col("kind") == "backstop")["notional"].sum()
     assert sold > 0.5 * taken  # a one-minute half-life: most of it is sold within the 200 s left
+
+
+def test_isolated_holders_with_a_step_cap_never_sit_in_debt_unseen():
+    """Issue 9 case 1, on the flash crash: holders isolated, full liquidation, step_cap 0.2.
+    Accounts ended negative (79,804 in total) and none was liquidatable. A trader may
+    still be under water while the cap spreads its liquidation, but then it is
+    liquidatable and listed with its reason."""
+    overrides = ["steps=215", "shocks.0.step=200", "margin.mode=isolated", "liquidation.mode=full"]
+    model = MarketModel(load_config("configs/flash_crash.toml", [*overrides, "liquidation.step_cap=0.2"]))
+    model.run()
+    check_invariants(model)
+    health = model.exchange.health()
+    underwater = np.flatnonzero(health.equity < -1e-6)
+    underwater = underwater[underwater >= N_SYSTEM]
+    assert health.account_liquidatable[underwater].all()
+    unresolved = model.recorder.tables()["unresolved"].filter(pl.col("step") == model.t)
+    assert set(underwater.tolist()) <= set(unresolved["account"].to_list())
