@@ -1,5 +1,11 @@
 """Leveraged position holder: starts the run with a position at its leverage (the
-population whose leverage researchers vary) and, if its parameters say so, defends it.
+population whose leverage researchers vary) and, if its parameters say so, defends it,
+closes it after a holding time and opens a new one.
+
+Sizes: a position is ``leverage x`` the equity share of each instrument, capped where
+the venue's margin tiers stop it (`MarginTiers.max_notional`, counting the taker fee
+and the entry order's slippage): a 60x draw on an instrument whose tiers allow 50x
+holds a 50x position, as a venue's order form would allow.
 
 Each step it reads its own margin ratio (maintenance margin / equity at the start of
 the step, `Trader.margin_ratio`) and, in this order:
@@ -16,6 +22,16 @@ the step, `Trader.margin_ratio`) and, in this order:
   when the venue price (`MarketView.venue_price`) crosses it, the whole position is
   closed with reduce-only IOC orders, again each step until it is flat.
 
+- **exit**: with ``holding_seconds`` set, it closes every position (reduce-only IOC,
+  as a stop) after an exponentially distributed holding time;
+- **re-entry**: with ``reentry_seconds`` set, once it is flat (closed, stopped out or
+  liquidated) it waits an exponentially distributed time and opens a new position at
+  its leverage with what equity it has left: IOC orders ``entry_slippage_bps`` from
+  the venue price, long with probability ``long_share`` (``side = "random"``) or on
+  its fixed side; its stop, if it keeps one, is set anew from the new entry. So the
+  population keeps positions opened near the current price instead of ageing into
+  survivors far from their liquidation prices, as a venue's open interest turns over.
+
 Every reaction is off by default (a plain holder only holds, and the model does not
 schedule it). A holder with reactions costs one cached array read and a few
 comparisons per step when nothing triggers.
@@ -28,8 +44,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agents.base import FractionDist, NonNegativeDist, StrictParams, Trader, within
+from agents.base import FractionDist, NonNegativeDist, PositiveDist, StrictParams, Trader, within
 from sim.distributions import Distribution, Uniform, draw
+from sim.types import OrderType, Side
 
 #: A margin ratio threshold: in (0, 1] (1 is where the venue liquidates).
 RatioDist = Annotated[Distribution, within(0.0, 1.0, strict_low=True)]
@@ -54,6 +71,14 @@ class HolderParams(StrictParams):
     top_up_target*: Margin ratio a top-up restores [MM / equity]. 0.5 (no published
         value).
     wallet*: USD it can still deposit [USD]. 0 = off.
+    holding_seconds*: Mean holding time of a position [s]; exits are exponentially
+        distributed. None = holds to the end (used by the baseline: Binance's BTCUSDT
+        perpetual trades about twice its open interest a day, 2024-25 exchange
+        statistics, so positions live about half a day).
+    reentry_seconds*: Mean wait between being flat and opening again [s],
+        exponential. None = never re-enters (no published value).
+    entry_slippage_bps*: Limit of its entry orders away from the venue price [bps].
+        10 (no published value; the venue charges it as margin up front).
     """
 
     side: Literal["long", "short", "random"] = "long"
@@ -66,6 +91,9 @@ class HolderParams(StrictParams):
     top_up_margin_ratio: RatioDist | None = None
     top_up_target: RatioDist = 0.5
     wallet: NonNegativeDist = 0.0
+    holding_seconds: PositiveDist | None = None
+    reentry_seconds: PositiveDist | None = None
+    entry_slippage_bps: NonNegativeDist = 10.0
 
 
 def round_number(price: float, down: bool) -> float:
@@ -78,9 +106,10 @@ def round_number(price: float, down: bool) -> float:
 
 
 class LeveragedHolder(Trader):
-    """Opens nothing itself: the model gives it its position at the start (see
-    `opening_positions`), sized ``leverage x collateral value``, split equally over
-    its instruments. Then it holds, or defends its position (module docstring)."""
+    """Opens nothing itself at first: the model gives it its position at the start (see
+    `opening_positions`), sized ``leverage x collateral value`` split equally over its
+    instruments (within the margin tiers). Then it holds, defends its position, or
+    turns it over (module docstring)."""
 
     Params = HolderParams
     kind = "leveraged_holder"
@@ -99,32 +128,61 @@ class LeveragedHolder(Trader):
         self.stop_loss = None
         if params.stop_share > 0 and rng.random() < params.stop_share:
             self.stop_loss = draw(params.stop_loss, rng)
+        #: Mean holding time and mean wait before re-entry [s]; None = off.
+        self.holding = None if params.holding_seconds is None else draw(params.holding_seconds, rng)
+        self.reentry = None if params.reentry_seconds is None else draw(params.reentry_seconds, rng)
+        self.entry_slippage = draw(params.entry_slippage_bps, rng) / 1e4 if self.reentry is not None else 0.0
         self.slippage = draw(params.max_slippage_bps, rng) / 1e4 if self.reacts else 0.0
         #: instrument -> (stop price USD, +1 long / -1 short).
         self.stops: dict[int, tuple[float, int]] = {}
+        #: Simulated times [s] of its next exit and next entry (inf: none due).
+        self.exit_at = off
+        self.enter_at = off
         if not self.reacts:
             self.acts = False  # nothing to do: the model need not schedule it
 
     @property
     def reacts(self) -> bool:
-        return self.cut_at < math.inf or self.top_up_at < math.inf or self.stop_loss is not None
+        return (
+            self.cut_at < math.inf
+            or self.top_up_at < math.inf
+            or self.stop_loss is not None
+            or self.holding is not None
+            or self.reentry is not None
+        )
 
     def opening_positions(self) -> list[tuple[int, int, float]]:
         ex = self.exchange
         value = float(ex.ledger.balances[self.account] @ ex.asset_prices)
-        side = self.params.side
-        if side == "random":
-            side = "long" if self.draws.random() < self.params.long_share else "short"
-        sign = 1 if side == "long" else -1
-        per_instrument = self.leverage * value / len(self.instruments)
+        sign = self.side()
+        margin = value / len(self.instruments)
         opened = []
         for m in self.instruments:
             price = float(ex.index[m])
-            lots = int(per_instrument / price / ex.instruments[m].lot_size)
+            inst = ex.instruments[m]
+            lots = int(inst.tiers.max_notional(margin, self.leverage) / price / inst.lot_size)
             opened.append((m, sign * lots, price))
-            if self.stop_loss is not None and lots:
-                self.stops[m] = (round_number(price * (1 - sign * self.stop_loss), down=sign > 0), sign)
+            if lots:
+                self.set_stop(m, price, sign)
+        self.exit_at = self.wait(self.holding)
         return opened
+
+    def side(self) -> int:
+        """+1 long or -1 short: its fixed side, or long with probability ``long_share``."""
+        side = self.params.side
+        if side == "random":
+            side = "long" if self.draws.random() < self.params.long_share else "short"
+        return 1 if side == "long" else -1
+
+    def set_stop(self, m: int, entry: float, sign: int) -> None:
+        """Its stop in m, ``stop_loss`` from ``entry`` rounded away (if it keeps one)."""
+        if self.stop_loss is not None:
+            self.stops[m] = (round_number(entry * (1 - sign * self.stop_loss), down=sign > 0), sign)
+
+    def wait(self, mean: float | None) -> float:
+        """The simulated time [s] an exponential wait of ``mean`` seconds from now ends
+        (inf without a mean)."""
+        return math.inf if mean is None else self.exchange.time + float(self.draws.exponential(mean))
 
     def step(self) -> None:
         ratio = self.margin_ratio()
@@ -134,6 +192,8 @@ class LeveragedHolder(Trader):
             self.cut()
         if self.stops:
             self.check_stops()
+        if self.holding is not None or self.reentry is not None:
+            self.turn_over()
 
     def top_up(self, ratio: float) -> None:
         """Deposit what brings the ratio back to its target (the whole wallet at most)."""
@@ -161,8 +221,56 @@ class LeveragedHolder(Trader):
             price = market.venue_price(m)
             if (price - stop) * sign > 0:
                 continue
-            size = abs(self.position(m))
-            if size == 0:
+            if not self.close(m):
                 del self.stops[m]
-                continue
-            self.reduce(m, size, price * (1 - sign * self.slippage))
+
+    def close(self, m: int) -> bool:
+        """Send a reduce-only IOC for the whole position in m, ``max_slippage_bps`` from
+        the venue price; False when already flat there."""
+        size = self.position(m)
+        if size == 0:
+            return False
+        price = self.market.venue_price(m)
+        self.reduce(m, abs(size), price * (1 - (1 if size > 0 else -1) * self.slippage))
+        return True
+
+    def turn_over(self) -> None:
+        """Exit when the holding time is up; once flat, wait, then enter again."""
+        if self.exchange.ledger.positions[self.account].any():
+            if self.exchange.time >= self.exit_at:
+                for m in self.instruments:
+                    self.close(m)
+            return
+        self.stops.clear()
+        if self.reentry is None:
+            return
+        if self.enter_at == math.inf:
+            self.enter_at = self.wait(self.reentry)
+        elif self.exchange.time >= self.enter_at:
+            self.enter()
+
+    def enter(self) -> None:
+        """Open a position at its leverage in every instrument with its equity: IOC
+        orders ``entry_slippage`` from the venue price, sized to what the margin tiers
+        allow after the taker fee and the limit's distance from the mark (which the
+        venue's margin check charges). A holder that cannot open a lot any more leaves."""
+        ex = self.exchange
+        sign = self.side()
+        margin = self.equity() / len(self.instruments)
+        orders = []
+        for m in self.instruments:
+            price = self.market.venue_price(m)
+            limit = price * (1 + sign * self.entry_slippage)
+            cost = ex.fees.taker + max(0.0, sign * (limit / float(ex.marks[m]) - 1.0))
+            notional = ex.instruments[m].tiers.max_notional(margin, self.leverage, cost)
+            orders.append(self.order(m, Side(sign), notional / limit, limit, OrderType.IOC))
+        if not any(orders):
+            self.reentry = None  # too little equity for a lot: it leaves the venue
+            return
+        for m, result in zip(
+            [m for m, o in zip(self.instruments, orders, strict=True) if o], self.submit_many(orders), strict=True
+        ):
+            if result.fills:
+                self.set_stop(m, self.market.venue_price(m), sign)
+        self.enter_at = math.inf
+        self.exit_at = self.wait(self.holding)

@@ -2,8 +2,10 @@
 
 Every fact is measured per instrument on the venue's mark price (``mark``), its
 last-trade price (``last``: forward-filled, leading nulls dropped) and, when the market
-table has the column, the exogenous reference path (``exogenous``), for comparison
-with what was put in. Returns are log returns over non-overlapping windows; a horizon
+table has the columns, the exogenous reference path (``exogenous``), for comparison
+with what was put in, and the venue's impact on the index alone (``impact``: the factor
+``index / exogenous = exp(impact_bps / 1e4)``, so its "returns" are the changes of the
+log impact). Returns are log returns over non-overlapping windows; a horizon
 ``h`` seconds is ``max(1, round(h / step_seconds))`` steps (rows keep the nominal ``h``)
 and a fact is NaN when the run has fewer than `MIN_RETURNS` returns at its horizon.
 Facts (the ``fact`` column of `stylized_facts`):
@@ -23,6 +25,13 @@ Facts (the ``fact`` column of `stylized_facts`):
   ACF(|r|)(ℓ) ∝ ℓ^(-exponent). Typically 0.2-0.4.
 - ``volume_volatility_corr``: Pearson correlation (`scipy.stats.pearsonr`) of the
   traded volume in each return window (base units) with |r| of that window.
+- ``impact_variance_share`` (series ``impact``, at the fact horizon): the variance of
+  the impact's returns over the variance of the index's, ``var(Δ log impact) /
+  var(Δ log index)``: how much of the index's variance the venue's own flow makes.
+  It bounds what the venue can do to the tails: for independent parts, the index's
+  excess kurtosis is ``(1 - s)² e_X + s² e_I`` (``s`` this share, ``e`` the parts'
+  excess kurtosis), so a Gaussian path X needs ``e_I >= 3 / s²`` for a kurtosis of 6
+  (the validation prints it; the parts are not quite independent, as traders follow X).
 - ``depth_drop`` (series ""): in the mark's worst drawdown window (its running peak to
   its trough), ``1 - min depth / median depth before the peak``, with depth
   ``depth_bid_1pct + depth_ask_1pct`` (base units); NaN without a drawdown or without
@@ -51,7 +60,12 @@ from scipy import stats
 from statsmodels.tsa.stattools import acf
 
 #: Price series measured: name in the facts table -> market column.
-SERIES = {"mark": "mark_price", "last": "last_price", "exogenous": "exogenous_price"}
+SERIES = {
+    "mark": "mark_price",
+    "last": "last_price",
+    "exogenous": "exogenous_price",
+    "impact": "impact_factor",  # derived from impact_bps (see `with_impact_factor`)
+}
 #: Default return horizons in seconds, besides one step.
 HORIZONS = (60.0, 300.0, 3600.0)
 #: Horizon (s) of the tail, ACF and volume facts: minute returns, as in the literature.
@@ -113,7 +127,7 @@ def stylized_facts(
     kurtosis_steps = horizon_steps([step_seconds, *horizons], step_seconds)
     every = horizon_steps([fact_horizon], step_seconds)[fact_horizon]
     for instrument in sorted(market.get_column("instrument").unique().to_list()):
-        m = market.filter(pl.col("instrument") == instrument).sort("step")
+        m = with_impact_factor(market.filter(pl.col("instrument") == instrument).sort("step"))
         for series, column in SERIES.items():
             if column not in m.columns:
                 continue
@@ -121,6 +135,9 @@ def stylized_facts(
             key = (instrument, series)
             rows += [("kurtosis", *key, h, None, kurtosis(log_returns(prices, k))) for h, k in kurtosis_steps.items()]
             rows += _horizon_rows(key, prices, volume, every, fact_horizon, tail, acf_lags, abs_acf_lags)
+        if "impact_factor" in m.columns:
+            share = impact_variance_share(m, every)
+            rows.append(("impact_variance_share", instrument, "impact", fact_horizon, None, share))
         depth = (m.get_column("depth_bid_1pct") + m.get_column("depth_ask_1pct")).to_numpy()
         drop = depth_drop(m.get_column("mark_price").to_numpy(), depth)
         rows.append(("depth_drop", instrument, "", None, None, drop))
@@ -139,6 +156,25 @@ def horizon_steps(horizons: Sequence[float], step_seconds: float) -> dict[float,
         if k not in out.values():
             out[h] = k
     return out
+
+
+def with_impact_factor(market: pl.DataFrame) -> pl.DataFrame:
+    """The market rows with ``impact_factor = exp(impact_bps / 1e4)`` (index over
+    exogenous path) when they have ``impact_bps``; unchanged otherwise."""
+    if "impact_bps" not in market.columns:
+        return market
+    return market.with_columns((pl.col("impact_bps") / 1e4).exp().alias("impact_factor"))
+
+
+def impact_variance_share(market: pl.DataFrame, every: int) -> float:
+    """``var(Δ log impact) / var(Δ log index)`` over non-overlapping windows of
+    ``every`` steps, for one instrument's rows (sorted by step, with
+    ``impact_factor``); NaN below `MIN_RETURNS` returns or for a constant index."""
+    impact = log_returns(price_path(market, "impact_factor")[0], every)
+    index = log_returns(price_path(market, "index_price")[0], every)
+    if len(index) < MIN_RETURNS or not index.var() > 0:
+        return float("nan")
+    return float(impact.var() / index.var())
 
 
 def price_path(market: pl.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -68,6 +68,22 @@ class MarginTiers:
         """Index of the tier a notional (USD) falls in."""
         return int(np.searchsorted(self.floors, notional, side="right")) - 1
 
+    def max_notional(self, margin: float, leverage: float = math.inf, cost_rate: float = 0.0) -> float:
+        """The largest position (USD notional) that ``margin`` USD can open: at most
+        ``leverage x margin``, and within the venue's initial margin with ``cost_rate``
+        of the notional paid on top (taker fee and slippage), i.e. the largest N with
+        ``N / max_leverage(N) + cost_rate x N <= margin``, as a venue's "max open"
+        calculator gives it. 0 for no margin."""
+        if margin <= 0:
+            return 0.0
+        best = 0.0
+        ceilings = (*self.floors[1:], math.inf)
+        for floor, ceiling, lev in zip(self.floors, ceilings, self.max_leverage, strict=True):
+            fits = margin / (1.0 / lev + cost_rate)
+            if fits >= floor:
+                best = max(best, min(fits, math.nextafter(ceiling, 0.0)))
+        return min(best, leverage * margin)
+
 
 @dataclass(frozen=True)
 class Instrument:

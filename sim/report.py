@@ -37,7 +37,7 @@ KIND_COLORS = {
 }
 #: Margin-ratio bin edges; the last bin (>= 1: liquidatable) is open-ended.
 RATIO_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa"}
+SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa", "impact": "#d62728"}
 TIME_AXIS = {"title": {"text": "time (min)"}}
 
 

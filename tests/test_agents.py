@@ -473,6 +473,51 @@ def test_holders_draw_their_own_thresholds_and_only_some_have_stops():
     assert 8 < sum(bool(h.stops) for h in holders) < 32
 
 
+def test_holder_position_stops_at_the_venues_max_leverage():
+    model = build(population("leveraged_holder", "", collateral=10_000.0, leverage=60.0))
+    holder = agents(model, "leveraged_holder")[0]
+    assert holder.position(0) == 4.0  # the default tiers allow 20x: 200,000 USD at 50,000
+
+
+def test_holder_exits_after_its_holding_time_then_waits_and_enters_again():
+    params = "holding_seconds = 600.0, reentry_seconds = 60.0, stop_share = 1.0, stop_loss = 0.05"
+    model, holder = holder_market(params)
+    ex = model.exchange
+    assert holder.acts and 0 < holder.exit_at < math.inf and holder.stops
+    quote(model, 49_990.0, 50_010.0)
+    ex.time = holder.exit_at - 1.0
+    holder.step()
+    assert holder.position(0) == 2.0  # not yet
+    ex.time = holder.exit_at
+    holder.step()
+    assert holder.position(0) == 0.0  # sold into the bid
+    holder.step()
+    assert holder.stops == {} and ex.time < holder.enter_at < math.inf  # waiting
+    ex.time = holder.enter_at
+    model.health = ex.health()
+    equity = holder.equity()
+    holder.step()
+    # long at 10x its equity, sized at its limit 10 bp above the venue price (the last
+    # trade, its own exit at 49,990); bought at the 50,010 ask
+    assert equity == pytest.approx(10_000.0 - 20.0 - 0.0005 * 2 * 49_990.0)
+    assert holder.position(0) == math.floor(10 * equity / (49_990.0 * 1.001) / 0.001) * 0.001
+    assert holder.stops == {0: (47_500.0, 1)}  # 5 % under 50,010, rounded down
+    assert holder.enter_at == math.inf and ex.time < holder.exit_at < math.inf
+
+
+def test_holder_that_cannot_open_a_lot_leaves():
+    model, holder = holder_market("reentry_seconds = 60.0")
+    quote(model, 49_990.0, 50_010.0)
+    holder.close(0)
+    ex = model.exchange
+    ex.ledger.balances[holder.account, 0] = 1.0  # 1 USD left: 10 USD of notional, < 1 lot
+    model.health = ex.health()
+    holder.step()
+    ex.time = holder.enter_at
+    holder.step()
+    assert holder.position(0) == 0.0 and holder.reentry is None
+
+
 def test_round_numbers():
     from agents.holder import round_number
 

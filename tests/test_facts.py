@@ -159,6 +159,30 @@ def test_last_price_is_forward_filled_from_the_first_trade():
     assert prices.tolist() == [10.0, 10.0, 12.0] and volume.tolist() == [2.0, 3.0, 4.0]
 
 
+def test_impact_series_and_its_share_of_the_index_variance():
+    """Index = exogenous path x exp(impact): a Gaussian path with variance 3 parts and
+    a fat-tailed (Student t) impact with 1 part give a share of 1/4, and the impact
+    series carries the tails the index shows diluted by s² (module docstring)."""
+    rng = np.random.default_rng(7)
+    n = 60_000
+    exo = rng.normal(0, np.sqrt(3e-6), n)
+    impact = 1e-3 * rng.standard_t(5, n) / np.sqrt(5 / 3)  # variance 1e-6, kurtosis 9
+    log_impact = np.concatenate([[0.0], np.cumsum(impact)])
+    exogenous = path(exo)
+    index = exogenous * np.exp(log_impact)
+    frame = stylized_facts(
+        market_frame(index, exogenous_price=exogenous, index_price=index, impact_bps=log_impact * 1e4),
+        NO_CASCADES,
+        step_seconds=60.0,
+    )
+    assert value(frame, "impact_variance_share", "impact", 60.0) == pytest.approx(0.25, abs=0.02)
+    assert value(frame, "kurtosis", "impact", 60.0) > 6
+    excess = value(frame, "kurtosis", "mark", 60.0) - 3  # (1/4)² x 6 = 0.375
+    assert 0.1 < excess < 0.8
+    plain = stylized_facts(market_frame(index), NO_CASCADES, step_seconds=60.0)
+    assert not {"impact", "exogenous"} & set(plain["series"])
+
+
 def test_horizons_round_to_whole_steps_once_each():
     assert facts.horizon_steps([60.0, 60.0, 300.0, 3600.0], 60.0) == {60.0: 1, 300.0: 5, 3600.0: 60}
     assert facts.horizon_steps([5.0, 1.0, 60.0], 5.0) == {5.0: 1, 60.0: 12}

@@ -66,6 +66,27 @@ def test_initial_margin_uses_the_tier_leverage():
     )
 
 
+def test_max_notional_is_what_the_tiers_let_a_margin_open():
+    btc = MarginTiers((0.0, 250_000.0, 1_000_000.0), (0.004, 0.005, 0.01), (50.0, 25.0, 10.0))
+    # 10,000 USD: 50x would be 500,000, past the 250,000 floor of the 25x tier; at 25x it is
+    # 250,000 exactly, the top notional that margin opens
+    assert btc.max_notional(10_000.0) == pytest.approx(250_000.0)
+    assert btc.max_notional(2_000.0) == pytest.approx(100_000.0)  # 50x, within the first tier
+    assert btc.max_notional(2_000.0, leverage=20.0) == 40_000.0  # its own leverage binds
+    # fee and slippage paid up front: N (1/50 + 0.0015) = 2,000
+    assert btc.max_notional(2_000.0, cost_rate=0.0015) == pytest.approx(2_000.0 / 0.0215)
+    # 3,000 USD: 50x = 150,000 fits the first tier; 25x = 75,000 is below the second's floor
+    assert btc.max_notional(3_000.0) == pytest.approx(150_000.0)
+    # 6,000 USD: 50x = 300,000 crosses 250,000, 25x = 150,000 does not reach it: the first
+    # tier's top is the most it can open
+    assert btc.max_notional(6_000.0) == pytest.approx(250_000.0)
+    assert btc.max_notional(6_000.0) < 250_000.0
+    assert btc.max_notional(0.0) == 0.0 and btc.max_notional(-5.0) == 0.0
+    for margin in (1.0, 5_000.0, 10_000.0, 60_000.0, 1e6):
+        n = btc.max_notional(margin)
+        assert n / btc.max_leverage[btc.tier_of(n)] <= margin * (1 + 1e-12)
+
+
 def test_tables_of_different_depth_stack():
     table = TierTable.from_tiers([E0_TIERS, MarginTiers.flat(0.01, 20)])
     mm = table.maintenance(np.array([[500_000.0, 500_000.0]]))
