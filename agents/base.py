@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class StrictParams(BaseModel):
     """Base of every agent's parameter model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ------------------------------------------------------------ drawn parameters

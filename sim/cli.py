@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim import __version__
-from sim.config import ConfigError, load_config
+from sim.config import ConfigError, check_replay_files, load_config
 from sim.prices import PriceDataError
-from sim.results import ResultError
+from sim.results import CONFIG, RUNS, ResultError, is_run_folder, is_sweep_folder, read_table
 from sim.runtime import tune_runtime
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadelab", description="Agent-based simulation of liquidation cascades on a derivatives exchange."
     )
-    parser.add_argument("--version", action="version", version=f"cascadelab {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"cascadelab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="simulate one config and write a result folder")
     run.add_argument("config", type=Path, help="experiment config (TOML)")
@@ -85,12 +85,17 @@ class UsageError(ValueError):
     """A bad command-line argument; the message is one line."""
 
 
+def _not_a_result(path: Path) -> UsageError:
+    return UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no sweep.toml)")
+
+
 def _run(args: argparse.Namespace) -> int:
     from sim.run import default_out_dir, run_to_folder  # heavy imports only when running
 
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     config = load_config(args.config, args.overrides, args.seed)
+    check_replay_files(config)
     out = args.out or default_out_dir(args.config, config)
     run_to_folder(config, out, report=not args.no_report)
     print(out)
@@ -98,17 +103,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sim.sweep import run_sweep
+    from sim.sweep import ClusterError, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     import polars as pl
 
-    out = run_sweep(args.sweep, args.out, args.address, args.workers)
+    try:
+        out = run_sweep(args.sweep, args.out, args.address, args.workers)
+    except ClusterError as err:
+        raise UsageError(str(err)) from None
     print(out)
-    failed = pl.read_parquet(out / "runs.parquet").filter(pl.col("status") == "failed").height
+    failed = read_table(out, RUNS).filter(pl.col("status") == "failed").height
     if failed:
-        print(f"cascadelab: {failed} run(s) failed; errors in {out / 'runs.parquet'}", file=sys.stderr)
+        print(f"cascadelab: {failed} run(s) failed; errors in {out / RUNS}.parquet", file=sys.stderr)
         return 1
     return 0
 
@@ -117,20 +125,20 @@ def _report(args: argparse.Namespace) -> int:
 
     from sim.config import load_config
     from sim.report import write_run_report, write_sweep_report
-    from sim.results import read_table
-    from sim.run import TABLES, read_facts
+    from sim.results import RECORDED_TABLES
+    from sim.run import read_facts
 
     path: Path = args.path
-    if (path / "runs.parquet").is_file():
+    if is_sweep_folder(path):
         try:
             print(write_sweep_report(path, args.metric, args.x, args.y))
         except ValueError as err:
             raise UsageError(f"{path}: {err}") from None
         return 0
-    if not (path / "manifest.json").is_file():
-        raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
-    tables = {name: read_table(path, name) for name in TABLES}
-    print(write_run_report(path, tables, load_config(path / "config.toml"), path.name, facts=read_facts(path)))
+    if not is_run_folder(path):
+        raise _not_a_result(path)
+    tables = {name: read_table(path, name) for name in RECORDED_TABLES}
+    print(write_run_report(path, tables, load_config(path / CONFIG), path.name, facts=read_facts(path)))
     return 0
 
 
@@ -171,11 +179,11 @@ def _result_facts(path: Path) -> pl.DataFrame:
         raise UsageError(f"{path}: no such folder")
     if not path.is_dir():
         raise UsageError(f"{path}: not a folder")
-    if (path / "runs.parquet").is_file():
+    if is_sweep_folder(path):
         return sweep_facts(path)
-    if (path / "manifest.json").is_file():
+    if is_run_folder(path):
         return read_facts(path)
-    raise UsageError(f"{path}: not a run folder (no manifest.json) or a sweep folder (no runs.parquet)")
+    raise _not_a_result(path)
 
 
 if __name__ == "__main__":

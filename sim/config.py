@@ -23,9 +23,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents import AGENT_TYPES
-from sim.distributions import DISTRIBUTION_NAMES, Distribution
+from agents.base import NonNegativeDist, PositiveDist
+from sim.distributions import DISTRIBUTION_NAMES
 from sim.marks import MARK_RULES
-from sim.prices import PROCESSES
+from sim.prices import PROCESSES, load_replay
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -36,7 +37,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; numbers and booleans are taken as they are written (no
+    ``true`` for 1, no ``"30"`` for 30; an integer is a valid float); no inf or nan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------- market
@@ -81,6 +85,12 @@ class InstrumentConfig(_Strict):
         default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)], min_length=1
     )
     price: PriceConfig = PriceConfig()
+
+    @model_validator(mode="after")
+    def _tick_below_price(self) -> InstrumentConfig:
+        if self.tick >= self.initial_price:
+            raise ValueError(f"tick must be smaller than initial_price {self.initial_price:g} (got {self.tick:g})")
+        return self
 
     def tier_problem(self) -> str | None:
         """``"tiers[k].key: what (got value)"`` for the first tier the brackets cannot
@@ -220,8 +230,10 @@ class LiquidationConfig(_Strict):
 class PopulationConfig(_Strict):
     type: str
     count: Annotated[int, Field(ge=0)]
-    collateral: dict[str, Distribution] = Field(default_factory=lambda: {"USD": 10_000.0})
-    leverage: Distribution = 1.0
+    #: Each agent's deposit per asset (>= 0; a negative deposit is no deposit).
+    collateral: dict[str, NonNegativeDist] = Field(default_factory=lambda: {"USD": 10_000.0})
+    #: Position size / equity (> 0: the side is the agent's, e.g. a holder's ``side``).
+    leverage: PositiveDist = 1.0
     instruments: list[str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     #: This population's margin mode (default: ``margin.mode``).
@@ -400,6 +412,19 @@ def load_config(path: str | Path, overrides: list[str] = (), seed: int | None = 
     return validate(data, path)
 
 
+def check_replay_files(config: Config) -> None:
+    """Read every replay file of ``config`` as the run will, so a bad one fails before
+    anything is simulated or written (sweeps read them in the run instead: a file may
+    appear before its run does).
+
+    Raises:
+        PriceDataError: naming the file and row.
+    """
+    for name, inst in config.instruments.items():
+        if inst.price.process == "replay":
+            load_replay(Path(inst.price.file), inst.price.column or name, config.steps)
+
+
 def read_toml(path: Path) -> dict:
     """The raw TOML of a file, or a `ConfigError` naming it."""
     if not path.is_file():
@@ -463,7 +488,8 @@ def set_value(data: dict, key: str, value: Any, origin: str, path: Path) -> None
 
 def _resolve_paths(data: dict, base: Path) -> None:
     """Make replay file paths relative to the config file absolute."""
-    for inst in (data.get("instruments") or {}).values():
+    instruments = data.get("instruments")
+    for inst in instruments.values() if isinstance(instruments, dict) else ():  # else: validation says so
         price = inst.get("price") if isinstance(inst, dict) else None
         if isinstance(price, dict) and isinstance(price.get("file"), str):
             file = Path(price["file"])
@@ -472,11 +498,31 @@ def _resolve_paths(data: dict, base: Path) -> None:
 
 def describe(err: ValidationError) -> str:
     """The first validation error as ``key.path: message (got value)``."""
-    first = err.errors()[0]
+    errors = err.errors()
+    first = _distribution_error(errors) or errors[0]
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in first["loc"]).replace(".[", "[")
     # pydantic names the union member it tried ("float", "Uniform", ...): drop those parts
-    loc = ".".join(p for p in loc.split(".") if p not in DISTRIBUTION_NAMES)
+    loc = ".".join(p for p in loc.split(".") if p not in DISTRIBUTION_NAMES and not p.startswith("function-"))
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{loc}: {message}{shown}" if loc else f"{message}{shown}"
+
+
+def _distribution_error(errors: list[dict]) -> dict | None:
+    """For a table given where a distribution goes, the error of the distribution it
+    names (pydantic lists the number branch's error first); None otherwise."""
+    first = errors[0]
+    if not (first["loc"] and first["loc"][-1] == "float" and isinstance(first.get("input"), dict)):
+        return None
+    at = len(first["loc"]) - 1
+    branches = [error for error in errors[1:] if error["loc"][:at] == first["loc"][:at] and len(error["loc"]) > at]
+    wrong = {e["loc"][at] for e in branches if e["type"] == "extra_forbidden" and len(e["loc"]) == at + 2}
+    named = next((error for error in branches if error["loc"][at] not in wrong), None)
+    if named is not None:
+        return named
+    return {
+        "loc": first["loc"][:at],
+        "msg": "expected a number or a table: uniform, lognormal, exponential or choice",
+        "input": ", ".join(f"{key} = ..." for key in first["input"]) or "{}",
+    }

@@ -11,15 +11,20 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _as_tuple(value: object) -> object:
+    """TOML has arrays, not tuples: strict validation takes a list for a pair."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class Uniform(_Dist):
-    uniform: tuple[float, float]
+    uniform: Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -32,7 +37,10 @@ class Uniform(_Dist):
 class LogNormal(_Dist):
     """Log-normal with the given median and log-space standard deviation."""
 
-    lognormal: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(ge=0)]]
+    lognormal: Annotated[
+        tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+        BeforeValidator(_as_tuple),
+    ]
 
 
 class Exponential(_Dist):

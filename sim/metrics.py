@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from sim.cascades import cascade_summary_frame
@@ -65,3 +66,16 @@ def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None =
         "adl_count": liq.filter(pl.col("kind") == "adl").height,
         **{column: float(ledger.get_column(column).tail(1).item()) for column in WATERFALL_METRICS},
     }
+
+
+def ci95_half_width(std: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Half-width of the two-sided 95 % Student-t confidence interval of a mean over
+    ``n`` runs with sample standard deviation ``std`` (arrays of one shape); NaN where
+    ``n < 2``."""
+    from scipy.stats import t
+
+    n = np.asarray(n, dtype=float)
+    std = np.asarray(std, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(np.maximum(n, 1))
+    return np.where(n >= 2, half, np.nan)

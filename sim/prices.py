@@ -164,8 +164,8 @@ def load_replay(file: Path | None, column: str | None, steps: int) -> np.ndarray
     and one price column per instrument. Rows beyond N + 1 are ignored.
 
     Raises:
-        PriceDataError: missing file or column, too few rows, or a missing,
-            non-numeric, NaN or non-positive price (naming file and row).
+        PriceDataError: missing file or column, a repeated step or timestamp, too few
+            rows, or a missing, non-numeric, NaN or non-positive price (naming file and row).
     """
     if file is None or column is None:
         raise PriceDataError("replay needs a file and a column")
@@ -180,6 +180,9 @@ def load_replay(file: Path | None, column: str | None, steps: int) -> np.ndarray
         raise PriceDataError(f"{file}: needs a 'step' or 'timestamp' column")
     if column not in frame.columns:
         raise PriceDataError(f"{file}: no price column {column!r} (columns: {', '.join(frame.columns)})")
+    repeated = frame.filter(frame[order].is_duplicated())
+    if repeated.height:
+        raise PriceDataError(f"{file}: {order} {repeated[order][0]} appears {repeated.height} times")
     frame = frame.sort(order)
     if frame.height < steps + 1:
         raise PriceDataError(f"{file}: {frame.height} rows, the run needs {steps + 1} (steps + 1)")

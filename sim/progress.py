@@ -10,7 +10,8 @@ from typing import TextIO
 class Progress:
     """``Progress(total, "steps")``; call ``update(done, note="")``, then ``close()``.
 
-    Redraws at most every 0.1 s: ``[#####.....] 1200/2000 steps  6.1s  eta 4.0s  note``.
+    Redraws at most every 0.1 s: ``[#####.....] 1200/2000 steps  6.1s  eta 4.0s  note``
+    (``eta -`` until something is done).
     """
 
     def __init__(self, total: int, unit: str, stream: TextIO | None = None, enabled: bool | None = None):
@@ -29,10 +30,11 @@ class Progress:
             return
         self._last_draw = now
         elapsed = now - self.start
-        eta = elapsed / done * (self.total - done) if done else float("nan")
+        # nothing done yet (a resumed sweep's first draw): no rate to estimate from
+        eta = f"eta {elapsed / done * (self.total - done):.1f}s" if done else "eta -"
         filled = int(30 * done / self.total)
         bar = "#" * filled + "." * (30 - filled)
-        line = f"\r[{bar}] {done}/{self.total} {self.unit}  {elapsed:.1f}s  eta {eta:.1f}s  {note}"
+        line = f"\r[{bar}] {done}/{self.total} {self.unit}  {elapsed:.1f}s  {eta}  {note}"
         self.stream.write(line.ljust(100)[:120])
         self.stream.flush()
 

@@ -8,8 +8,10 @@ are off.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
+import re
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -22,10 +24,21 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from sim.cascades import cascade_summary_frame
-from sim.config import Config
+from sim.config import Config, ConfigError, read_toml
 from sim.facts import FACT_HORIZON, headline, stylized_facts
-from sim.metrics import METRICS, run_metrics
-from sim.sweep import RUN_SCHEMA, scan_runs
+from sim.metrics import METRICS, ci95_half_width, run_metrics
+from sim.results import (
+    CONFIG,
+    PLOTLY_JS,
+    REPORT,
+    RUN_SCHEMA,
+    RUNS,
+    SENSITIVITY,
+    SUMMARY,
+    read_table,
+    run_folders,
+    scan_runs,
+)
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
 KIND_COLORS = {
@@ -43,7 +56,7 @@ TIME_AXIS = {"title": {"text": "time (min)"}}
 
 def write_plotly_js(folder: Path) -> Path:
     """Write ``plotly.min.js`` into ``folder`` (once per sweep) and return its path."""
-    path = folder / "plotly.min.js"
+    path = folder / PLOTLY_JS
     if not path.exists():
         path.write_text(get_plotlyjs())
     return path
@@ -423,10 +436,10 @@ def write_sweep_report(
         folder: The sweep's output folder (with ``runs.parquet`` and ``summary.parquet``).
         metric: The heatmaps' metric: a headline metric or fact (a column of
             ``summary.parquet``).
-        x, y: Grid keys for the heatmap axes (default: the first two).
+        x, y: Grid columns for the heatmap axes (default: the first two that vary).
     """
-    runs = pl.read_parquet(folder / "runs.parquet")
-    summary = pl.read_parquet(folder / "summary.parquet")
+    runs = read_table(folder, RUNS)
+    summary = read_table(folder, SUMMARY)
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
     choices = [*METRICS, *(c for c in summary.columns if c not in runs.columns and c not in METRICS)]
     if metric not in choices:
@@ -434,18 +447,34 @@ def write_sweep_report(
     for key in (x, y):
         if key is not None and key not in axes:
             raise ValueError(f"unknown grid key {key!r}, choose from {axes}")
-    x = x or (axes[0] if axes else None)
-    y = y or next((a for a in axes if a != x), None)
+    if x is not None and x == y:
+        raise ValueError(f"--x and --y must be different grid keys (got {x!r} twice)")
+    varied = [a for a in axes if runs[a].n_unique() > 1] or axes
+    x = x or (varied[0] if varied else None)
+    y = y or next((a for a in varied if a != x), None)
+    labels = axis_labels(folder, axes)
     counts = runs.group_by("status").len().sort("status")
-    failed = runs.filter(pl.col("status") == "failed").select("run_id", *axes, "error")
+    sensitivity = folder / f"{SENSITIVITY}.parquet"
+    if sensitivity.is_file():
+        explained = figure(
+            sensitivity_figure(read_table(folder, SENSITIVITY), summary, metric, axes, labels),
+            f"Which parameters matter for {metric}",
+            "Variance-based sensitivity indices over the design's points (mean over seeds): first-order S1 "
+            "(the parameter alone) and total ST (with its interactions), with 95 % bootstrap intervals; "
+            "below, the metric against each parameter, one dot per run.",
+        )
+    else:
+        explained = figure(
+            heatmap_figure(summary, runs, metric, x, y, labels),
+            f"{metric}: mean over seeds with its 95 % confidence interval",
+            "Each cell: the mean over the seeds of that setting and, below it, ± the half-width of the two-sided "
+            "95 % Student-t interval (right panel: that half-width). Hover for the runs behind it; "
+            "failed runs are counted in the cell and listed below.",
+        )
     sections = [
         "<h2>Runs</h2>" + table({row["status"]: row["len"] for row in counts.iter_rows(named=True)}),
-        figure(
-            heatmap_figure(summary, metric, x, y),
-            f"{metric}: mean over seeds (left) and spread (right)",
-            "Spread is the standard deviation over seeds; hover for the number of runs.",
-        ),
-        "<h2>Grid points</h2>" + points_table(runs, axes),
+        explained,
+        "<h2>Grid points</h2>" + points_table(runs, axes, labels),
         figure(distributions_figure(summary), "Metric distributions per grid point", "One dot per seed."),
         figure(
             cascade_size_figure(folder, runs, axes),
@@ -453,70 +482,206 @@ def write_sweep_report(
             "P(a cascade has at least s accounts), over all seeds of a grid point.",
         ),
     ]
+    failed = runs.filter(pl.col("status") == "failed")
     if failed.height:
-        sections.append(
-            "<h2>Failed runs</h2>"
-            + "".join(f"<p class='note'>{html.escape(str(row))}</p>" for row in failed.iter_rows(named=True))
-        )
-    path = folder / "report.html"
-    path.write_text(page(f"cascadelab sweep: {folder.name}", sections, "plotly.min.js"))
+        sections.append("<h2>Failed runs</h2>" + failed_table(failed, axes, labels))
+    if not (folder / PLOTLY_JS).is_file():  # a sweep run with reports = false
+        write_plotly_js(folder)
+    path = folder / REPORT
+    path.write_text(page(f"cascadelab sweep: {folder.name}", sections, PLOTLY_JS))
     return path
+
+
+#: Readable names of a distribution's parameters (grid columns like ``leverage.lognormal[0]``).
+DISTRIBUTION_PARTS = {
+    "uniform[0]": "uniform low",
+    "uniform[1]": "uniform high",
+    "lognormal[0]": "lognormal median",
+    "lognormal[1]": "lognormal sigma",
+    "exponential": "exponential mean",
+}
+
+
+def axis_labels(folder: Path, axes: list[str]) -> dict[str, str]:
+    """A readable name for each grid column: ``populations.5.leverage.lognormal[0]`` ->
+    ``leveraged_holder leverage (lognormal median)`` (population types from a finished
+    run's config; the raw key when there is none)."""
+    types: list[str] = []
+    for run in run_folders(folder):
+        if (run / CONFIG).is_file():
+            with contextlib.suppress(ConfigError):
+                types = [pop.get("type", "?") for pop in read_toml(run / CONFIG).get("populations", [])]
+            break
+    return {axis: _axis_label(axis, types) for axis in axes}
+
+
+def _axis_label(axis: str, types: list[str]) -> str:
+    match = re.fullmatch(r"populations\.(\d+)\.(?:params\.)?(.+)", axis)
+    who, rest = ("", axis) if match is None else (_population(int(match[1]), types) + " ", match[2])
+    rest = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", rest)  # list items as [i]
+    for raw, readable in DISTRIBUTION_PARTS.items():
+        if rest.endswith("." + raw):
+            return f"{who}{_words(rest.removesuffix('.' + raw))} ({readable})"
+    return who + _words(rest)
+
+
+def _population(index: int, types: list[str]) -> str:
+    return types[index] if index < len(types) else f"population {index}"
+
+
+def _words(key: str) -> str:
+    return key.replace(".", " ").replace("_", " ")
 
 
 def point_label(row: dict, axes: list[str]) -> str:
     """A grid point's values, in axis order (the axes are named in the section note)."""
-    return " / ".join(str(row[key]) for key in axes) or "all runs"
+    return " / ".join(f"{row[key]:.4g}" if isinstance(row[key], float) else str(row[key]) for key in axes) or "all runs"
 
 
-def points_table(runs: pl.DataFrame, axes: list[str]) -> str:
+def points_table(runs: pl.DataFrame, axes: list[str], labels: dict[str, str]) -> str:
     """HTML table: grid point number -> its values."""
     points = runs.sort("point").unique("point", maintain_order=True)
-    head = "".join(f"<th>{html.escape(a)}</th>" for a in axes)
+    head = "".join(f"<th>{html.escape(labels[a])}</th>" for a in axes)
     body = "".join(
-        f"<tr><td>#{row['point']}</td>" + "".join(f"<td>{html.escape(str(row[a]))}</td>" for a in axes) + "</tr>"
+        f"<tr><td>#{row['point']}</td>" + "".join(f"<td>{_fmt(row[a])}</td>" for a in axes) + "</tr>"
         for row in points.iter_rows(named=True)
     )
     return f'<table class="summary"><tr><th>point</th>{head}</tr>{body}</table>'
 
 
-def heatmap_figure(summary: pl.DataFrame, metric: str, x: str | None, y: str | None) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "standard deviation"), horizontal_spacing=0.12)
+def failed_table(failed: pl.DataFrame, axes: list[str], labels: dict[str, str]) -> str:
+    """HTML table of failed runs: run id, seed, grid values and the error."""
+    head = "".join(f"<th>{html.escape(labels[a])}</th>" for a in axes)
+    body = "".join(
+        f"<tr><td>{html.escape(row['run_id'])}</td><td>{row['seed']}</td>"
+        + "".join(f"<td>{_fmt(row[a])}</td>" for a in axes)
+        + f"<td class='error'>{html.escape(str(row['error']))}</td></tr>"
+        for row in failed.sort("point", "seed_index").iter_rows(named=True)
+    )
+    return f'<table class="summary"><tr><th>run</th><th>seed</th>{head}<th>error</th></tr>{body}</table>'
+
+
+def heatmap_figure(
+    summary: pl.DataFrame, runs: pl.DataFrame, metric: str, x: str | None, y: str | None, labels: dict[str, str]
+) -> go.Figure:
+    """Mean of ``metric`` over the runs of each (x, y) cell with its 95 % CI (text and
+    right panel); hover lists finished and failed runs."""
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("mean ± 95 % CI", "95 % CI half-width"), horizontal_spacing=0.14
+    )
     if summary.height == 0:
         fig.add_annotation(text="no finished runs", showarrow=False)
         return fig
     keys = [k for k in (x, y) if k is not None]
     stats = summary.group_by(keys or pl.lit(0)).agg(
-        pl.col(metric).mean().alias("mean"), pl.col(metric).std().alias("std"), pl.len().alias("n")
+        pl.col(metric).cast(pl.Float64).fill_nan(None).mean().alias("mean"),
+        pl.col(metric).cast(pl.Float64).fill_nan(None).std().alias("std"),
+        pl.col(metric).cast(pl.Float64).fill_nan(None).count().alias("n"),
     )
-    ordered = summary.sort("point")  # axis values in the sweep file's order
+    failures = runs.filter(pl.col("status") == "failed").group_by(keys or pl.lit(0)).len()
+    ordered = runs.sort("point")  # axis values in the sweep file's order
     xs = ordered[x].unique(maintain_order=True).to_list() if x else [""]
     ys = ordered[y].unique(maintain_order=True).to_list() if y else [""]
-    mean, std, n = (np.full((len(ys), len(xs)), np.nan) for _ in range(3))
+    mean, half, n, failed = (np.full((len(ys), len(xs)), np.nan) for _ in range(4))
     for row in stats.iter_rows(named=True):
         i, j = ys.index(row[y]) if y else 0, xs.index(row[x]) if x else 0
-        mean[i, j], std[i, j], n[i, j] = row["mean"], row["std"] if row["std"] is not None else np.nan, row["n"]
-    labels_x, labels_y = [str(v) for v in xs], [str(v) for v in ys]
-    hover = "x %{x}<br>y %{y}<br>%{z:,.4g}<br>runs %{customdata}"
+        mean[i, j] = row["mean"] if row["mean"] is not None else np.nan
+        half[i, j] = ci95_half_width(np.array(row["std"] if row["std"] is not None else np.nan), np.array(row["n"]))
+        n[i, j] = row["n"]
+    failed[:] = 0
+    for row in failures.iter_rows(named=True):
+        failed[ys.index(row[y]) if y else 0, xs.index(row[x]) if x else 0] = row["len"]
+    text = [[_cell_text(mean[i, j], half[i, j], int(failed[i, j])) for j in range(len(xs))] for i in range(len(ys))]
+    custom = np.dstack([n, failed])
+    labels_x, labels_y = [_fmt(v) for v in xs], [_fmt(v) for v in ys]
+    x_title, y_title = labels.get(x, x or ""), labels.get(y, y or "")
+    hover = f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>%{{z:,.4g}}<br>runs %{{customdata[0]}}, failed %{{customdata[1]}}"
     fig.add_trace(
         go.Heatmap(
             x=labels_x,
             y=labels_y,
             z=mean,
-            customdata=n,
-            hovertemplate=hover,
+            text=text,
+            texttemplate="%{text}",
+            customdata=custom,
+            hovertemplate=hover + "<extra>mean</extra>",
             colorscale="Viridis",
-            colorbar={"x": 0.44},
+            colorbar={"x": 0.43, "title": {"text": "mean", "side": "right"}},
         ),
         row=1,
         col=1,
     )
     fig.add_trace(
-        go.Heatmap(x=labels_x, y=labels_y, z=std, customdata=n, hovertemplate=hover, colorscale="Magma"), row=1, col=2
+        go.Heatmap(
+            x=labels_x,
+            y=labels_y,
+            z=half,
+            customdata=custom,
+            hovertemplate=hover + "<extra>CI half-width</extra>",
+            colorscale="Magma",
+            colorbar={"title": {"text": "± CI", "side": "right"}},
+        ),
+        row=1,
+        col=2,
     )
     for col in (1, 2):
-        fig.update_xaxes(title_text=x or "", type="category", row=1, col=col)
-        fig.update_yaxes(title_text=(y or "") if col == 1 else "", type="category", row=1, col=col)
-    fig.update_layout(height=420)
+        fig.update_xaxes(title_text=x_title, type="category", row=1, col=col)
+        fig.update_yaxes(title_text=y_title if col == 1 else "", type="category", row=1, col=col)
+    fig.update_layout(height=460)
+    return fig
+
+
+def _cell_text(mean: float, half: float, failed: int) -> str:
+    if math.isnan(mean):
+        return f"{failed} failed" if failed else ""
+    text = _compact(mean) + (f"<br>± {_compact(half)}" if not math.isnan(half) else "<br>(1 run)")
+    return text + (f"<br>{failed} failed" if failed else "")
+
+
+def _compact(value: float) -> str:
+    """3 significant digits with k/M/B suffixes: 734,512 -> ``735k``."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def sensitivity_figure(
+    indices: pl.DataFrame, summary: pl.DataFrame, metric: str, axes: list[str], labels: dict[str, str]
+) -> go.Figure:
+    """Top: S1 and ST of ``metric`` per parameter with their 95 % intervals; bottom:
+    ``metric`` against each parameter, one dot per finished run."""
+    cols = max(len(axes), 1)
+    fig = make_subplots(rows=2, cols=cols, specs=[[{"colspan": cols}, *[None] * (cols - 1)], [{}] * cols])
+    part = indices.filter(pl.col("metric") == metric)
+    names = [labels.get(p, p) for p in part["parameter"].to_list()]
+    for index, colour in (("S1", "#1f77b4"), ("ST", "#d62728")):
+        conf = _nan_to_none(part[f"{index}_conf"].to_list())
+        fig.add_trace(
+            go.Bar(
+                x=names, y=_nan_to_none(part[index].to_list()), name=index, marker_color=colour, error_y={"array": conf}
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_yaxes(title_text="share of variance", row=1, col=1)
+    for k, axis in enumerate(axes):
+        fig.add_trace(
+            go.Scatter(
+                x=summary[axis].to_list(),
+                y=_nan_to_none(summary[metric].cast(pl.Float64).to_list()),
+                mode="markers",
+                marker={"size": 5, "opacity": 0.6},
+                showlegend=False,
+            ),
+            row=2,
+            col=k + 1,
+        )
+        fig.update_xaxes(title_text=labels.get(axis, axis), row=2, col=k + 1)
+    fig.update_yaxes(title_text=metric, row=2, col=1)
+    fig.update_layout(height=720, barmode="group")
+    if part.height and part["S1"].is_nan().all():
+        fig.add_annotation(text="indices unavailable: a run failed or the metric did not vary", showarrow=False)
     return fig
 
 

@@ -4,9 +4,10 @@ A result folder holds ``config.toml`` (the fully resolved config: loading it aga
 reproduces the run), ``manifest.json``, the tables of `sim.recorder` as parquet, the
 run's headline metrics (``metrics.parquet``, one row, see `sim.metrics`), cascades
 (``cascades.parquet``, see `sim.cascades`) and stylized facts (``facts.parquet``, see
-`sim.facts`), and ``report.html``. Everything is written into a hidden temporary folder
-beside the target and renamed into place at the end, so an interrupted run leaves no
-folder that looks complete; re-running into an existing folder replaces it.
+`sim.facts`), and ``report.html``. `sim.results` owns the layout and the output
+safety: everything is written into a hidden temporary folder beside the target and
+renamed into place at the end, so an interrupted run leaves nothing; re-running into an
+existing run folder replaces it, and any other existing path is refused before simulating.
 
 Determinism: the same config and seed give byte-identical parquet files (the manifest
 differs only by its times).
@@ -15,9 +16,7 @@ differs only by its times).
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -35,9 +34,8 @@ from sim.metrics import run_metrics
 from sim.model import MarketModel
 from sim.progress import Progress
 from sim.report import write_run_report
-from sim.results import read_table
+from sim.results import CONFIG, MANIFEST, RECORDED_TABLES, RUN_TABLES, check_output, read_table, staged
 
-TABLES = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved")
 DEPENDENCIES = ("mesa", "numpy", "polars", "plotly", "pydantic", "scipy", "statsmodels", "powerlaw")
 
 
@@ -49,15 +47,37 @@ def default_out_dir(config_path: Path, config: Config, root: Path = Path("result
 def run_to_folder(
     config: Config, out: Path, progress: bool | None = None, report: bool = True, plotly_js: str = "embed"
 ) -> Path:
-    """Simulate ``config`` and write its result folder to ``out``; return ``out``.
+    """Simulate ``config`` and write its result folder to ``out`` atomically; return ``out``.
+
+    ``out`` is checked (`sim.results.check_output`) before anything is simulated.
 
     Args:
         config: A validated config.
-        out: The result folder to create (replaced if it exists).
+        out: The result folder to create (an earlier run folder there is replaced).
         progress: Show a progress bar; by default only on a terminal.
         report: Also write ``report.html``.
         plotly_js: ``"embed"``, or the path of plotly.min.js relative to the report.
+
+    Raises:
+        ResultError: ``out`` may not be written (see `sim.results`).
     """
+    out = check_output(out, "run")
+    with staged(out) as tmp:
+        write_run(config, tmp, out.name, progress, report, plotly_js)
+    return out
+
+
+def write_run(
+    config: Config,
+    folder: Path,
+    name: str,
+    progress: bool | None = False,
+    report: bool = True,
+    plotly_js: str = "embed",
+) -> None:
+    """Simulate ``config`` and write its files into the existing empty ``folder``;
+    ``name`` titles the report (other arguments as `run_to_folder`; nothing here is
+    atomic)."""
     started = datetime.now(UTC)
     clock = time.perf_counter()
     bar = Progress(config.steps, "steps", enabled=progress)
@@ -65,28 +85,19 @@ def run_to_folder(
     model.run(bar.update)
     bar.close()
     tables = model.recorder.tables()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        (tmp / "config.toml").write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-        for name in TABLES:
-            tables[name].write_parquet(tmp / f"{name}.parquet")
-        cascades = cascade_summary_frame(tables["liquidations"])
-        metrics = run_metrics(tables, cascades)
-        facts = stylized_facts(tables["market"], cascades, config.step_seconds)
-        cascades.write_parquet(tmp / "cascades.parquet")
-        pl.DataFrame([metrics]).write_parquet(tmp / "metrics.parquet")
-        facts.write_parquet(tmp / "facts.parquet")
-        if report:
-            write_run_report(tmp, tables, config, out.name, plotly_js, metrics, facts)
-        manifest = build_manifest(config, started, time.perf_counter() - clock)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    (folder / CONFIG).write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    for name in RECORDED_TABLES:
+        tables[name].write_parquet(folder / f"{name}.parquet")
+    cascades = cascade_summary_frame(tables["liquidations"])
+    metrics = run_metrics(tables, cascades)
+    facts = stylized_facts(tables["market"], cascades, config.step_seconds)
+    cascades.write_parquet(folder / "cascades.parquet")
+    pl.DataFrame([metrics]).write_parquet(folder / "metrics.parquet")
+    facts.write_parquet(folder / "facts.parquet")
+    if report:
+        write_run_report(folder, tables, config, name, plotly_js, metrics, facts)
+    manifest = build_manifest(config, started, time.perf_counter() - clock)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def read_facts(folder: Path) -> pl.DataFrame:
@@ -103,19 +114,8 @@ def read_facts(folder: Path) -> pl.DataFrame:
         cascades = read_table(folder, "cascades")
     else:
         cascades = cascade_summary_frame(read_table(folder, "liquidations"))
-    step_seconds = read_toml(folder / "config.toml").get("step_seconds", 1.0)  # older configs lack it
+    step_seconds = read_toml(folder / CONFIG).get("step_seconds", 1.0)  # older configs lack it
     return stylized_facts(read_table(folder, "market"), cascades, step_seconds)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing ``out`` is removed only once ``tmp`` is ready."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def build_manifest(config: Config, started: datetime, wall_seconds: float) -> dict:
@@ -132,7 +132,7 @@ def build_manifest(config: Config, started: datetime, wall_seconds: float) -> di
         "git_dirty": dirty,
         "started_utc": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall_seconds, 3),
-        "tables": [f"{name}.parquet" for name in (*TABLES, "metrics", "cascades", "facts")],
+        "tables": [f"{name}.parquet" for name in RUN_TABLES],
     }
 
 

@@ -1,4 +1,4 @@
-"""`cascadelab sweep`: a grid of runs over seeds, on all local cores or a Dask cluster.
+"""`cascadelab sweep`: a grid or design of runs over seeds, on all local cores or a Dask cluster.
 
 A sweep file (TOML):
 
@@ -17,16 +17,24 @@ reports = true                 # a report.html per run (plotly.js written once, 
 "populations.0.params.levels" = [2, 4]
 ```
 
+Instead of ``[grid]`` and ``[[zip]]``, a ``[design]`` samples ranges of parameters
+(Sobol' or Latin hypercube) and yields variance-based sensitivity indices (`sim.design`).
+
 Seeds: ``SeedSequence(master_seed).spawn(seeds)`` gives one seed per seed index, the
 same at every grid point (common random numbers: settings are compared on the same
 price paths), and nothing depends on which worker runs what, or when.
 
-Output folder (default ``results/sweeps/<sweep-stem>``): ``sweep.toml`` (a copy),
+Output folder (default ``results/sweeps/<sweep-stem>``, layout and output safety in
+`sim.results`; everything is written by the client, workers send each run's files
+back, so no shared file system is needed): ``sweep.toml`` (a copy),
 ``runs/<config-hash8>-s<seed>/`` (one result folder per run, as ``cascadelab run``
-writes it), ``runs.parquet`` (one row per run: run id, grid values, seed, status,
-wall seconds, error), ``summary.parquet`` (one row per finished run: its grid values,
-headline metrics and headline facts, aggregated with lazy scans over the run folders),
-and ``report.html``.
+writes it), ``runs.parquet`` (one row per run: run id, point, seed, status, wall
+seconds, error, then the grid values as typed columns, see `value_columns`),
+``summary.parquet`` (one row per finished run: its grid values, headline metrics and
+headline facts, aggregated with lazy scans over the run folders),
+``summary_by_point.parquet`` (per point and metric: runs, mean, standard deviation and
+95 % confidence interval over seeds, `summarize_points`), ``sensitivity.parquet`` (with
+a design: `sim.design.sensitivity`), and ``report.html``.
 
 Headline facts in ``summary.parquet`` (see `sim.facts`; log returns at 60 s; one column
 per instrument, suffixed ``_<INSTRUMENT>``, for series ``mark`` and ``last``):
@@ -46,14 +54,16 @@ sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
-import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,26 +72,32 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.config import Config, ConfigError, describe, read_toml, set_value, validate
+from sim.design import Design, sensitivity
 from sim.facts import FACTS_SCHEMA, KEYS, headline
+from sim.metrics import ci95_half_width
 from sim.progress import Progress
-from sim.results import read_table
-
-RUN_SCHEMA = {
-    "run_id": pl.String,
-    "point": pl.Int64,
-    "seed_index": pl.Int64,
-    "seed": pl.Int64,
-    "config_hash": pl.String,
-    "status": pl.String,
-    "wall_seconds": pl.Float64,
-    "error": pl.String,
-}
+from sim.results import (
+    PLOTLY_JS,
+    RUN_SCHEMA,
+    RUNS,
+    SENSITIVITY,
+    SUMMARY,
+    SUMMARY_BY_POINT,
+    SWEEP_FILE,
+    check_output,
+    folder_files,
+    read_table,
+    remove_leftovers,
+    run_folders,
+    scan_runs,
+    write_files,
+)
 
 
 class SweepFile(BaseModel):
     """A validated sweep file (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     base: str
     seeds: Annotated[int, Field(ge=1)] = 1
@@ -90,6 +106,7 @@ class SweepFile(BaseModel):
     reports: bool = True
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: list[dict[str, list[Any]]] = Field(default_factory=list)
+    design: Design | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SweepFile:
@@ -103,14 +120,20 @@ class SweepFile(BaseModel):
         keys = list(self.grid) + [k for group in self.zip for k in group]
         if len(keys) != len(set(keys)):
             raise ValueError("a key appears twice in grid and zip")
+        if self.design is not None and keys:
+            raise ValueError("design: a sweep has a [design] or a [grid] / [[zip]], not both")
         return self
 
     def axes(self) -> list[str]:
-        """Every varied key, grid keys first."""
+        """Every varied key: the design's, or grid keys then zip keys."""
+        if self.design is not None:
+            return list(self.design.ranges)
         return list(self.grid) + [k for group in self.zip for k in group]
 
     def points(self) -> list[dict[str, Any]]:
-        """The grid points, in a fixed order: key path -> value."""
+        """The grid or design points, in a fixed order: key path -> value."""
+        if self.design is not None:
+            return self.design.points(self.master_seed)
         dims: list[list[dict[str, Any]]] = [[{key: v} for v in values] for key, values in self.grid.items()]
         for group in self.zip:
             n = len(next(iter(group.values())))
@@ -178,29 +201,47 @@ def load_sweep(path: Path) -> tuple[SweepFile, list[PlannedRun]]:
     return sweep, runs
 
 
-def execute_run(config_json: str, folder: str, report: bool) -> dict[str, Any]:
-    """Worker task: run one config into ``folder``; never raises.
+def execute_run(config_json: str, name: str, report: bool) -> dict[str, Any]:
+    """Worker task: run one config in a private temporary folder and return its files,
+    so the client writes them (no file system shared with the client needed); never raises.
 
     Returns:
-        ``{"status": "done" | "failed", "wall_seconds": float, "error": str | None}``.
+        ``{"status": "done" | "failed", "wall_seconds": float, "error": str | None,
+        "files": {file name: bytes} | None}``.
     """
-    from sim.run import run_to_folder
+    from sim.run import write_run
     from sim.runtime import tune_runtime
 
     tune_runtime()
     start = time.perf_counter()
     try:
         config = Config.model_validate_json(config_json)
-        run_to_folder(config, Path(folder), progress=False, report=report, plotly_js="../../plotly.min.js")
+        with tempfile.TemporaryDirectory(prefix="cascadelab-") as tmp:
+            write_run(config, Path(tmp), name, progress=False, report=report, plotly_js=f"../../{PLOTLY_JS}")
+            files = folder_files(Path(tmp))
     except Exception as err:  # a failing run is recorded, and the sweep goes on
-        last = traceback.extract_tb(err.__traceback__)[-1]
-        where = f" ({Path(last.filename).name}:{last.lineno})"
-        return {
-            "status": "failed",
-            "wall_seconds": time.perf_counter() - start,
-            "error": f"{type(err).__name__}: {err}{where}",
-        }
-    return {"status": "done", "wall_seconds": time.perf_counter() - start, "error": None}
+        return _failed(err, time.perf_counter() - start)
+    return {"status": "done", "wall_seconds": time.perf_counter() - start, "error": None, "files": files}
+
+
+def _failed(err: Exception, wall_seconds: float) -> dict[str, Any]:
+    """A failed run's status, its error located at the line that raised."""
+    last = traceback.extract_tb(err.__traceback__)[-1]
+    where = f" ({Path(last.filename).name}:{last.lineno})"
+    return {
+        "status": "failed",
+        "wall_seconds": wall_seconds,
+        "error": f"{type(err).__name__}: {err}{where}",
+        "files": None,
+    }
+
+
+class ClusterError(ValueError):
+    """A Dask scheduler that cannot be reached; the message is one line."""
+
+
+#: How long the client waits for a scheduler given by ``--address``.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def default_sweep_dir(path: Path, root: Path = Path("results/sweeps")) -> Path:
@@ -214,74 +255,117 @@ def run_sweep(
     workers: int | None = None,
     progress: bool | None = None,
 ) -> Path:
-    """Run (or resume) a sweep and write its tables and report; return the folder.
+    """Run (or resume) a sweep and write its tables and report; return the folder
+    (absolute).
+
+    Every file is written by this process (the client): workers send each finished
+    run's files back, so workers need no access to the client's file system.
 
     Args:
         path: The sweep file.
-        out: Output folder (default ``results/sweeps/<stem>``).
+        out: Output folder (default ``results/sweeps/<stem>``, relative to the client's
+            working directory).
         address: A Dask scheduler (``tcp://host:port``); None starts a local cluster.
         workers: Local worker processes (default: all cores); ignored with ``address``.
         progress: Show a progress bar; by default only on a terminal.
-    """
-    from dask.distributed import Client, LocalCluster, as_completed
 
+    Raises:
+        ConfigError: a bad sweep file or config.
+        ResultError: ``out`` may not be written (`sim.results.check_output`).
+        ClusterError: ``address`` cannot be reached (nothing is written then).
+    """
     from sim.report import write_plotly_js, write_sweep_report
 
     sweep, runs = load_sweep(path)
-    out = out or default_sweep_dir(path)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, out / "sweep.toml")
-    if sweep.reports:
-        write_plotly_js(out)
-    status: dict[str, dict[str, Any]] = {}
-    todo = []
+    out = check_output(out or default_sweep_dir(path), "sweep")
+    remove_leftovers(out / RUNS)
+    done = {folder.name for folder in run_folders(out)} & {run.run_id for run in runs}
+    todo = list({run.run_id: run for run in runs if run.run_id not in done}.values())  # a design may repeat a point
     earlier = _earlier_walls(out)
-    for run in runs:
-        if (out / "runs" / run.run_id).is_dir():
-            status[run.run_id] = {"status": "done", "wall_seconds": earlier.get(run.run_id), "error": None}
-        else:
-            todo.append(run)
-    bar = Progress(len(runs), "runs", enabled=progress)
-    _draw(bar, status, len(runs))
-    try:
-        if todo:
-            cluster = None
-            if address is None:
-                cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
-            with Client(address or cluster) as client:
-                futures = {
-                    client.submit(
-                        execute_run,
-                        run.config_json,
-                        str(out / "runs" / run.run_id),
-                        sweep.reports,
-                        key=f"run-{run.run_id}",
-                        pure=False,
-                    ): run.run_id
-                    for run in todo
-                }
-                for future in as_completed(futures):
-                    status[futures[future]] = future.result()
-                    _draw(bar, status, len(runs))
-            if cluster is not None:
-                cluster.close()
-    finally:
-        bar.close()
-        write_tables(out, sweep, runs, status)
+    status = {run_id: {"status": "done", "wall_seconds": earlier.get(run_id), "error": None} for run_id in done}
+    with _client(address, workers, bool(todo)) as client:
+        (out / RUNS).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out / SWEEP_FILE)
+        if sweep.reports:
+            write_plotly_js(out)
+        bar = Progress(len(runs), "runs", enabled=progress)
+        _draw(bar, status, len(runs))
+        try:
+            if todo:
+                _execute(client, todo, sweep.reports, out, status, lambda: _draw(bar, status, len(runs)))
+        finally:
+            bar.close()
+            write_tables(out, sweep, runs, status)
     if sweep.reports:
         write_sweep_report(out)
     return out
 
 
+@contextlib.contextmanager
+def _client(address: str | None, workers: int | None, needed: bool) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``address`` or of a new local cluster; None
+    when no run is left to do."""
+    from dask.distributed import Client, LocalCluster
+
+    if not needed:
+        yield None
+        return
+    if address is not None:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS)
+        except Exception as err:  # whatever answered (or did not) is no scheduler we can use
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ClusterError(f"--address {address}: cannot reach a Dask scheduler: {reason}") from None
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _execute(
+    client: Any,
+    todo: list[PlannedRun],
+    reports: bool,
+    out: Path,
+    status: dict[str, dict[str, Any]],
+    drawn: Callable[[], None],
+) -> None:
+    """Submit ``todo``, write each run's files as they come back, record its status and
+    call ``drawn`` (the progress bar)."""
+    from dask.distributed import as_completed
+
+    futures = {
+        client.submit(execute_run, run.config_json, run.run_id, reports, key=f"run-{run.run_id}", pure=False): run
+        for run in todo
+    }
+    for future in as_completed(futures):
+        run = futures[future]
+        result = future.result()
+        files = result.pop("files")
+        if files is not None:
+            try:
+                write_files(out / RUNS / run.run_id, files)
+            except OSError as err:
+                result = _failed(err, result["wall_seconds"])
+                result.pop("files")
+        status[run.run_id] = result
+        future.release()
+        drawn()
+
+
 def _earlier_walls(out: Path) -> dict[str, float]:
     """Wall seconds of runs a previous invocation of this sweep recorded."""
-    path = out / "runs.parquet"
+    path = out / f"{RUNS}.parquet"
     if not path.is_file():
         return {}
     done = pl.read_parquet(path).filter(pl.col("status") == "done")
@@ -313,33 +397,68 @@ def write_tables(out: Path, sweep: SweepFile, runs: list[PlannedRun], status: di
             }
         )
     frame = pl.DataFrame(rows, schema=RUN_SCHEMA)
-    values = pl.DataFrame([{key: _cell(run.values[key]) for key in axes} for run in runs])
+    cells = [dict(kv for key in axes for kv in value_columns(key, run.values[key])) for run in runs]
+    values = pl.DataFrame(cells, infer_schema_length=None, strict=False)
     frame = pl.concat([frame, values], how="horizontal") if axes else frame
-    frame.sort("point", "seed_index").write_parquet(out / "runs.parquet")
-    summarize(out).write_parquet(out / "summary.parquet")
+    frame.sort("point", "seed_index").write_parquet(out / f"{RUNS}.parquet")
+    summary = summarize(out)
+    summary.write_parquet(out / f"{SUMMARY}.parquet")
+    by_point = summarize_points(summary, [c for c in frame.columns if c not in RUN_SCHEMA])
+    by_point.write_parquet(out / f"{SUMMARY_BY_POINT}.parquet")
+    if sweep.design is not None:
+        means = by_point.pivot("metric", index="point", values="mean")
+        points = pl.DataFrame({"point": range(len(sweep.points()))}, schema={"point": pl.Int64})
+        table = sensitivity(sweep.design, sweep.master_seed, points.join(means, on="point", how="left"))
+        table.write_parquet(out / f"{SENSITIVITY}.parquet")
 
 
-def _cell(value: Any) -> Any:
-    """Grid values as table cells: scalars as they are, anything else as JSON text."""
-    return value if isinstance(value, bool | int | float | str) else json.dumps(value)
+def value_columns(key: str, value: Any) -> list[tuple[str, Any]]:
+    """A grid value as typed table cells: a scalar is one column ``key``; a list one
+    column per element (``key[0]``, ``key[1]``, ...); a table one column per entry
+    (``key.name``), recursively."""
+    if isinstance(value, list):
+        return [cell for i, item in enumerate(value) for cell in value_columns(f"{key}[{i}]", item)]
+    if isinstance(value, dict):
+        return [cell for name, item in value.items() for cell in value_columns(f"{key}.{name}", item)]
+    return [(key, value)]
 
 
-def scan_runs(out: Path, table: str) -> pl.LazyFrame | None:
-    """A lazy scan of one table over all run folders of a sweep, with each row's
-    ``run_id``; None when no run has the table."""
-    if not list((out / "runs").glob(f"*/{table}.parquet")):
-        return None
-    return (
-        pl.scan_parquet(out / "runs" / "*" / f"{table}.parquet", include_file_paths="path")
-        .with_columns(pl.col("path").str.split("/").list.get(-2).alias("run_id"))
-        .drop("path")
+def summarize_points(summary: pl.DataFrame, axes: list[str]) -> pl.DataFrame:
+    """Every metric and headline fact of ``summary`` over the seeds of each point.
+
+    Returns:
+        One row per point and metric: ``point``, the grid columns, ``metric``, ``runs``
+        (finished runs that measured it), ``mean``, ``std`` and the two-sided 95 %
+        Student-t confidence interval of the mean, ``ci95_low`` and ``ci95_high`` (NaN
+        with fewer than two runs).
+    """
+    schema = {"point": pl.Int64, "metric": pl.String, "runs": pl.Int64}
+    stats = ["mean", "std", "ci95_low", "ci95_high"]
+    metrics = [c for c in summary.columns if c not in RUN_SCHEMA and c not in axes]
+    if summary.height == 0 or not metrics:
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(stats, pl.Float64)})
+    value = pl.col("value").cast(pl.Float64).fill_nan(None)
+    long = (
+        summary.select("point", *[pl.col(m).cast(pl.Float64) for m in metrics])
+        .unpivot(index="point", variable_name="metric")
+        .group_by("point", "metric", maintain_order=True)
+        .agg(value.count().cast(pl.Int64).alias("runs"), value.mean().alias("mean"), value.std().alias("std"))
     )
+    half = ci95_half_width(long["std"].fill_null(np.nan).to_numpy(), long["runs"].to_numpy())
+    long = long.with_columns(
+        pl.col("mean").fill_null(np.nan),
+        pl.col("std").fill_null(np.nan),
+        ci95_low=pl.col("mean").fill_null(np.nan) - half,
+        ci95_high=pl.col("mean").fill_null(np.nan) + half,
+    )
+    values = summary.select("point", *axes).unique("point", keep="first")
+    return long.join(values, on="point", how="left").select("point", *axes, "metric", "runs", *stats)
 
 
 def summarize(out: Path) -> pl.DataFrame:
     """Headline metrics and facts of every finished run joined with its grid values
     (lazy scans; a run without ``facts.parquet`` gets nulls)."""
-    runs = pl.read_parquet(out / "runs.parquet")
+    runs = read_table(out, RUNS)
     metrics = scan_runs(out, "metrics")
     if metrics is None:
         return runs.head(0)
@@ -365,9 +484,9 @@ def sweep_facts(out: Path) -> pl.DataFrame:
     """
     from sim.run import read_facts
 
-    runs = read_table(out, "runs").filter(pl.col("status") == "done")
+    runs = read_table(out, RUNS).filter(pl.col("status") == "done")
     axes = [c for c in runs.columns if c not in RUN_SCHEMA]
-    per_run = [read_facts(out / "runs" / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
+    per_run = [read_facts(out / RUNS / run_id).with_columns(run_id=pl.lit(run_id)) for run_id in runs["run_id"]]
     facts = pl.concat(per_run) if per_run else pl.DataFrame(schema={**FACTS_SCHEMA, "run_id": pl.String})
     measured = pl.col("value").fill_nan(None)
     return (

@@ -28,3 +28,10 @@ def test_quiet_when_not_a_terminal():
         bar.update(i + 1)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_no_eta_before_anything_is_done():
+    out = Terminal()
+    bar = Progress(4, "runs", stream=out)
+    bar.update(0, "done 0  failed 0  remaining 4")
+    assert "nan" not in out.getvalue() and "eta -" in out.getvalue()

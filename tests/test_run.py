@@ -229,3 +229,114 @@ def test_run_report_renders_in_headless_chromium(replay_run, tmp_path):
     assert page.traces > 10
     assert page.console == [], page.console
     assert shot.stat().st_size > 50_000
+
+
+TINY = "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 50000.0\n"
+
+
+def one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cascadelab: error: ") and "Traceback" not in result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_out_refuses_a_folder_of_user_files_and_a_file(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    mydata = tmp_path / "mydata"
+    mydata.mkdir()
+    (mydata / "precious.csv").write_text("keep me")
+    one_line_error(cascadelab("run", "tiny.toml", "--out", "mydata", cwd=tmp_path), "mydata: .*not a cascadelab run")
+    assert (mydata / "precious.csv").read_text() == "keep me" and len(list(mydata.iterdir())) == 1
+    (tmp_path / "afile.txt").write_text("keep me too")
+    one_line_error(cascadelab("run", "tiny.toml", "--out", "afile.txt", cwd=tmp_path), "afile.txt: .*not a folder")
+    assert (tmp_path / "afile.txt").read_text() == "keep me too"
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.toml").write_text("base = 'tiny.toml'\n")  # a sweep folder is not a run folder
+    one_line_error(cascadelab("run", "tiny.toml", "--out", "sweep", cwd=tmp_path), "sweep: .*not a cascadelab run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "mydata", "sweep", "tiny.toml"]
+
+
+def test_out_may_be_empty_or_an_earlier_run_which_is_replaced(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "empty").mkdir()
+    assert cascadelab("run", "tiny.toml", "--no-report", "--out", "empty", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "empty" / "manifest.json").is_file()
+    (tmp_path / "empty" / "stale.txt").write_text("from an earlier version")
+    result = cascadelab("run", "tiny.toml", "--no-report", "--out", "empty", "--seed", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "empty" / "stale.txt").exists()
+    assert load_config(tmp_path / "empty" / "config.toml").seed == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_unwritable_out_fails_before_simulating(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    start = time.perf_counter()
+    # a million steps would take many minutes: the error must come before the simulation
+    result = cascadelab("run", "tiny.toml", "--set", "steps=1000000", "--out", "/sys/cascadelab-out", cwd=tmp_path)
+    one_line_error(result, "/sys: not writable")
+    assert time.perf_counter() - start < 30
+    (tmp_path / "file").write_text("")
+    result = cascadelab("run", "tiny.toml", "--out", "file/out", cwd=tmp_path)
+    one_line_error(result, "file/out: cannot create: .*file is not a folder")
+
+
+def test_leftovers_of_killed_writes_are_removed_at_the_next_start(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    for name in (f".old.tmp-{dead_pid}", f".other.old-{dead_pid}", f".busy.tmp-{os.getpid()}", ".notes"):
+        (tmp_path / "results" / name).mkdir(parents=True)
+        (tmp_path / "results" / name / "metrics.parquet").write_text("half-written")
+    result = cascadelab("run", "tiny.toml", "--no-report", "--out", "results/new", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the dead process's leftovers are gone; a live process's write and the user's own folder stay
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [f".busy.tmp-{os.getpid()}", ".notes", "new"]
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError])
+def test_an_interrupted_write_leaves_nothing(tmp_path, interruption):
+    from sim.results import staged
+
+    out = tmp_path / "out"
+    with pytest.raises(interruption), staged(out) as tmp:
+        (tmp / "metrics.parquet").write_text("half")
+        raise interruption
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version(flag):
+    from sim import __version__
+
+    result = cascadelab(flag)
+    assert result.returncode == 0 and result.stdout.strip() == f"cascadelab {__version__}"
+
+
+def test_pandas_reads_every_table(replay_run):
+    import pandas as pd
+
+    for name in RESULT_TABLES:
+        frame = pd.read_parquet(replay_run / f"{name}.parquet")
+        assert list(frame.columns) == pl.read_parquet(replay_run / f"{name}.parquet").columns
+
+
+def test_license_is_an_spdx_string():
+    """A TOML table makes setuptools >= 77 warn at every install."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert any(req.startswith("setuptools>=77") for req in project["build-system"]["requires"])
+
+
+def test_repeated_replay_steps_are_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "p.csv").write_text("step,BTC\n0,100\n1,101\n1,102\n2,99\n3,98\n")
+    (tmp_path / "c.toml").write_text(
+        "steps = 3\n[instruments.BTC]\ntick = 0.1\nlot = 0.001\ninitial_price = 100.0\n"
+        "[instruments.BTC.price]\nprocess = 'replay'\nfile = 'p.csv'\n"
+    )
+    one_line_error(cascadelab("run", "c.toml", "--out", "out", cwd=tmp_path), r"p.csv: step 1 appears 2 times")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "p.csv"]
