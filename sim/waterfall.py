@@ -6,7 +6,8 @@ taking the `Close` and the lots left and returning the lots it could not place:
 
 - ``insurance_fund``: the fund takes the position over at the bankruptcy price while
   its equity at the marks covers the loss it takes on (``s (P_bk - M)`` per unit for a
-  position of side s), and sells it on over time (`sim.unwind`). BitMEX, Binance, Bybit.
+  position of side s) and the maintenance margin of what it then holds, and sells it on
+  over time (`sim.unwind`). BitMEX, Binance, Bybit.
 - ``backstop``: the backstop vault does the same with its own finite capital
   (Hyperliquid's HLP liquidator vault); its PnL is recorded.
 - ``adl``: opposite trader positions, highest BitMEX score first, are closed against it
@@ -17,8 +18,9 @@ taking the `Close` and the lots left and returning the lots it could not place:
 
 Transfers happen on the tick grid: the bankruptcy price is rounded in the trader's
 favour (the receiver gives up less than a tick per unit), the mark to the nearest tick.
-A system account never goes below zero at a takeover: what it cannot take moves on
-down the chain.
+A system account never goes below its maintenance margin at a takeover: what it cannot
+take moves on down the chain. (Selling a takeover on later can still lose money if the
+price keeps moving; that is its PnL in the ledger.)
 
 An account left flat with negative equity (a deficit) is settled by `settle_deficit`
 down the same chain: the fund, then the backstop, pay what their equity allows; with
@@ -69,19 +71,31 @@ class Close:
         return inst.price(max(1, round(float(self.exchange.marks[self.instrument]) / inst.tick_size)))
 
 
+def system_health(ex: Exchange, account: int):
+    """A system account's margin state (one-row `sim.margin.Health`) at the marks."""
+    return ex.health_at(ex.marks, ex.asset_prices, np.array([account]))
+
+
 def system_equity(ex: Exchange, account: int) -> float:
     """A system account's equity (balance plus unrealized PnL at the marks), USD."""
-    return float(ex.health_at(ex.marks, ex.asset_prices, np.array([account])).equity[0])
+    return float(system_health(ex, account).equity[0])
 
 
 def takeover_capacity(ex: Exchange, holder: int, m: int, side: int, price: float) -> float:
     """Lots of a side-``side`` position in m that ``holder`` can take over at ``price``
-    and keep its equity at the marks >= 0: a whole number, or ``math.inf`` when the
-    price is no worse than the mark for it (it takes on no loss)."""
-    loss = side * (price - float(ex.marks[m])) * ex.instruments[m].lot_size  # USD per lot
-    if loss <= 0:
+    and stay margined like a trader: its equity at the marks after the takeover covers
+    the maintenance margin of everything it holds. A lot costs it the loss it takes on
+    at the mark, ``s (price - M)``, plus its maintenance margin (at the highest rate of
+    the instrument's tiers, so no tier boundary is crossed unseen); a whole number, or
+    ``math.inf`` when the takeover gains it more than it requires."""
+    mark = float(ex.marks[m])
+    lot = ex.instruments[m].lot_size
+    per_lot = side * (price - mark) * lot + float(ex.rules.tiers.mmr[m].max()) * mark * lot
+    if per_lot <= 0:
         return math.inf
-    return max(0, math.floor(system_equity(ex, holder) / loss * (1 + 1e-12)))
+    health = system_health(ex, holder)
+    free = float(health.equity[0] - health.maint[0])
+    return max(0, math.floor(free / per_lot * (1 + 1e-12)))
 
 
 def _take_over(close: Close, holder: int, lots: int, kind: str) -> int:
@@ -165,7 +179,8 @@ class DeficitShare:
 def settle_deficit(ex: Exchange, account: int, deficit: float, chain: tuple[str, ...]) -> list[DeficitShare]:
     """Pay a flat account's deficit (USD > 0) down the chain (module docstring).
 
-    The fund and backstop pay from their USD balances as far as their equity allows;
+    The fund and backstop pay from their USD balances as far as their equity above the
+    maintenance margin of what they hold allows;
     ``socialize`` charges every other trader with an open position pro rata to its
     notional at the marks (the charge lands in the margin that backs its positions:
     in isolated mode, its largest position's). Returns the shares paid, in order;
@@ -175,7 +190,9 @@ def settle_deficit(ex: Exchange, account: int, deficit: float, chain: tuple[str,
     shares = []
     for name, payer in (("insurance_fund", INSURANCE_FUND), ("backstop", BACKSTOP)):
         if name in chain and deficit > 0:
-            amount = min(deficit, max(0.0, system_equity(ex, payer)), max(0.0, float(ledger.balances[payer, 0])))
+            health = system_health(ex, payer)
+            free = float(health.equity[0] - health.maint[0])
+            amount = min(deficit, max(0.0, free), max(0.0, float(ledger.balances[payer, 0])))
             if amount > 0:
                 ledger.transfer(payer, account, amount)
                 shares.append(DeficitShare(payer, amount))

@@ -130,13 +130,15 @@ def test_e3_fund_exhausted_then_adl():
 
 def test_backstop_takes_what_the_book_cannot_at_the_bankruptcy_price():
     ex, engine, ids = e3_venue(fallback=("backstop",))
-    ex.ledger.deposit(BACKSTOP, USD, 1_000.0)
+    ex.ledger.deposit(BACKSTOP, USD, 2_000.0)
     rows = engine.run_step(step=1)
     assert [r.kind for r in rows] == ["partial", "partial", "backstop"]
     assert ex.ledger.positions[BACKSTOP, 0] == 5500
     assert ex.ledger.entry[BACKSTOP, 0] == pytest.approx(45_000.0)
     assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
-    assert ex.account_health(BACKSTOP).equity[0] == pytest.approx(1_000.0 - 5.5 * 100.0)
+    backstop = ex.account_health(BACKSTOP)
+    assert backstop.equity[0] == pytest.approx(2_000.0 - 5.5 * 100.0)
+    assert backstop.equity[0] >= backstop.maint[0]  # it stays margined like a trader
     check_invariants(ex)
 
 
@@ -149,24 +151,30 @@ def test_none_leaves_the_position_and_says_why():
 
 
 def test_socialized_loss_is_shared_by_other_traders_positions():
-    """The fund takes over what its 600 covers (6 BTC at a loss of 100 each at the mark);
-    the rest closes at the mark and A's deficit of 400 is charged to every other trader
-    with a position, pro rata to notional (14 BTC), never to a system account."""
+    """The fund takes over what its 600 covers: at a loss of 100 a BTC at the mark plus
+    its maintenance margin of 224.50, 1.848 BTC. The rest closes at the mark and A's
+    deficit (1,000 less the 184.80 the takeover spared it) is charged to every other
+    trader with a position, pro rata to notional (14 BTC), never to a system account."""
     ex, engine, ids = e3_venue(fallback=("insurance_fund", "socialize"))
     ex.cancel_all(ids["bidder"])  # an empty book: nothing is absorbed there
     before = ex.ledger.settlement_value(ex.marks, ex.cum_funding)
     rows = engine.run_step(step=1)
     assert [r.kind for r in rows][:2] == ["insurance_fund", "socialized"]
-    assert (rows[0].qty, rows[0].price) == (pytest.approx(6.0), pytest.approx(45_000.0))
-    assert (rows[1].qty, rows[1].price) == (pytest.approx(4.0), pytest.approx(44_900.0))
+    assert (rows[0].qty, rows[0].price) == (pytest.approx(1.848), pytest.approx(45_000.0))
+    assert (rows[1].qty, rows[1].price) == (pytest.approx(8.152), pytest.approx(44_900.0))
+    deficit = 1_000.0 - 1.848 * 100.0
     deficits = [r for r in rows if r.kind == "deficit"]
-    assert sum(r.socialized for r in deficits) == pytest.approx(400.0)
+    assert sum(r.covered for r in deficits) == pytest.approx(deficit)
+    fund_paid = sum(r.covered for r in deficits if r.counterparty == INSURANCE_FUND)
+    assert fund_paid < 1.0  # all it had beyond its margin: 600 - 184.80 - 1.848 x 224.50
+    assert sum(r.socialized for r in deficits) == pytest.approx(deficit - fund_paid)
     assert {r.counterparty for r in deficits} == {ids[k] for k in ("S1", "S2", "S3", "G")}
     assert ex.ledger.positions[ids["A"], 0] == 0
     assert ex.account_health(ids["A"]).equity[0] == pytest.approx(0.0, abs=1e-6)
     paid = before - ex.ledger.settlement_value(ex.marks, ex.cum_funding)
-    assert paid[ids["S2"]] == pytest.approx(400.0 * 3 / 14.0)
-    assert ex.account_health(INSURANCE_FUND).equity[0] == pytest.approx(0.0, abs=1e-6)
+    assert paid[ids["S2"]] == pytest.approx((deficit - fund_paid) * 3 / 14.0)
+    # the rest it took at the mark cost it nothing (and is beyond its margin: it sells it on)
+    assert ex.account_health(INSURANCE_FUND).equity[0] == pytest.approx(600.0 - 184.8 - fund_paid)
     assert ex.account_health(BACKSTOP).equity[0] == 0.0
     check_invariants(ex)
 
@@ -599,9 +607,9 @@ def test_clearance_decides_who_keeps_a_fill_above_the_bankruptcy_price(clearance
 
 
 def test_the_readme_waterfall_example():
-    """README, "The loss waterfall": E3 with the default chain and a backstop of 1,000."""
+    """README, "The loss waterfall": E3 with the default chain and a backstop of 2,000."""
     ex, _, ids = e3_venue()
-    ex.ledger.deposit(BACKSTOP, USD, 1_000.0)
+    ex.ledger.deposit(BACKSTOP, USD, 2_000.0)
     engine = LiquidationEngine(ex, LiquidationRules())
     rows = engine.run_step(step=1)
     assert [(r.kind, r.qty, r.price, r.fund_delta) for r in rows] == [
