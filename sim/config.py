@@ -81,7 +81,9 @@ class InstrumentConfig(_Strict):
     lot: Positive
     initial_price: Positive
     base_asset: str | None = None
-    tiers: list[TierConfig] = Field(default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)])
+    tiers: list[TierConfig] = Field(
+        default_factory=lambda: [TierConfig(floor=0, mmr=0.005, max_leverage=20)], min_length=1
+    )
     price: PriceConfig = PriceConfig()
 
     @model_validator(mode="after")
@@ -90,10 +92,33 @@ class InstrumentConfig(_Strict):
             raise ValueError(f"tick must be smaller than initial_price {self.initial_price:g} (got {self.tick:g})")
         return self
 
+    def tier_problem(self) -> str | None:
+        """``"tiers[k].key: what (got value)"`` for the first tier the brackets cannot
+        use (`sim.instruments.MarginTiers` rules), or None."""
+        previous = None
+        for k, tier in enumerate(self.tiers):
+            if k == 0 and tier.floor != 0:
+                return f"tiers[0].floor: the first tier must start at notional 0 (got {tier.floor})"
+            if previous is not None and tier.floor <= previous.floor:
+                return f"tiers[{k}].floor: tier floors must increase (got {tier.floor} after {previous.floor})"
+            if previous is not None and tier.mmr < previous.mmr:
+                return f"tiers[{k}].mmr: maintenance rates must not decrease (got {tier.mmr} after {previous.mmr})"
+            if tier.mmr >= 1 / tier.max_leverage:
+                return (
+                    f"tiers[{k}].mmr: must be below the initial rate 1/max_leverage = {1 / tier.max_leverage:g} "
+                    f"(got {tier.mmr})"
+                )
+            previous = tier
+        return None
+
 
 class CollateralConfig(_Strict):
     haircut: Fraction = 0.0
     liability_weight: Annotated[float, Field(ge=1)] = 1.0
+    #: Maintenance margin on a debt in this asset (a negative balance), so that an account
+    #: with debt and only collateral is liquidated: Binance's cross margin liquidates at a
+    #: margin level (assets / debt) of 1.1, a tenth of the debt.
+    liability_mmr: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
 class MarginConfig(_Strict):
@@ -125,6 +150,9 @@ class FundingConfig(_Strict):
     #: Binance's clamp on (interest - premium): 0.05 %.
     clamp: Annotated[float, Field(ge=0)] = 0.0005
     impact_notional: Positive = 10_000.0
+    #: Cap and floor of the rate per interval (0 = none): Binance USDⓈ-M caps at 75 % of
+    #: the maintenance rate, +-0.3 % per interval for BTCUSDT's 0.4 %.
+    cap: Annotated[float, Field(ge=0)] = 0.003
 
 
 class MarketConfig(_Strict):
@@ -161,12 +189,41 @@ class LiquidationConfig(_Strict):
     fee: Annotated[float, Field(ge=0)] = 0.001
     step_cap: Annotated[float, Field(gt=0, le=1)] = 1.0
     rounds: Annotated[int, Field(ge=1)] = 5
-    fallback: list[Literal["backstop", "adl", "socialize", "none"]] = Field(default_factory=lambda: ["adl"])
+    #: The loss waterfall after the book (`sim.waterfall`); default as Binance and
+    #: BitMEX run it: fund takeover, then ADL (the backstop acts once it has capital).
+    fallback: list[Literal["insurance_fund", "backstop", "adl", "socialize", "none"]] = Field(
+        default_factory=lambda: ["insurance_fund", "backstop", "adl"]
+    )
+    #: Who keeps a fill better than the bankruptcy price: "dydx" (the trader, minus the
+    #: fund's capped fee) or "binance" (the fund, as Binance and BitMEX).
+    clearance: Literal["dydx", "binance"] = "dydx"
     insurance_fund: Annotated[float, Field(ge=0)] = 100_000.0
+    #: The backstop vault's capital (Hyperliquid's HLP); 0 = it takes over nothing at a loss.
     backstop_capital: Annotated[float, Field(ge=0)] = 0.0
-    #: Half-life, seconds, of the backstop vault's selling of positions it took over (it
-    #: sells into the rest of the market, with impact; 0 = all in the step it took them).
+    #: Half-life, seconds, of the fund's and backstop's selling of positions they took
+    #: over (into the rest of the market, with impact; 0 = all in the step they took them).
     unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+    def problem(self) -> str | None:
+        """``"key: what (got value)"`` for switches that do not fit together, or None."""
+        if self.clearance == "binance" and self.mode != "full":
+            return (
+                "liquidation.clearance: 'binance' gives the fund everything above the bankruptcy price, "
+                "so partial fills never lift the margin ratio: it needs mode = 'full' (got 'binance')"
+            )
+        return None
+
+    def tier_problem(self, name: str, tier: int, mmr: float) -> str | None:
+        """``"key: what (got value)"`` when partial sizing cannot use instrument ``name``'s
+        tier ``tier``: it divides by ``mmr + buffer - penalty - fee`` (MARGIN-SPEC 4)."""
+        rate = mmr + self.buffer - self.penalty - self.fee
+        if self.mode == "partial" and rate <= 0:
+            return (
+                f"liquidation.penalty: penalty + fee must stay below mmr + buffer of every tier "
+                f"(instruments.{name}.tiers[{tier}]: {mmr:g} + {self.buffer:g} - {self.penalty:g} - {self.fee:g} "
+                f"= {rate:.6g}) (got {self.penalty})"
+            )
+        return None
 
 
 # ---------------------------------------------------------------------- agents
@@ -179,6 +236,8 @@ class PopulationConfig(_Strict):
     leverage: PositiveDist = 1.0
     instruments: list[str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    #: This population's margin mode (default: ``margin.mode``).
+    margin_mode: Literal["cross", "isolated"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> PopulationConfig:
@@ -201,6 +260,8 @@ class AccountConfig(_Strict):
     name: str
     collateral: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     positions: dict[str, PositionConfig] = Field(default_factory=dict)
+    #: This account's margin mode (default: ``margin.mode``).
+    margin_mode: Literal["cross", "isolated"] | None = None
 
 
 class ShockConfig(_Strict):
@@ -289,6 +350,23 @@ class Config(_Strict):
             for asset in acc.collateral:
                 if asset not in self.collateral:
                     raise ValueError(f"accounts[{i}].collateral: {asset} is not a [collateral] asset")
+        return self
+
+    @model_validator(mode="after")
+    def _margin_rules_fit(self) -> Config:
+        """Tiers every instrument can use, and liquidation rules that fit them, so that a
+        config that loads never fails mid-run."""
+        problem = self.liquidation.problem()
+        if problem is not None:
+            raise ValueError(problem)
+        for name, inst in self.instruments.items():
+            problem = inst.tier_problem()
+            if problem is not None:
+                raise ValueError(f"instruments.{name}.{problem}")
+            for k, tier in enumerate(inst.tiers):
+                problem = self.liquidation.tier_problem(name, k, tier.mmr)
+                if problem is not None:
+                    raise ValueError(problem)
         return self
 
     def canonical_json(self) -> str:

@@ -21,9 +21,11 @@ Conventions (documented choices where MARGIN-SPEC is silent):
 - Fees: taker and maker rates on the fill notional, paid from the position's pocket
   to the fee pool; a negative maker rate is a rebate paid by the fee pool. A
   liquidation order pays no taker fee: the insurance-fund fee replaces it
-  (MARGIN-SPEC E1b charges only that).
+  (MARGIN-SPEC E1b charges only that); its makers get no rebate, which would otherwise
+  be paid out of a pool the fill put nothing into.
 - Isolated mode: after each fill, a position whose equity is below its initial margin
-  is topped up from the account's USD balance; a closed position's margin is returned.
+  is topped up from the account's USD balance as far as that balance is positive; a
+  closed position's margin is returned.
 - Price band (Binance's PERCENT_PRICE filter: BTCUSDT orders within 0.95-1.05 of the
   mark): with ``price_band = b`` an order that could trade beyond the band (a buy priced
   above ``mark * (1 + b)``, a sell below ``mark * (1 - b)``) is rejected
@@ -46,7 +48,7 @@ import numpy as np
 from sim.book import OrderBook
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import FEE_POOL, USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
@@ -74,7 +76,8 @@ class Exchange:
         collateral: The S collateral assets; the first must be USD.
         n_traders: Trader accounts, created after the system rows.
         fees: Trading fees.
-        mode: Margin mode, a key of `sim.margin.HEALTH_BY_MODE`.
+        mode: Every account's margin mode at the start, a key of
+            `sim.margin.HEALTH_BY_MODE` (`set_margin_mode` changes one account's).
         initial_prices: (I,) starting index and mark prices, USD.
         mark_rule: How marks follow index and book, see `sim.marks`.
         price_band: Orders must be priced within this fraction of the mark (0 = no
@@ -100,7 +103,6 @@ class Exchange:
         self.price_band = price_band
         self.mode = mode
         self.mark_rule = mark_rule if mark_rule is not None else IndexMark(len(instruments))
-        self._health = HEALTH_BY_MODE[mode]
         assets = [c.name for c in self.collateral]
         self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
         self.books = [OrderBook() for _ in self.instruments]
@@ -108,8 +110,10 @@ class Exchange:
             tiers=TierTable.from_tiers([inst.tiers for inst in self.instruments]),
             weights=np.array([c.weight for c in self.collateral]),
             liability_weights=np.array([c.liability_weight for c in self.collateral]),
+            liability_mmr=np.array([c.liability_mmr for c in self.collateral]),
         )
-        self._asset_source = self._asset_price_sources(assets)
+        #: (S,) the instrument whose index prices each collateral asset; -1 for USD.
+        self.asset_instrument = self._asset_price_sources(assets)
         n_inst = len(self.instruments)
         self.cum_funding = np.zeros(n_inst)
         self.last_price = np.full(n_inst, np.nan)
@@ -154,9 +158,9 @@ class Exchange:
 
     def asset_prices_at(self, index: np.ndarray) -> np.ndarray:
         """(S,) collateral prices implied by (I,) index prices (USD = 1)."""
-        prices = np.ones(len(self._asset_source))
-        priced = self._asset_source >= 0
-        prices[priced] = index[self._asset_source[priced]]
+        prices = np.ones(len(self.asset_instrument))
+        priced = self.asset_instrument >= 0
+        prices[priced] = index[self.asset_instrument[priced]]
         return prices
 
     def set_index(self, index: Sequence[float]) -> None:
@@ -173,22 +177,28 @@ class Exchange:
         last trades (for counterfactual indices too)."""
         return self.mark_rule(index, self.last_price, self.time - self.last_trade_time)
 
+    def accrue_funding(self, per_unit: np.ndarray) -> None:
+        """A funding payment: (I,) USD per unit of position that longs pay shorts. It moves
+        the cumulative index; the ledger settles each position when it is next touched."""
+        self.cum_funding += per_unit
+
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
 
     # ----------------------------------------------------------------- health
     def health(self) -> Health:
         """Margin state of every account, (A,) and (A, I) arrays."""
-        return self._health(self.ledger.portfolio(), self.prices(), self.rules)
+        return mixed_health(self.ledger.portfolio(), self.prices(), self.rules, self.ledger.isolated)
 
     def health_at(self, marks: np.ndarray, asset_prices: np.ndarray, rows: np.ndarray) -> Health:
         """Margin state of some accounts at hypothetical prices (for counterfactuals)."""
         prices = MarketPrices(marks, asset_prices, self.cum_funding)
-        return self._health(self.ledger.portfolio(rows), prices, self.rules)
+        return mixed_health(self.ledger.portfolio(rows), prices, self.rules, self.ledger.isolated[rows])
 
     def account_health(self, account: int) -> Health:
         """Margin state of one account, as one-row arrays."""
-        return self._health(self.ledger.portfolio(slice(account, account + 1)), self.prices(), self.rules)
+        rows = slice(account, account + 1)
+        return mixed_health(self.ledger.portfolio(rows), self.prices(), self.rules, self.ledger.isolated[rows])
 
     # ---------------------------------------------------------------- deposits
     def deposit(self, account: int, amount: float) -> None:
@@ -196,6 +206,39 @@ class Exchange:
         if not (math.isfinite(amount) and amount > 0):
             raise ValueError(f"deposit must be a positive amount of USD, got {amount}")
         self.ledger.deposit(account, USD, amount)
+
+    # ------------------------------------------------------------- margin mode
+    def set_margin_mode(self, account: int, mode: str) -> RejectReason | None:
+        """Put an account in ``cross`` or ``isolated`` margin mode. As on venues, only
+        while it holds no position and no open order (``MODE_CHANGE_NOT_FLAT``)."""
+        if mode not in HEALTH_BY_MODE:
+            raise ValueError(f"margin mode must be one of {sorted(HEALTH_BY_MODE)}, got {mode!r}")
+        ledger = self.ledger
+        if not 0 <= account < ledger.n_accounts:
+            return RejectReason.UNKNOWN_ACCOUNT
+        if ledger.positions[account].any() or ledger.open_bids[account].any() or ledger.open_asks[account].any():
+            return RejectReason.MODE_CHANGE_NOT_FLAT
+        ledger.set_isolated(account, mode == "isolated")
+        return None
+
+    def add_margin(self, account: int, instrument: int, amount: float) -> RejectReason | None:
+        """Move ``amount`` USD from an isolated account's balance into one position's
+        margin (venues' "add margin"), which lowers its liquidation price. Rejected (a
+        value) for a cross account or a flat position (``NOT_ISOLATED``), a bad amount
+        (``BAD_QUANTITY``) or more than the USD balance (``INSUFFICIENT_BALANCE``)."""
+        ledger = self.ledger
+        if not 0 <= account < ledger.n_accounts:
+            return RejectReason.UNKNOWN_ACCOUNT
+        if not 0 <= instrument < len(self.instruments):
+            return RejectReason.UNKNOWN_INSTRUMENT
+        if not ledger.isolated[account] or not ledger.positions[account, instrument]:
+            return RejectReason.NOT_ISOLATED
+        if not (isinstance(amount, int | float) and math.isfinite(amount) and amount > 0):
+            return RejectReason.BAD_QUANTITY
+        if amount > ledger.balances[account, USD]:
+            return RejectReason.INSUFFICIENT_BALANCE
+        ledger.allocate_isolated(account, instrument, amount)
+        return None
 
     # ----------------------------------------------------------------- orders
     def submit(
@@ -395,12 +438,12 @@ class Exchange:
             size = inst.qty(lots)
             cost = side * size * (fill_price - mark) + self.fees.taker * size * fill_price
             (bids if side > 0 else asks)[0, instrument] += lots
-            if self.ledger.isolated:
+            if self.ledger.isolated[account]:
                 iso[0, instrument] -= cost
             else:
                 balances[0, USD] -= cost
         hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
-        health = self._health(hypothetical, self.prices(), self.rules)
+        health = mixed_health(hypothetical, self.prices(), self.rules, self.ledger.isolated[account : account + 1])
         if health.init_health[0] < -MARGIN_TOLERANCE:
             return RejectReason.INSUFFICIENT_MARGIN
         return None
@@ -418,37 +461,36 @@ class Exchange:
         ledger.settle_trade(fill.taker_account, m, signed, price, cum)
         ledger.settle_trade(fill.maker_account, m, -signed, price, cum)
         self._release_open(fill.maker_account, m, -int(fill.taker_side), fill.qty)
+        # a liquidation pays the insurance fund's fee instead of the taker fee, so its
+        # makers get no rebate either: the fee pool pays rebates only out of taker fees
         taker_rate = 0.0 if fill.liquidation else self.fees.taker
-        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, self.fees.maker)):
+        maker_rate = max(self.fees.maker, 0.0) if fill.liquidation else self.fees.maker
+        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, maker_rate)):
             fee = rate * size * price
             if fee:
-                ledger.credit_pocket(account, m, -fee)
-                ledger.balances[FEE_POOL, USD] += fee
-        if ledger.isolated:
-            self._top_up_isolated(fill.taker_account, m)
-            self._top_up_isolated(fill.maker_account, m)
+                ledger.pay(account, m, FEE_POOL, fee)
+        for account in (fill.taker_account, fill.maker_account):
+            if ledger.isolated[account]:
+                self._top_up_isolated(account, m)
         self.last_price[m] = price
         self.last_trade_time[m] = self.time
         self.trades.append(fill)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
-        """Move USD into a position's isolated margin until it covers its IM."""
+        """Move free USD into a position's isolated margin until it covers its initial
+        margin (`sim.margin`, open orders at their worst case), as far as the USD balance
+        goes: a top-up never borrows."""
         ledger = self.ledger
-        lots = int(ledger.positions[account, instrument])
-        if lots == 0:
+        if not ledger.positions[account, instrument]:
             return
-        inst = self.instruments[instrument]
-        size = inst.qty(lots)
-        mark = float(self.marks[instrument])
-        notional = abs(size) * mark
-        required = notional / inst.tiers.max_leverage[inst.tiers.tier_of(notional)]
-        unrealized = size * (mark - float(ledger.entry[account, instrument]))
-        missing = required - (float(ledger.isolated_margin[account, instrument]) + unrealized)
-        if missing > 0:
-            ledger.allocate_isolated(account, instrument, missing)
+        health = self.account_health(account)
+        missing = float(health.risk.init[0, instrument] - health.position_equity[0, instrument])
+        amount = min(missing, float(ledger.balances[account, USD]))
+        if amount > 0:
+            ledger.allocate_isolated(account, instrument, amount)
 
     def _reserve_open(self, account: int, instrument: int, side: int, lots: int) -> None:
-        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] += lots
+        self.ledger.count_open(account, instrument, side, lots)
 
     def _release_open(self, account: int, instrument: int, side: int, lots: int) -> None:
-        (self.ledger.open_bids if side > 0 else self.ledger.open_asks)[account, instrument] -= lots
+        self.ledger.count_open(account, instrument, side, -lots)

@@ -3,7 +3,8 @@
 Premium ``P = [max(0, impact_bid - I) - max(0, I - impact_ask)] / I`` where the impact
 prices are the average fill prices of selling / buying ``impact_notional`` USD into the
 book (a side too thin for it contributes nothing). At the end of each interval
-``F = avg(P) + clamp(r - avg(P), -c, +c)`` and every position pays ``q * M * F``
+``F = avg(P) + clamp(r - avg(P), -c, +c)``, capped to ``[-cap, +cap]`` (venues cap
+the rate per interval), and every position pays ``q * M * F``
 (longs pay when F > 0): the instrument's cumulative funding index moves by ``M * F``
 and the ledger settles each account's share when its position is next touched (its
 unrealized PnL counts it meanwhile). Funding is zero-sum because positions net to zero.
@@ -21,13 +22,14 @@ from sim.types import Side
 
 @dataclass(frozen=True)
 class FundingRules:
-    """Attributes: interval (steps, 0 = no funding), interest r and clamp c per interval,
-    impact_notional in USD."""
+    """Attributes: interval (steps, 0 = no funding), interest r, clamp c and cap (0 = no
+    cap) per interval, impact_notional in USD."""
 
     interval: int = 480
     interest: float = 0.0001
     clamp: float = 0.0005
     impact_notional: float = 10_000.0
+    cap: float = 0.0
 
 
 class Funding:
@@ -41,11 +43,20 @@ class Funding:
         self._samples = 0
         #: (I,) rate of the last payment, fraction per interval.
         self.rate = np.zeros(n)
+        #: Step of the last payment (-1: none yet).
+        self.paid_step = -1
 
     def estimate(self) -> np.ndarray:
-        """(I,) the rate the current interval would pay now."""
+        """(I,) the rate the current interval would pay now (capped)."""
+        rules = self.rules
         avg = self._premium_sum / max(self._samples, 1)
-        return avg + np.clip(self.rules.interest - avg, -self.rules.clamp, self.rules.clamp)
+        rate = avg + np.clip(rules.interest - avg, -rules.clamp, rules.clamp)
+        return np.clip(rate, -rules.cap, rules.cap) if rules.cap else rate
+
+    def rate_at(self, step: int) -> np.ndarray:
+        """(I,) the rate to report at ``step``: the rate paid if funding was paid at that
+        step, else the current interval's estimate."""
+        return self.rate if step == self.paid_step else self.estimate()
 
     def step(self, step: int) -> bool:
         """Sample the premium; pay funding when an interval ends. True if it paid."""
@@ -56,7 +67,8 @@ class Funding:
         if step % self.rules.interval:
             return False
         self.rate = self.estimate()
-        self.exchange.cum_funding += self.exchange.marks * self.rate
+        self.paid_step = step
+        self.exchange.accrue_funding(self.exchange.marks * self.rate)
         self._premium_sum[:] = 0.0
         self._samples = 0
         return True

@@ -169,14 +169,18 @@ class CollateralAsset:
         name: e.g. ``"USD"``, ``"BTC"``. USD is the settlement asset, priced at 1.
         weight: Value weight of a positive balance (1 - haircut), in (0, 1].
         liability_weight: Weight of a negative balance (a liability), >= 1.
+        liability_mmr: Maintenance margin on the USD value of a negative balance.
     """
 
     name: str
     weight: float = 1.0
     liability_weight: float = 1.0
+    liability_mmr: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.weight <= 1:
             raise ValueError(f"collateral {self.name}: weight must be in (0, 1], got {self.weight}")
         if self.liability_weight < 1:
             raise ValueError(f"collateral {self.name}: liability_weight must be >= 1, got {self.liability_weight}")
+        if not 0 <= self.liability_mmr < 1:
+            raise ValueError(f"collateral {self.name}: liability_mmr must be in [0, 1), got {self.liability_mmr}")

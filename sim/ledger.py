@@ -12,9 +12,10 @@ margin module reads the arrays through `Ledger.portfolio`.
 
 Accounting: average-entry. A trade that grows a position moves its entry price to the
 size-weighted average; one that shrinks it realizes ``closed * (price - entry) * side``
-into the position's *pocket*, which is the USD balance in cross mode and the position's
-isolated margin in isolated mode. Funding accrued since the position was last touched
-is settled into the pocket before every change of size.
+into the position's *pocket*, which is the USD balance of an account in cross mode and
+the position's isolated margin of one in isolated mode (each account has its mode).
+Funding accrued since the position was last touched is settled into the pocket before
+every change of size.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Ledger:
         isolated_margin: (A, I) USD set aside per position (isolated mode only).
         open_bids / open_asks: (A, I) lots in resting orders per side (whole numbers, float64).
         deposits: (S,) everything ever deposited, per asset.
+        deposited: (A, S) what each account deposited, per asset.
         lot_sizes: (I,) base units per lot.
     """
 
@@ -57,7 +59,8 @@ class Ledger:
             raise ValueError(f"asset 0 must be the settlement asset USD, got {list(assets)}")
         n, n_inst, n_assets = N_SYSTEM + n_traders, len(instruments), len(assets)
         self.assets = tuple(assets)
-        self.isolated = isolated
+        #: (A,) accounts in isolated margin mode (the rest are cross).
+        self.isolated = np.full(n, isolated)
         self.lot_sizes = np.array([inst.lot_size for inst in instruments])
         # Fortran order: each asset's / instrument's column is contiguous (see sim.margin).
         # Lot counts are float64 holding whole numbers: adding and subtracting them stays
@@ -70,6 +73,7 @@ class Ledger:
         self.open_bids = np.zeros((n, n_inst), order="F")
         self.open_asks = np.zeros((n, n_inst), order="F")
         self.deposits = np.zeros(n_assets)
+        self.deposited = np.zeros((n, n_assets))
 
     @property
     def n_accounts(self) -> int:
@@ -94,6 +98,12 @@ class Ledger:
         """External money in: the only way value enters the system."""
         self.balances[account, asset] += amount
         self.deposits[asset] += amount
+        self.deposited[account, asset] += amount
+
+    def pay(self, account: int, instrument: int, to: int, amount: float) -> None:
+        """Move USD (negative: receive) from the margin backing a position to ``to``'s balance."""
+        self.credit_pocket(account, instrument, -amount)
+        self.balances[to, USD] += amount
 
     def transfer(self, src: int, dst: int, amount: float) -> None:
         """Move USD between two accounts' balances."""
@@ -101,8 +111,13 @@ class Ledger:
         self.balances[dst, USD] += amount
 
     def credit_pocket(self, account: int, instrument: int, amount: float) -> None:
-        """Add USD (negative: charge) to the margin that backs a position."""
-        if self.isolated:
+        """Add USD (negative: charge) to the margin that backs a position.
+
+        Isolated mode: a flat position has no margin of its own (it was released when the
+        position closed), so what is charged or paid after the close, such as the fee or
+        the insurance fund's payment on the closing fill, lands in the USD balance.
+        """
+        if self.isolated[account] and self.positions[account, instrument]:
             self.isolated_margin[account, instrument] += amount
         else:
             self.balances[account, USD] += amount
@@ -138,7 +153,7 @@ class Ledger:
             elif (new > 0) != (old > 0):
                 self.entry[account, instrument] = price
         self.positions[account, instrument] = new
-        if new == 0 and self.isolated:
+        if new == 0 and self.isolated[account]:
             self.release_isolated(account, instrument)
         return realized
 
@@ -152,6 +167,30 @@ class Ledger:
         """
         self.settle_trade(account, instrument, lots, price, cum_funding)
         self.settle_trade(other, instrument, -lots, price, cum_funding)
+
+    def convert(self, account: int, asset: int, units: float, price: float, haircut: float, fee_to: int) -> float:
+        """Sell ``units`` of a collateral asset to the outside world at ``price`` (USD); the
+        account gets the proceeds less ``haircut`` of them, which go to ``fee_to``'s
+        balance. Value crosses the venue's edge: deposits move (asset out, USD in).
+
+        Returns:
+            The USD the account received.
+        """
+        proceeds = units * price
+        for row, asset_, amount in ((account, asset, -units), (account, USD, proceeds)):
+            self.balances[row, asset_] += amount
+            self.deposits[asset_] += amount
+            self.deposited[row, asset_] += amount
+        self.transfer(account, fee_to, proceeds * haircut)
+        return proceeds * (1.0 - haircut)
+
+    def count_open(self, account: int, instrument: int, side: int, lots: int) -> None:
+        """Add ``lots`` (negative: remove) to the account's resting orders on ``side``."""
+        (self.open_bids if side > 0 else self.open_asks)[account, instrument] += lots
+
+    def set_isolated(self, account: int, isolated: bool) -> None:
+        """Put an account in isolated (True) or cross margin mode."""
+        self.isolated[account] = isolated
 
     def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
         """Move USD from the balance into a position's isolated margin."""

@@ -15,7 +15,6 @@ differ only in how they add them up (`cross_health`, `isolated_health`); a furth
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -110,11 +109,15 @@ class MarginRules:
         tiers: Stacked tiers of the I instruments.
         weights: Shape (S,), collateral weight (1 - haircut) of a positive balance.
         liability_weights: Shape (S,), weight (>= 1) of a negative balance.
+        liability_mmr: Shape (S,), maintenance margin on the USD value of a negative
+            balance (a debt), so that an account with debt and only collateral can be
+            liquidated; None = 0.
     """
 
     tiers: TierTable
     weights: np.ndarray
     liability_weights: np.ndarray
+    liability_mmr: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +163,8 @@ class MarketPrices:
 
 @dataclass(slots=True)
 class PositionRisk:
-    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` (A,).
+    """Per-position numbers every margin mode adds up. All (A, I) except `collateral` and
+    `liability_maint` (A,) (or 0.0 when no account owes anything).
 
     The initial margin is computed on first access: the liquidation scan, which runs
     every step over every account, never needs it.
@@ -171,6 +175,7 @@ class PositionRisk:
     notional: np.ndarray
     maint: np.ndarray
     source: tuple[Portfolio, MarketPrices, MarginRules]
+    liability_maint: np.ndarray | float = 0.0
     _init: np.ndarray | None = None
 
     @property
@@ -191,8 +196,10 @@ class Health:
         account_liquidatable: (A,) accounts with at least one liquidatable position.
         risk: The per-position numbers behind the totals.
         positions: (A, I) the positions (lots) it was computed for.
-        position_equity: (A, I) isolated margin + PnL per position; None in cross mode,
-            where one equity covers all positions.
+        position_equity: (A, I) isolated margin + PnL per position; None when every
+            account is in cross mode, where one equity covers all positions.
+        isolated: (A,) which accounts are in isolated mode when modes are mixed; None
+            when all share one mode (isolated iff ``position_equity`` is given).
     """
 
     equity: np.ndarray
@@ -201,6 +208,21 @@ class Health:
     risk: PositionRisk
     positions: np.ndarray
     position_equity: np.ndarray | None = None
+    isolated: np.ndarray | None = None
+
+    def by_mode(self, cross: Callable[[], np.ndarray], isolated: Callable[[], np.ndarray]) -> np.ndarray:
+        """Each account's value of its own margin mode: ``cross()`` or ``isolated()``,
+        (A,) or (A, I) arrays, each computed only if some account needs it."""
+        if self.position_equity is None:
+            return cross()
+        if self.isolated is None:
+            return isolated()
+        iso = isolated()
+        return np.where(self.isolated if iso.ndim == 1 else self.isolated[:, None], iso, cross())
+
+    def is_isolated(self, row: int) -> bool:
+        """Whether account ``row`` is in isolated mode."""
+        return self.position_equity is not None and (self.isolated is None or bool(self.isolated[row]))
 
     @property
     def init(self) -> np.ndarray:
@@ -211,9 +233,10 @@ class Health:
     def init_health(self) -> np.ndarray:
         """(A,) must stay >= 0 for a new order to be accepted, USD. Cross: equity minus
         IM. Isolated: free collateral minus every position's shortfall of equity below IM."""
-        if self.position_equity is None:
-            return self.equity - self.init
-        return self.risk.collateral - _row_sum(np.maximum(self.risk.init - self.position_equity, 0.0))
+        return self.by_mode(
+            lambda: self.equity - self.init,
+            lambda: self.risk.collateral - _row_sum(np.maximum(self.risk.init - self.position_equity, 0.0)),
+        )
 
     @property
     def maint_health(self) -> np.ndarray:
@@ -223,29 +246,45 @@ class Health:
     @property
     def liquidatable(self) -> np.ndarray:
         """(A, I) positions the liquidation engine must act on (computed on access)."""
-        if self.position_equity is None:
-            return (self.positions != 0) & self.account_liquidatable[:, None]
-        return (self.risk.maint > 0) & (self.position_equity < self.risk.maint)
+        return self.by_mode(
+            lambda: (self.positions != 0) & self.account_liquidatable[:, None],
+            lambda: (self.risk.maint > 0) & (self.position_equity < self.risk.maint),
+        )
 
     @property
     def margin_ratio(self) -> np.ndarray:
         """(A,) maintenance over equity (>= 1 means liquidatable; inf when equity <= 0
         with a requirement; 0 with none). Isolated: the worst position's ratio."""
-        if self.position_equity is None:
-            return _ratio(self.maint, self.equity)
-        return _ratio(self.risk.maint, self.position_equity).max(axis=1, initial=0.0)
+        return self.by_mode(
+            lambda: _ratio(self.maint, self.equity),
+            lambda: _ratio(self.risk.maint, self.position_equity).max(axis=1, initial=0.0),
+        )
 
 
 def collateral_value(balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules) -> np.ndarray:
     """Haircut value of each account's balances: (A, S) -> (A,), USD.
 
     Positive balances count at ``weight``, negative ones (liabilities) at
-    ``liability_weight``; the second product is skipped when nobody owes anything.
+    ``liability_weight``.
     """
+    return collateral_and_debt_margin(balances, asset_prices, rules)[0]
+
+
+def collateral_and_debt_margin(
+    balances: np.ndarray, asset_prices: np.ndarray, rules: MarginRules
+) -> tuple[np.ndarray, np.ndarray | float]:
+    """``(collateral (A,), debt maintenance (A,) or 0.0)``, USD: the haircut value of the
+    balances (`collateral_value`) and the maintenance margin on debts,
+    ``sum_s max(-balance, 0) * price * liability_mmr``. The debt terms are skipped with
+    one cheap test when nobody owes anything (the common case)."""
     value = balances @ (asset_prices * rules.weights)
-    if balances.min(initial=0.0) < 0:
-        value += np.minimum(balances, 0.0) @ (asset_prices * (rules.liability_weights - rules.weights))
-    return value
+    if balances.min(initial=0.0) >= 0:
+        return value, 0.0
+    owed = np.minimum(balances, 0.0)
+    value += owed @ (asset_prices * (rules.liability_weights - rules.weights))
+    if rules.liability_mmr is None:
+        return value, 0.0
+    return value, owed @ (-asset_prices * rules.liability_mmr)
 
 
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
@@ -259,12 +298,14 @@ def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules
     unrealized *= size
     notional = np.abs(size)
     notional *= marks
+    collateral, debt_maint = collateral_and_debt_margin(portfolio.balances, prices.asset_prices, rules)
     return PositionRisk(
-        collateral=collateral_value(portfolio.balances, prices.asset_prices, rules),
+        collateral=collateral,
         unrealized=unrealized,
         notional=notional,
         maint=rules.tiers.maintenance(notional),
         source=(portfolio, prices, rules),
+        liability_maint=debt_maint,
     )
 
 
@@ -303,7 +344,7 @@ def cross_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules)
     """One equity per account covers all of its positions (MARGIN-SPEC 2–4)."""
     risk = position_risk(portfolio, prices, rules)
     equity = risk.collateral + _row_sum(portfolio.isolated_margin) + _row_sum(risk.unrealized)
-    maint = _row_sum(risk.maint)
+    maint = _row_sum(risk.maint) + risk.liability_maint
     return Health(
         equity=equity,
         maint=maint,
@@ -317,82 +358,171 @@ def isolated_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRul
     """Each position stands on its own margin; losses never spill over.
 
     Position equity is ``isolated_margin + unrealized``. A position is liquidatable when
-    its equity is below its MM. New orders are admitted while the free collateral (the
-    account's balances) covers every position's shortfall of equity below its IM.
+    its equity is below its MM; the account also is when its free collateral is below
+    the maintenance margin on its debts. New orders are admitted while the free
+    collateral (the account's balances) covers every position's shortfall of equity
+    below its IM.
     """
     risk = position_risk(portfolio, prices, rules)
     pos_equity = portfolio.isolated_margin + risk.unrealized
-    liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
     return Health(
         equity=risk.collateral + _row_sum(pos_equity),
-        maint=_row_sum(risk.maint),
-        account_liquidatable=np.logical_or.reduce(liquidatable, axis=1),
+        maint=_row_sum(risk.maint) + risk.liability_maint,
+        account_liquidatable=_isolated_flags(risk, pos_equity),
         risk=risk,
         positions=portfolio.positions,
         position_equity=pos_equity,
     )
 
 
+def _isolated_flags(risk: PositionRisk, pos_equity: np.ndarray) -> np.ndarray:
+    """(A,) isolated accounts with a position below its MM, or debt its collateral does not cover."""
+    liquidatable = (risk.maint > 0) & (pos_equity < risk.maint)
+    in_debt = (risk.collateral < risk.liability_maint) & (risk.liability_maint > 0)
+    return np.logical_or.reduce(liquidatable, axis=1) | in_debt
+
+
+def mixed_health(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules, isolated: np.ndarray) -> Health:
+    """Every account in its own margin mode: (A,) ``isolated`` marks the isolated ones.
+
+    Equity and maintenance add up the same way in both modes (a cross account has no
+    isolated margin); only the liquidation test and the `Health` properties differ by
+    row. All-cross and all-isolated books take the single-mode functions.
+    """
+    if not isolated.any():
+        return cross_health(portfolio, prices, rules)
+    if isolated.all():
+        return isolated_health(portfolio, prices, rules)
+    risk = position_risk(portfolio, prices, rules)
+    pos_equity = portfolio.isolated_margin + risk.unrealized
+    equity = risk.collateral + _row_sum(pos_equity)
+    maint = _row_sum(risk.maint) + risk.liability_maint
+    return Health(
+        equity=equity,
+        maint=maint,
+        account_liquidatable=np.where(isolated, _isolated_flags(risk, pos_equity), (maint > 0) & (equity < maint)),
+        risk=risk,
+        positions=portfolio.positions,
+        position_equity=pos_equity,
+        isolated=isolated,
+    )
+
+
 HealthFunction = Callable[[Portfolio, MarketPrices, MarginRules], Health]
 
-#: Margin mode name -> the function that computes `Health` for it.
+#: Margin mode name -> the function that computes `Health` for it (`mixed_health`
+#: combines them row by row).
 HEALTH_BY_MODE: dict[str, HealthFunction] = {"cross": cross_health, "isolated": isolated_health}
 
 
 # --------------------------------------------------------------------------- prices
-def bankruptcy_price_single(entry: float, qty: float, wallet: float) -> float:
-    """Price at which closing one position leaves zero equity: ``e - s * WB / |q|``."""
-    return entry - math.copysign(1.0, qty) * wallet / abs(qty)
+def allocated_equity(health: Health) -> np.ndarray:
+    """(A, I) equity each position bears, USD.
 
-
-def bankruptcy_prices_cross(
-    marks: np.ndarray, positions: np.ndarray, equity: np.ndarray, position_maint: np.ndarray
-) -> np.ndarray:
-    """dYdX allocation: each position bears equity in proportion to its MM share.
-
-    ``P_bk,m = M_m - s_m * E * (MM_m / sum MM) / |q_m|``.
-
-    Args:
-        marks: (I,) mark prices.
-        positions: (A, I) signed sizes.
-        equity: (A,) account equity.
-        position_maint: (A, I) maintenance margin per position.
-
-    Returns:
-        (A, I) bankruptcy prices, NaN where flat or where the account has no requirement.
+    Cross: the account's equity split by maintenance-margin share (dYdX allocation),
+    ``E * MM_m / sum MM`` (all of E on each position of an account with no requirement).
+    Isolated: the position's own margin plus its PnL.
     """
-    total = position_maint.sum(axis=1, keepdims=True)
+
+    def cross() -> np.ndarray:
+        maint = health.risk.maint
+        total = _row_sum(maint)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(total > 0, maint / total, 1.0)
+        return health.equity[:, None] * share
+
+    return health.by_mode(cross, lambda: health.position_equity)
+
+
+def bankruptcy_prices(health: Health) -> np.ndarray:
+    """(A, I) the mark at which closing each position leaves its allocated equity at 0.
+
+    ``P_bk,m = M_m - s_m * E_m / |q_m|`` with ``E_m`` from `allocated_equity`: for one
+    position this is ``e - s * WB / |q|`` (MARGIN-SPEC 5). NaN where flat. The engine and
+    the MARGIN-SPEC tests use this one function.
+    """
+    portfolio, prices, _ = health.risk.source
+    size = health.positions * portfolio.lot_sizes
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = position_maint / total
-        price = marks - np.sign(positions) * equity[:, None] * share / np.abs(positions)
-    return np.where((positions != 0) & (total > 0), price, np.nan)
+        price = prices.marks - np.sign(size) * allocated_equity(health) / np.abs(size)
+    return np.where(size != 0, price, np.nan)
 
 
-def liquidation_price(qty: float, entry: float, tiers: MarginTiers, other_equity: float, other_maint: float) -> float:
-    """Mark at which the account's equity meets its maintenance margin, all else fixed.
+def liquidation_prices(health: Health) -> np.ndarray:
+    """(A, I) the mark of each instrument at which the account (cross) or the position
+    (isolated) reaches its maintenance margin, everything else held fixed; NaN where flat
+    or where no positive price does (venues show this number beside every position).
 
-    Solves ``X + q (P - e) = |q| P mmr_k - cum_k + Y`` for P, trying each tier k and
-    keeping the solution whose notional ``|q| P`` lies in that tier.
-
-    Args:
-        qty: Signed position size (base units).
-        entry: Its entry price.
-        tiers: The instrument's brackets.
-        other_equity: X, the account's equity without this position's unrealized PnL
-            (wallet balance plus every other position's PnL).
-        other_maint: Y, the maintenance margin of the account's other positions.
-
-    Returns:
-        The liquidation price, or NaN when no positive price liquidates the account.
+    Solves ``X + q (P - e') = |q| P mmr_k - cum_k + Y`` for P tier by tier, keeping the
+    solution whose notional ``|q| P`` lies in that tier k. ``e'`` is the entry price
+    moved by the funding accrued since the last settlement; cross: X is the account's
+    equity without this position's PnL and Y the requirement of everything else;
+    isolated: X is the position's margin and Y = 0. Collateral is held at its price.
     """
-    cum = tiers.cum
-    bounds = (*tiers.floors[1:], math.inf)
-    for k, rate in enumerate(tiers.mmr):
-        denom = qty - abs(qty) * rate
-        price = (other_maint - cum[k] - other_equity + qty * entry) / denom
-        if price > 0 and tiers.floors[k] <= abs(qty) * price < bounds[k]:
-            return price
-    return math.nan
+    portfolio, prices, rules = health.risk.source
+    risk = health.risk
+    q = health.positions * portfolio.lot_sizes
+    entry = portfolio.entry + prices.cum_funding - portfolio.funding_index
+    other_equity = health.by_mode(lambda: health.equity[:, None] - risk.unrealized, lambda: portfolio.isolated_margin)
+    other_maint = health.by_mode(lambda: health.maint[:, None] - risk.maint, lambda: np.zeros_like(risk.maint))
+    tiers = rules.tiers
+    upper = np.concatenate([tiers.floors[:, 1:], np.full((tiers.floors.shape[0], 1), np.inf)], axis=1)
+    out = np.full(q.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in range(tiers.floors.shape[1]):
+            price = (other_maint - tiers.cum[:, k] - other_equity + q * entry) / (q - np.abs(q) * tiers.mmr[:, k])
+            notional = np.abs(q) * price
+            valid = (q != 0) & (price > 0) & (notional >= tiers.floors[:, k]) & (notional < upper[:, k])
+            out = np.where(valid & np.isnan(out), price, out)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """How much of a position a liquidation closes (MARGIN-SPEC 4).
+
+    Attributes:
+        full: Close whole positions.
+        buffer: beta, fraction of notional an account must clear above MM to leave.
+        penalty: lambda, the discount to the mark the sizing assumes the book fills at.
+        fund_fee: phi, the insurance fund's fee, fraction of mark notional.
+    """
+
+    full: bool = False
+    buffer: float = 0.005
+    penalty: float = 0.0025
+    fund_fee: float = 0.001
+
+
+def liquidation_size(health: Health, row: int, m: int, sizing: Sizing, tiers: TierTable) -> float:
+    """Base units of position m of account ``row`` to close now (0: no action needed).
+
+    Cross: the account's equity against all its requirements; isolated: the position's
+    own. Full mode acts while ``E < MM`` and closes everything; partial acts while
+    ``E < MM + beta N`` and closes ``S / (M (mmr_k + beta - lambda - phi))`` with
+    ``S = MM + beta N - E`` and k the position's tier, capped at the position. The
+    caller rounds up to a lot.
+    """
+    risk = health.risk
+    if health.is_isolated(row):
+        equity, maint = float(health.position_equity[row, m]), float(risk.maint[row, m])
+        notional = float(risk.notional[row, m])
+    else:
+        equity, maint = float(health.equity[row]), float(health.maint[row])
+        notional = float(risk.notional[row].sum())
+    threshold = maint if sizing.full else maint + sizing.buffer * notional
+    if maint <= 0 or equity >= threshold:
+        return 0.0
+    portfolio, prices, _ = risk.source
+    held = abs(float(health.positions[row, m] * portfolio.lot_sizes[m]))
+    if sizing.full:
+        return held
+    own = float(risk.notional[row, m])
+    rate = float(tiers.mmr[m, int((own >= tiers.floors[m]).sum()) - 1])
+    size = partial_liquidation_size(
+        threshold - equity, float(prices.marks[m]), rate, sizing.buffer, sizing.penalty, sizing.fund_fee
+    )
+    return min(held, size)
 
 
 def partial_liquidation_size(
@@ -423,10 +553,12 @@ def adl_scores(
     """BitMEX auto-deleveraging rank: higher is deleveraged first.
 
     ``PnL% = s (M - e) / e``; ``lev = N / E``; score ``PnL% * lev`` if ``PnL% > 0``
-    else ``PnL% / lev``. All arrays (n,), one entry per candidate position.
+    else ``PnL% / lev``. An account with equity <= 0 has unbounded leverage: it ranks
+    first among the profitable (score +inf) and at 0 among the losing, ahead of every
+    losing account with equity. All arrays (n,), one entry per candidate position.
     """
     pnl_pct = side * (mark - entry) / entry
     with np.errstate(divide="ignore", invalid="ignore"):
-        lev = notional / equity
+        lev = np.where(equity > 0, notional / equity, np.inf)
         score = np.where(pnl_pct > 0, pnl_pct * lev, pnl_pct / lev)
     return score

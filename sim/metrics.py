@@ -17,7 +17,16 @@ METRICS = (
     "insurance_fund_low",
     "bad_debt",
     "adl_count",
+    "fund_draws",
+    "backstop_pnl",
+    "adl_notional",
+    "socialized",
+    "system_loss",
 )
+
+
+#: Metrics read from the ledger table's last row.
+WATERFALL_METRICS = ("fund_draws", "backstop_pnl", "adl_notional", "socialized", "system_loss")
 
 
 def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None = None) -> dict[str, float]:
@@ -30,6 +39,9 @@ def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None =
       deepest trigger chain of any cascade (see `sim.cascades`).
     - insurance_fund_low: the fund's lowest balance (USD); bad_debt: at the end (USD).
     - adl_count: ADL transfers.
+    - fund_draws, backstop_pnl, adl_notional, socialized, system_loss: the loss
+      waterfall's accounts at the end (`sim.losses`); bad_debt is the traders'
+      negative equity, to the cent.
 
     ``cascades`` is the run's `cascade_summary_frame`, when the caller has it already.
     """
@@ -52,6 +64,7 @@ def run_metrics(tables: dict[str, pl.DataFrame], cascades: pl.DataFrame | None =
         "insurance_fund_low": float(ledger.get_column("insurance_fund").min()),
         "bad_debt": float(ledger.get_column("bad_debt").tail(1).item()),
         "adl_count": liq.filter(pl.col("kind") == "adl").height,
+        **{column: float(ledger.get_column(column).tail(1).item()) for column in WATERFALL_METRICS},
     }
 
 

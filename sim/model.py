@@ -14,9 +14,9 @@ j, so adding agents or populations never shifts anyone else's draws). Each agent
 its own collateral, leverage and parameters from its generator.
 
 Starting positions (an agent's `opening_positions`, ``[[accounts]]`` positions) are
-trades at the given or initial price against the *genesis* system account. In isolated
-mode the account's USD is set aside as isolated margin in proportion to each position's
-notional.
+trades at the given or initial price against the *genesis* system account. An account
+in isolated mode (``margin.mode``, or its population's or its own ``margin_mode``) has
+its USD set aside as isolated margin in proportion to each position's notional.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from sim.liquidation import LiquidationEngine, LiquidationRules
 from sim.marks import MARK_RULES, MarkSettings
 from sim.prices import ProcessSpec, Shock, apply_shocks, daily_volatility, simulate_paths
 from sim.recorder import Recorder
-from sim.unwind import BackstopUnwinder
+from sim.unwind import TakeoverUnwinder
 
 
 def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
@@ -56,7 +56,10 @@ def build_exchange(config: Config, n_traders: int, mark_rule) -> Exchange:
         )
         for name, c in config.instruments.items()
     ]
-    collateral = [CollateralAsset(name, 1.0 - c.haircut, c.liability_weight) for name, c in config.collateral.items()]
+    collateral = [
+        CollateralAsset(name, 1.0 - c.haircut, c.liability_weight, c.liability_mmr)
+        for name, c in config.collateral.items()
+    ]
     fees = FeeSchedule(config.market.taker_fee, config.market.maker_fee)
     prices = [c.initial_price for c in config.instruments.values()]
     return Exchange(
@@ -110,14 +113,14 @@ class MarketModel(mesa.Model):
         self.exchange = build_exchange(config, n_traders, mark_rule)
         f = config.funding
         interval = max(1, round(f.interval_seconds / config.step_seconds)) if f.interval_seconds else 0
-        self.funding = Funding(self.exchange, FundingRules(interval, f.interest, f.clamp, f.impact_notional))
+        self.funding = Funding(self.exchange, FundingRules(interval, f.interest, f.clamp, f.impact_notional, f.cap))
         corr = None if config.correlation is None else np.array(config.correlation)
         calm = simulate_paths(process_specs(config), config.steps, np.random.default_rng(price_seq), corr)
         shocks = [Shock(s.step, names.index(s.instrument), s.size, s.duration) for s in config.shocks]
         self.paths = apply_shocks(calm, shocks)
         self.index = VenueIndex(self.exchange, self.paths, Propagator(impact_params(config, calm)), config.step_seconds)
         liq = config.liquidation
-        self.unwinder = BackstopUnwinder(self.exchange, self.index, liq.unwind_half_life_seconds, config.step_seconds)
+        self.unwinder = TakeoverUnwinder(self.exchange, self.index, liq.unwind_half_life_seconds, config.step_seconds)
         self.liquidation = LiquidationEngine(
             self.exchange,
             LiquidationRules(
@@ -128,6 +131,7 @@ class MarketModel(mesa.Model):
                 step_cap=liq.step_cap,
                 rounds=liq.rounds,
                 fallback=tuple(liq.fallback),
+                clearance=liq.clearance,
             ),
             self.index,
             self.unwinder,
@@ -161,6 +165,7 @@ class MarketModel(mesa.Model):
                 rng = np.random.default_rng(agent_seq)
                 account = len(self.account_types)
                 self.account_types.append(pop.type)
+                self._set_mode(account, pop.margin_mode)
                 for asset, dist in pop.collateral.items():
                     amount = draw(dist, rng)
                     self.exchange.ledger.deposit(account, self._asset(asset), max(amount, 0.0))
@@ -174,6 +179,7 @@ class MarketModel(mesa.Model):
         for acc in self.config.accounts:
             account = len(self.account_types)
             self.account_types.append(f"account:{acc.name}")
+            self._set_mode(account, acc.margin_mode)
             for asset, amount in acc.collateral.items():
                 self.exchange.ledger.deposit(account, self._asset(asset), amount)
             opened = []
@@ -182,6 +188,10 @@ class MarketModel(mesa.Model):
                 lots = round(pos.qty / self.exchange.instruments[m].lot_size)
                 opened.append(self._give(account, m, lots, pos.entry))
             self._isolate(account, opened)
+
+    def _set_mode(self, account: int, mode: str | None) -> None:
+        """A new (flat) account's margin mode: its own, else the config's."""
+        self.exchange.set_margin_mode(account, mode or self.config.margin.mode)
 
     def _give(self, account: int, m: int, lots: int, price: float) -> tuple[int, float]:
         """Open ``lots`` (signed) at ``price`` against genesis; return (m, notional)."""
@@ -194,7 +204,7 @@ class MarketModel(mesa.Model):
         """Isolated mode: move the account's USD into its positions' margin by notional."""
         ledger = self.exchange.ledger
         total = sum(n for _, n in opened)
-        if not ledger.isolated or total <= 0:
+        if not ledger.isolated[account] or total <= 0:
             return
         cash = float(ledger.balances[account, USD])
         for m, notional in opened:

@@ -6,18 +6,22 @@ Tables (columns, units: prices USD, sizes base units, money USD):
   exogenous_price (the reference path X), index_price (X moved by the venue's impact),
   impact_bps (log impact of the venue's flow on the index, basis points), mark_price,
   last_price, best_bid, best_ask, volume, open_interest, funding_rate (the current
-  interval's rate estimate; the paid rate at payment steps), depth_bid_1pct,
+  interval's rate estimate; at payment steps the rate actually paid), depth_bid_1pct,
   depth_ask_1pct (size resting within 1 % of mid), traders_flow, liquidation_flow,
   unwind_flow (the step's signed aggressive USD flow of each kind: traders' taker
   orders, liquidation fills, the backstop's selling; buys > 0).
 - ``trades``: step, instrument, price, qty, buyer, seller, aggressor (buy/sell),
   liquidation.
 - ``liquidations``: the liquidation engine's rows (see `sim.liquidation`).
-- ``ledger``: one row per step: total_equity (traders), insurance_fund,
-  fees_collected, deposits (USD), bad_debt (traders' negative equity),
-  n_liquidatable (after the liquidation phase), n_liquidated (this step).
+- ``ledger``: one row per step: total_equity (traders), insurance_fund (its USD
+  balance), fees_collected, deposits (USD), bad_debt (traders' negative equity, to the
+  cent), n_liquidatable (after the liquidation phase), n_liquidated (this step), and
+  the loss waterfall's accounts of `sim.losses` (cumulative or at the step's end).
 - ``accounts``: every ``record_every`` steps, one row per account: equity,
-  maint_margin, init_margin, margin_ratio and ``pos_<INSTRUMENT>`` positions.
+  maint_margin, init_margin, margin_ratio, ``pos_<INSTRUMENT>`` positions and
+  ``liq_price_<INSTRUMENT>``, the mark at which the account (isolated: the position)
+  would reach its maintenance margin, all else fixed (null where flat or never;
+  `sim.margin.liquidation_prices`).
 - ``unresolved``: accounts left liquidatable at the end of a step and why: step,
   account, agent_type, reason (``step_cap``, ``book_exhausted``, ``rounds_exhausted``).
 
@@ -34,7 +38,8 @@ from sim.funding import Funding
 from sim.impact import FLOW_KINDS, VenueIndex
 from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
-from sim.margin import Health
+from sim.losses import LOSS_COLUMNS, LossAccount, cents
+from sim.margin import Health, liquidation_prices
 
 MARKET_SCHEMA = {
     "step": pl.Int64,
@@ -73,6 +78,7 @@ LEDGER_SCHEMA = {
     "bad_debt": pl.Float64,
     "n_liquidatable": pl.Int64,
     "n_liquidated": pl.Int64,
+    **{column: pl.Float64 for column in LOSS_COLUMNS},
 }
 
 
@@ -100,12 +106,13 @@ class Recorder:
         self._ledger: list[tuple] = []
         self._accounts: list[pl.DataFrame] = []
         self._rows_seen = 0
+        self.losses = LossAccount()
 
     def record(self, step: int, health: Health) -> None:
         """Append this step's rows (``health`` is the end-of-step margin state)."""
         volume = self._drain_trades(step)
         ex = self.exchange
-        rate = self.funding.estimate() if self.funding.rules.interval else np.zeros(len(self.names))
+        rate = self.funding.rate_at(step) if self.funding.rules.interval else np.zeros(len(self.names))
         open_interest = np.abs(ex.ledger.positions).sum(axis=0) * ex.ledger.lot_sizes / 2
         exogenous = self.index.exogenous
         impact_bps = self.index.propagator.log_impact() * 1e4
@@ -135,6 +142,7 @@ class Recorder:
             )
         new_rows = self.engine.rows[self._rows_seen :]
         self._rows_seen = len(self.engine.rows)
+        self.losses.add_rows(new_rows)
         traders = slice(N_SYSTEM, None)
         equity = health.equity[traders]
         self._ledger.append(
@@ -144,9 +152,10 @@ class Recorder:
                 float(ex.ledger.balances[INSURANCE_FUND, USD]),
                 float(ex.ledger.balances[FEE_POOL, USD]),
                 float(ex.ledger.deposits[USD]),
-                float(np.maximum(-equity, 0.0).sum()),
+                cents(float(np.maximum(-equity, 0.0).sum())),
                 int(health.account_liquidatable[traders].sum()),
                 len({r.account for r in new_rows}),
+                *self.losses.columns(health, ex.ledger),
             )
         )
         if step % self.every == 0:
@@ -189,9 +198,12 @@ class Recorder:
             "init_margin": health.init,
             "margin_ratio": health.margin_ratio,
         }
+        liquidation = liquidation_prices(health)
         for m, name in enumerate(self.names):
             columns[f"pos_{name}"] = ledger.positions[:, m] * ledger.lot_sizes[m]
-        return pl.DataFrame(columns)
+        for m, name in enumerate(self.names):
+            columns[f"liq_price_{name}"] = liquidation[:, m]
+        return pl.DataFrame(columns).with_columns(pl.selectors.starts_with("liq_price_").fill_nan(None))
 
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict[str, pl.DataFrame]:
@@ -237,6 +249,8 @@ LIQUIDATION_SCHEMA = {
     "counterparty": pl.Int64,
     "cascade_id": pl.Int64,
     "trigger": pl.Int64,
+    "covered": pl.Float64,
+    "socialized": pl.Float64,
 }
 
 
@@ -249,7 +263,7 @@ def liquidation_frame(engine: LiquidationEngine, names: list[str], agent_types: 
             r.round,
             r.account,
             agent_types[r.account],
-            names[r.instrument],
+            None if r.instrument is None else names[r.instrument],
             "buy" if r.side > 0 else "sell",
             r.qty,
             r.price,
@@ -261,6 +275,8 @@ def liquidation_frame(engine: LiquidationEngine, names: list[str], agent_types: 
             r.counterparty,
             r.cascade_id,
             r.trigger,
+            r.covered,
+            r.socialized,
         )
         for r in engine.rows
     ]

@@ -50,6 +50,9 @@ class RejectReason(StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"
     UNKNOWN_INSTRUMENT = "unknown_instrument"
     OUTSIDE_PRICE_BAND = "outside_price_band"
+    MODE_CHANGE_NOT_FLAT = "mode_change_not_flat"
+    NOT_ISOLATED = "not_isolated"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
 
 
 @dataclass(slots=True, frozen=True)

@@ -34,7 +34,7 @@ def test_shipped_configs_validate(path):
 def test_minimal_config_gets_defaults(tmp_path):
     config = load_config(write(tmp_path, MINIMAL))
     assert config.margin.mode == "cross" and config.mark.method == "median"
-    assert config.liquidation.fallback == ["adl"] and list(config.collateral) == ["USD"]
+    assert config.liquidation.fallback == ["insurance_fund", "backstop", "adl"] and list(config.collateral) == ["USD"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,30 @@ def test_minimal_config_gets_defaults(tmp_path):
         ("[impact]\nventure_share = 0.3", "impact.venture_share: Extra inputs are not permitted"),
         ("[impact]\nvenue_share = 0", "impact.venue_share: Input should be greater than 0"),
         ("[impact.daily_volatility]\nDOGE = 0.05", "impact.daily_volatility: unknown instrument 'DOGE'"),
+        (
+            "[liquidation]\nclearance = 'binance'",
+            r"liquidation.clearance: 'binance' .* needs mode = 'full' \(got 'binance'\)",
+        ),
+        # issue 9 case 5: configs that validated and then crashed mid-run
+        ("[liquidation]\npenalty = 0.02", r"liquidation.penalty: penalty \+ fee must stay below .*\(got 0.02\)"),
+        (
+            "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.01\nmax_leverage = 20\n"
+            "[liquidation]\nbuffer = 0\npenalty = 0.006\nfee = 0.004",
+            r"liquidation.penalty: .*instruments.BTC.tiers\[0\]: 0.01 \+ 0 - 0.006 - 0.004 = 0\) \(got 0.006\)",
+        ),
+        (
+            "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.01\nmax_leverage = 20\n"
+            "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.02\nmax_leverage = 10",
+            r"instruments.BTC.tiers\[1\].floor: tier floors must increase \(got 0.0 after 0.0\)",
+        ),
+        (
+            "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.06\nmax_leverage = 20",
+            r"instruments.BTC.tiers\[0\].mmr: must be below the initial rate 1/max_leverage = 0.05 \(got 0.06\)",
+        ),
+        (
+            "[[instruments.BTC.tiers]]\nfloor = 10\nmmr = 0.01\nmax_leverage = 20",
+            r"instruments.BTC.tiers\[0\].floor: the first tier must start at notional 0 \(got 10.0\)",
+        ),
     ],
 )
 def test_validation_errors_name_the_key(tmp_path, extra, message):

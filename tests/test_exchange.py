@@ -235,6 +235,40 @@ def test_isolated_loss_does_not_touch_the_other_position():
     assert not cross.account_health(A).liquidatable.any()
 
 
+def test_margin_mode_per_account():
+    """A cross market maker beside an isolated holder: each account margined its own way."""
+    ex = make_exchange(cash=10_000.0)
+    assert ex.set_margin_mode(A, "isolated") is None
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    trade(ex, B, A, SELL, 10.0, 3_000.0, instrument=1)
+    assert ex.ledger.isolated_margin[A, 0] == pytest.approx(2_500.0)  # isolated: set aside
+    assert not ex.ledger.isolated_margin[B].any()  # cross: none
+    ex.set_prices([47_000.0, 3_000.0], [47_000.0, 3_000.0])
+    health = ex.health()
+    assert health.liquidatable[A].tolist() == [True, False]  # as in isolated mode
+    assert health.equity[A] == pytest.approx(ex.account_health(A).equity[0])
+    assert health.margin_ratio[B] == pytest.approx(ex.account_health(B).margin_ratio[0])
+    assert ex.set_margin_mode(A, "cross") is RejectReason.MODE_CHANGE_NOT_FLAT
+    assert ex.set_margin_mode(C, "isolated") is None and ex.ledger.isolated[C]
+
+
+def test_add_margin_moves_balance_into_an_isolated_position():
+    ex = make_exchange(mode="isolated", cash=10_000.0)
+    trade(ex, B, A, BUY, 1.0, 50_000.0)
+    ex.set_prices([47_000.0, 3_000.0], [47_000.0, 3_000.0])
+    assert ex.account_health(A).liquidatable[0, 0]
+    assert ex.add_margin(A, 0, 1_000.0) is None
+    assert ex.ledger.isolated_margin[A, 0] == pytest.approx(3_500.0)
+    assert ex.ledger.balances[A, USD] == pytest.approx(6_500.0)
+    assert not ex.account_health(A).liquidatable[0, 0]
+    assert ex.add_margin(A, 0, 1e9) is RejectReason.INSUFFICIENT_BALANCE
+    assert ex.add_margin(A, 0, -5.0) is RejectReason.BAD_QUANTITY
+    assert ex.add_margin(A, 1, 100.0) is RejectReason.NOT_ISOLATED  # no ETH position
+    cross = make_exchange(cash=10_000.0)
+    trade(cross, B, A, BUY, 1.0, 50_000.0)
+    assert cross.add_margin(A, 0, 100.0) is RejectReason.NOT_ISOLATED
+
+
 def test_unknown_margin_mode_is_refused():
     with pytest.raises(ValueError, match="margin mode"):
         make_exchange(mode="portfolio")

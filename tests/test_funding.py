@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
+from sim.config import load_config
 from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.instruments import CollateralAsset
 from sim.ledger import N_SYSTEM, USD
 from sim.marks import IndexMark, LastMark, MarkSettings, MedianMark
+from sim.model import MarketModel
 from sim.types import Side
 from tests.conftest import btc
 
@@ -99,3 +102,32 @@ def test_median_mark_falls_back_to_the_index_when_the_book_is_stale_or_one_sided
     for _ in range(3):  # a side of the book is empty: basis samples of 0
         median.observe(index, np.array([np.nan]), np.zeros(1))
     assert median(index, last, np.array([10.0])).tolist() == [100.0]  # median(100, 100, 90)
+
+
+def test_rate_is_capped_per_interval():
+    funding = Funding(venue(), FundingRules(interval=4, cap=0.003))
+    funding._premium_sum[:] = 0.05 * 3
+    funding._samples = 3
+    assert funding.estimate()[0] == pytest.approx(0.003)
+    funding._premium_sum[:] = -0.05 * 3
+    assert funding.estimate()[0] == pytest.approx(-0.003)
+
+
+def test_market_table_shows_the_rate_paid_at_payment_steps():
+    """Issue 9 case 6: at a payment step the table showed the next interval's empty
+    estimate (the interest rate), not the rate just paid."""
+    config = load_config(
+        "configs/flash_crash.toml", ["steps=40", "funding.interval_seconds=50", "mark.method=last", "funding.clamp=0"]
+    )
+    model = MarketModel(config)
+    paid = {}
+    for _ in range(config.steps):
+        before = model.exchange.cum_funding.copy()
+        model.step()
+        if (model.exchange.cum_funding != before).any():
+            paid[model.t] = float(model.funding.rate[0])
+    assert len(paid) >= 2 and set(paid) <= {10, 20, 30, 40}
+    market = model.recorder.tables()["market"]
+    shown = dict(market.filter(pl.col("step").is_in(list(paid))).select("step", "funding_rate").iter_rows())
+    assert shown == pytest.approx(paid)
+    assert all(rate != 0.0 for rate in paid.values())  # with no clamp the rate is the premium

@@ -9,9 +9,9 @@ import pytest
 from sim.exchange import Exchange, FeeSchedule
 from sim.impact import TRADERS, ImpactParams, Propagator, VenueIndex
 from sim.instruments import CollateralAsset
-from sim.ledger import BACKSTOP, GENESIS, N_SYSTEM, USD
+from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.types import OrderType, Side
-from sim.unwind import BackstopUnwinder
+from sim.unwind import TakeoverUnwinder
 from tests.conftest import btc
 
 PARAMS = ImpactParams(daily_volatility=0.04, venue_share=0.25, y=1.0, beta=0.5, decay_seconds=5.0)
@@ -101,14 +101,19 @@ def test_a_slice_sold_for_several_takeovers_has_the_impact_of_one_trade():
     assert impact[:, 0] == pytest.approx([0.5 * whole, 0.3 * whole, 0.2 * whole])
 
 
-def test_backstop_sells_its_takeovers_with_a_half_life():
+def unwinding_venue() -> tuple[Exchange, VenueIndex, TakeoverUnwinder]:
+    """One BTC venue at step 1 whose takeovers sell with a half-life of one step."""
     ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
     index = VenueIndex(ex, np.full((4, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
     index.advance(1)
     index.propagator.add_volume(0, 1e7)
-    unwinder = BackstopUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+    return ex, index, TakeoverUnwinder(ex, index, half_life_seconds=5.0, step_seconds=5.0)
+
+
+def test_backstop_sells_its_takeovers_with_a_half_life():
+    ex, index, unwinder = unwinding_venue()
     ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, 1_000, 50_000.0, 0.0)  # the vault took 1 BTC long
-    unwinder.take_over(0, 1_000, source=4)  # a first slice at once: half, in one half-life
+    unwinder.take_over(BACKSTOP, 0, 1_000, source=4)  # a first slice at once: half, in one half-life
     assert ex.ledger.positions[BACKSTOP, 0] == 500
     assert ex.ledger.positions[GENESIS, 0] == 500  # sold to the rest of the market
     assert index.flows["unwind"][0] == pytest.approx(-0.5 * 50_000.0)
@@ -123,13 +128,25 @@ def test_backstop_sells_its_takeovers_with_a_half_life():
 def test_backstop_sells_oldest_takeovers_first_and_nets_opposite_ones():
     ex = Exchange([btc()], [CollateralAsset("USD")], 1, [50_000.0], FeeSchedule(0.0, 0.0))
     index = VenueIndex(ex, np.full((2, 1), 50_000.0), Propagator([PARAMS]), step_seconds=5.0)
-    unwinder = BackstopUnwinder(ex, index, half_life_seconds=1e12, step_seconds=5.0)  # sells 1 lot a time
+    unwinder = TakeoverUnwinder(ex, index, half_life_seconds=1e12, step_seconds=5.0)  # sells 1 lot a time
     for lots, source in ((600, 4), (400, 8), (-100, 9)):
         ex.ledger.trade_between(BACKSTOP, N_SYSTEM, 0, lots, 50_000.0, 0.0)
-        unwinder.take_over(0, lots, source)
+        unwinder.take_over(BACKSTOP, 0, lots, source)
     # 1,000 long taken in two takeovers, each sold one lot at once (from itself); the
     # short takeover nets 100 lots of the oldest and leaves nothing to sell
     assert ex.ledger.positions[BACKSTOP, 0] == 898
-    queue = unwinder._queues[0]
+    queue = unwinder._queues[BACKSTOP, 0]
     assert [list(q) for q in queue] == [[499, 4], [399, 8]]
-    assert BackstopUnwinder._slices(queue, 600) == [(499, 4), (101, 8)]
+    assert TakeoverUnwinder._slices(queue, 600) == [(499, 4), (101, 8)]
+
+
+def test_the_insurance_fund_sells_its_takeovers_too():
+    ex, index, unwinder = unwinding_venue()
+    ex.ledger.trade_between(INSURANCE_FUND, N_SYSTEM, 0, -1_000, 50_000.0, 0.0)  # the fund took 1 BTC short
+    unwinder.take_over(INSURANCE_FUND, 0, -1_000, source=2)
+    assert ex.ledger.positions[INSURANCE_FUND, 0] == -500
+    assert index.flows["unwind"][0] > 0  # it buys back
+    index.advance(2)
+    unwinder.step()
+    assert ex.ledger.positions[INSURANCE_FUND, 0] == -250
+    assert not ex.ledger.net_positions().any()

@@ -13,14 +13,16 @@ from sim.margin import (
     MarginRules,
     MarketPrices,
     Portfolio,
+    Sizing,
     TierTable,
     adl_scores,
-    bankruptcy_price_single,
-    bankruptcy_prices_cross,
+    bankruptcy_prices,
     collateral_value,
     cross_health,
     isolated_health,
-    liquidation_price,
+    liquidation_prices,
+    liquidation_size,
+    mixed_health,
     partial_liquidation_size,
 )
 from tests.conftest import E0_TIERS
@@ -143,8 +145,10 @@ ETH1 = MarginTiers.flat(0.01, 20)
     [(1.0, 45_226.13, 45_000.0), (-1.0, 54_726.37, 55_000.0)],
 )
 def test_e1_single_position_prices(qty, liq, bankrupt):
-    assert liquidation_price(qty, 50_000.0, BTC5, other_equity=5_000.0, other_maint=0.0) == pytest.approx(liq, abs=0.01)
-    assert bankruptcy_price_single(50_000.0, qty, 5_000.0) == pytest.approx(bankrupt)
+    for mark in (46_000.0, 50_000.0, 53_000.0):  # the same at any mark
+        health = cross_health(_portfolio([[5_000.0]], [[qty]], [[50_000.0]]), _prices([mark]), _rules(BTC5))
+        assert liquidation_prices(health)[0, 0] == pytest.approx(liq, abs=0.01)
+        assert bankruptcy_prices(health)[0, 0] == pytest.approx(bankrupt)
 
 
 def test_e1_health_flips_at_the_liquidation_price():
@@ -156,14 +160,18 @@ def test_e1_health_flips_at_the_liquidation_price():
     assert above.margin_ratio[0] < 1 <= below.margin_ratio[0]
 
 
-def test_liquidation_price_is_nan_when_nothing_liquidates():
+def test_liquidation_price_is_nan_when_nothing_liquidates_or_flat():
     # A 1x long: equity stays above MM all the way to a zero price.
-    assert math.isnan(liquidation_price(1.0, 100.0, BTC5, other_equity=200.0, other_maint=0.0))
+    health = cross_health(
+        _portfolio([[200.0]], [[1.0, 0.0]], [[100.0, 0.0]]), _prices([100.0, 1.0]), _rules(BTC5, ETH1)
+    )
+    assert np.isnan(liquidation_prices(health)[0]).all()
 
 
 def test_liquidation_price_walks_tiers():
     # 20 BTC long at 50k with 100k wallet: notional ~ 600k-1M at liquidation -> tier 2 (1 %).
-    price = liquidation_price(20.0, 50_000.0, E0_TIERS, other_equity=100_000.0, other_maint=0.0)
+    health = cross_health(_portfolio([[100_000.0]], [[20.0]], [[50_000.0]]), _prices([50_000.0]), _rules(E0_TIERS))
+    price = liquidation_prices(health)[0, 0]
     n = 20 * price
     assert 250_000 <= n < 1_000_000
     assert 100_000 + 20 * (price - 50_000) == pytest.approx(n * 0.01 - 1_300, abs=1e-6)
@@ -224,15 +232,19 @@ def test_e2_isolated_btc_position_is_liquidated():
 
 
 def test_e2_cross_liquidation_price_with_eth_held():
-    other_equity = 11_000.0 + 6_000.0  # wallet + ETH PnL at 2,700
-    price = liquidation_price(1.0, 50_000.0, BTC5, other_equity=other_equity, other_maint=540.0)
-    assert price == pytest.approx(33_708.54, abs=0.01)
+    pf = _portfolio([[11_000.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]])
+    health = cross_health(pf, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert liquidation_prices(health)[0, 0] == pytest.approx(33_708.54, abs=0.01)
+    isolated = _portfolio([[0.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]], isolated=[[5_000.0, 6_000.0]])
+    alone = isolated_health(isolated, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert liquidation_prices(alone)[0, 0] == pytest.approx(45_226.13, abs=0.01)  # E1's, on its own margin
 
 
 def test_e2_bankruptcy_prices_by_mm_allocation():
     q = np.array([[1.0, -20.0]])
     marks = np.array(E2_MARKS)
-    bk = bankruptcy_prices_cross(marks, q, np.array([11_000.0]), np.array([[220.0, 540.0]]))
+    health = cross_health(_portfolio([[11_000.0]], q, [[50_000.0, 3_000.0]]), _prices(E2_MARKS), _rules(BTC5, ETH1))
+    bk = bankruptcy_prices(health)
     assert bk[0] == pytest.approx([40_815.79, 3_090.79], abs=0.01)
     losses = (q[0] * (marks - bk[0])).sum()  # loss of closing both at their bankruptcy prices
     assert losses == pytest.approx(11_000.0)
@@ -242,7 +254,8 @@ def test_e2_bankruptcy_prices_by_mm_allocation():
 
 
 def test_e3_bankruptcy_and_adl_ranking():
-    assert bankruptcy_price_single(50_000.0, 10.0, 50_000.0) == pytest.approx(45_000.0)
+    a = cross_health(_portfolio([[50_000.0]], [[10.0]], [[50_000.0]]), _prices([44_900.0]), _rules(BTC5))
+    assert bankruptcy_prices(a)[0, 0] == pytest.approx(45_000.0)
     mark = 44_900.0
     entry = np.array([48_000.0, 52_000.0, 46_000.0])
     size = np.array([4.0, 3.0, 5.0])
@@ -308,3 +321,51 @@ def test_all_accounts_at_once_match_row_by_row():
         assert one.equity[0] == pytest.approx(whole.equity[i])
         assert one.init_health[0] == pytest.approx(whole.init_health[i])
         assert one.maint[0] == pytest.approx(whole.maint[i])
+
+
+def test_isolated_bankruptcy_price_uses_the_position_margin():
+    pf = _portfolio([[0.0]], [[1.0, -20.0]], [[50_000.0, 3_000.0]], isolated=[[5_000.0, 6_000.0]])
+    health = isolated_health(pf, _prices(E2_MARKS), _rules(BTC5, ETH1))
+    assert bankruptcy_prices(health)[0] == pytest.approx([45_000.0, 3_300.0])
+
+
+def test_adl_score_ranks_an_account_without_equity_first():
+    """Issue 9 case 9: equity <= 0 gave a negative leverage, so a profitable but bankrupt
+    counterparty ranked last."""
+    scores = adl_scores(
+        np.full(3, -1.0), np.array([48_000.0] * 3), 44_900.0, np.full(3, 44_900.0), np.array([-100.0, 0.0, 4_000.0])
+    )
+    assert np.argsort(-scores, kind="stable").tolist() == [0, 1, 2]
+    losing = adl_scores(np.full(2, 1.0), np.full(2, 100.0), 90.0, np.full(2, 900.0), np.array([-5.0, 90.0]))
+    assert losing[0] > losing[1]
+
+
+@pytest.mark.parametrize(("full", "expected"), [(False, 1.716), (True, 2.0)])
+def test_e1b_liquidation_size_from_health(full, expected):
+    health = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([45_200.0]), _rules(BTC5))
+    sizing = Sizing(full=full, buffer=0.005, penalty=0.0025, fund_fee=0.001)
+    size = liquidation_size(health, 0, 0, sizing, TierTable.from_tiers([BTC5]))
+    assert math.ceil(round(size / 0.001, 9)) * 0.001 == pytest.approx(expected)
+    healthy = cross_health(_portfolio([[10_000.0]], [[2.0]], [[50_000.0]]), _prices([49_000.0]), _rules(BTC5))
+    assert liquidation_size(healthy, 0, 0, sizing, TierTable.from_tiers([BTC5])) == 0.0
+
+
+def test_mixed_modes_match_each_mode_row_by_row():
+    pf = _portfolio(
+        [[0.0], [11_000.0], [0.0]],
+        [[1.0, -20.0], [1.0, -20.0], [2.0, 0.0]],
+        [[50_000.0, 3_000.0]] * 3,
+        isolated=[[5_000.0, 6_000.0], [0.0, 0.0], [4_000.0, 0.0]],
+    )
+    prices, rules = _prices(E2_MARKS), _rules(BTC5, ETH1)
+    mask = np.array([True, False, True])
+    mixed = mixed_health(pf, prices, rules, mask)
+    cross, isolated = cross_health(pf, prices, rules), isolated_health(pf, prices, rules)
+    for row, alone in ((0, isolated), (1, cross), (2, isolated)):
+        assert mixed.account_liquidatable[row] == alone.account_liquidatable[row]
+        assert mixed.liquidatable[row].tolist() == alone.liquidatable[row].tolist()
+        assert mixed.margin_ratio[row] == pytest.approx(alone.margin_ratio[row])
+        assert mixed.init_health[row] == pytest.approx(alone.init_health[row])
+        assert bankruptcy_prices(mixed)[row] == pytest.approx(bankruptcy_prices(alone)[row], nan_ok=True)
+        assert liquidation_prices(mixed)[row] == pytest.approx(liquidation_prices(alone)[row], nan_ok=True)
+    assert mixed.liquidatable[0].tolist() == [True, False] and not mixed.account_liquidatable[1]

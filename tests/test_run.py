@@ -53,6 +53,16 @@ TABLE_COLUMNS = {
         "bad_debt",
         "n_liquidatable",
         "n_liquidated",
+        "fund_draws",
+        "fund_fees",
+        "insurance_fund_equity",
+        "insurance_fund_pnl",
+        "backstop_equity",
+        "backstop_pnl",
+        "takeover_notional",
+        "adl_notional",
+        "socialized",
+        "system_loss",
     ],
 }
 

@@ -193,9 +193,10 @@ def depth_checks(checks: Checks, runs: dict[float, list[Path]]) -> None:
 def reached_market(folder: Path, within_seconds: float = 600.0) -> float:
     """Share of the liquidated notional that reached the market within ``within_seconds``.
 
-    Book fills reach it at once. What the backstop took over reaches it as the vault
-    sells it (``unwind_flow`` of the market table, first in first out): a takeover of q
-    at step s counts for what of it was sold by ``s + within``. ADL transfers never trade.
+    Book fills reach it at once. What the insurance fund or the backstop took over
+    reaches it as they sell it (``unwind_flow`` of the market table, both holders'
+    selling together, first in first out): a takeover of q at step s counts for what of
+    it was sold by ``s + within``. ADL transfers and collateral conversions never trade.
     """
     liq = read(folder, "liquidations").sort("row_id")
     total = liq.get_column("notional").sum()
@@ -208,9 +209,9 @@ def reached_market(folder: Path, within_seconds: float = 600.0) -> float:
     sold = (market.get_column("unwind_flow").abs() / market.get_column("index_price")).to_numpy()
     steps = market.get_column("step").to_numpy()
     reached, start = 0.0, 0.0
-    taken = liq.filter(pl.col("kind").is_in(["backstop", "socialized"]))
+    taken = liq.filter(pl.col("kind").is_in(["insurance_fund", "backstop", "socialized"]))
     for qty, price, step in taken.select("qty", "price", "step").iter_rows():
-        sold_by = sold[steps <= step + lag].sum()  # base units the vault had sold by then
+        sold_by = sold[steps <= step + lag].sum()  # base units the holders had sold by then
         reached += min(max(sold_by - start, 0.0), qty) * price
         start += qty
     return float((booked + reached) / total)
