@@ -96,7 +96,7 @@
       height: Math.min(Math.max(260, 80 + 16 * leaves), 2400), showlegend: false,
       title: { text: "cascade " + c.id + ": " + c.accounts + " accounts, " + usd(c.notional) + " USD, depth " + c.depth +
         ", " + c.t0.toFixed(2) + "–" + c.t1.toFixed(2) + " min", font: { size: 13 } },
-      xaxis: { title: { text: "generation (1 = put under by the market's move)" }, dtick: 1, range: [0.5, c.depth + 0.8] },
+      xaxis: { title: { text: "generation (1 = put under by the market's move)" }, dtick: 1, range: [0.5, Math.max(...n.generation) + 0.8] },
       yaxis: { title: { text: "accounts (one row per leaf of the tree)" }, showticklabels: false, zeroline: false,
         autorange: "reversed" },
     });

@@ -202,7 +202,9 @@ def explorer_sections(tables: dict[str, pl.DataFrame], clock: dict[int, float], 
         '<h2 id="cascade-explorer">Cascade explorer</h2>'
         '<p class="note">Its tree: one node per account, an edge from the liquidation whose price impact pushed '
         "it under (generation 1: put under by the market's move), colour = time, area = notional; the price "
-        "path around it with its liquidations; its accounts. Click an account to explore it.</p>"
+        "path around it with its liquidations; its accounts. Click an account to explore it. An account sits at "
+        "its first liquidation in the cascade, so the tree can be shallower than the cascade's depth, which "
+        "(as in cascades.parquet) counts generations of liquidation rows.</p>"
         '<label>cascade <select id="cascade-pick"></select></label>'
         '<div id="cascade-tree" class="explorer-plot"></div>'
         '<div id="cascade-prices" class="explorer-plot"></div>'
