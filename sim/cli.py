@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim import __version__
-from sim.config import ConfigError, check_replay_files, load_config
-from sim.prices import PriceDataError
-from sim.results import CONFIG, RUNS, ResultError, is_run_folder, is_sweep_folder, read_table
-from sim.runtime import tune_runtime
+
+try:  # seconds on a busy machine (pydantic, numpy, polars): Ctrl-C here leaves quietly too
+    from sim.config import ConfigError, check_replay_files, load_config
+    from sim.prices import PriceDataError
+    from sim.results import CONFIG, RUNS, ResultError, is_run_folder, is_sweep_folder, read_table
+    from sim.runtime import tune_runtime
+except KeyboardInterrupt:
+    print("cascadelab: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 if TYPE_CHECKING:
     import polars as pl
