@@ -242,8 +242,10 @@ def test_decay_exponent_fits_the_leading_positive_lags():
 # ------------------------------------------------------------- result folders, CLI
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
-    """The replay config, 300 steps of 10 s: 50 one-minute returns."""
-    config = load_config(ROOT / "configs" / "replay.toml", ["steps=300", "step_seconds=10"])
+    """The replay config, 300 steps of 10 s: 50 one-minute returns (holders at 3x: these
+    tests read prices and facts, and a replayed crash's liquidations cost most of a run)."""
+    overrides = ["steps=300", "step_seconds=10", "populations.3.leverage.lognormal=[3.0, 0.4]"]
+    config = load_config(ROOT / "configs" / "replay.toml", overrides)
     return run_to_folder(config, tmp_path_factory.mktemp("runs") / "replay", progress=False, report=False)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from sim.cli import main
 from sim.config import load_config
 from sim.facts import FACTS_SCHEMA
 from tests.browser import render
@@ -71,6 +72,20 @@ def cascadelab(*args: str, cwd: Path = ROOT, **kw) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kw
     )
+
+
+@pytest.fixture
+def here(monkeypatch, capsys):
+    """``here(*args, cwd=...)``: the command's own main() in this process, as a
+    CompletedProcess (the error paths need no 3 s of interpreter start-up each)."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +202,23 @@ def test_default_folder_name(tmp_path):
         ),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, setup, args, message):
+def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, monkeypatch, capsys, setup, args, message):
     if setup is not None:
         (tmp_path / "bad.toml").write_text(setup)
     (tmp_path / "p.csv").write_text("step,BTC\n0,100\n1,101\n2,-1\n3,99\n")
-    result = cascadelab("run", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    # in this process: the command's own main(), without 3 s of interpreter start-up each
+    assert main(["run", *args, "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cascadelab: error: ")
     assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_exits_2_from_the_command_line(tmp_path):
+    result = cascadelab("run", "missing.toml", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "cascadelab: error: missing.toml: no such config file\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -242,45 +264,45 @@ def one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
     assert re.search(pattern, lines[0]), lines[0]
 
 
-def test_out_refuses_a_folder_of_user_files_and_a_file(tmp_path):
+def test_out_refuses_a_folder_of_user_files_and_a_file(tmp_path, here):
     (tmp_path / "tiny.toml").write_text(TINY)
     mydata = tmp_path / "mydata"
     mydata.mkdir()
     (mydata / "precious.csv").write_text("keep me")
-    one_line_error(cascadelab("run", "tiny.toml", "--out", "mydata", cwd=tmp_path), "mydata: .*not a cascadelab run")
+    one_line_error(here("run", "tiny.toml", "--out", "mydata", cwd=tmp_path), "mydata: .*not a cascadelab run")
     assert (mydata / "precious.csv").read_text() == "keep me" and len(list(mydata.iterdir())) == 1
     (tmp_path / "afile.txt").write_text("keep me too")
-    one_line_error(cascadelab("run", "tiny.toml", "--out", "afile.txt", cwd=tmp_path), "afile.txt: .*not a folder")
+    one_line_error(here("run", "tiny.toml", "--out", "afile.txt", cwd=tmp_path), "afile.txt: .*not a folder")
     assert (tmp_path / "afile.txt").read_text() == "keep me too"
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "sweep.toml").write_text("base = 'tiny.toml'\n")  # a sweep folder is not a run folder
-    one_line_error(cascadelab("run", "tiny.toml", "--out", "sweep", cwd=tmp_path), "sweep: .*not a cascadelab run")
+    one_line_error(here("run", "tiny.toml", "--out", "sweep", cwd=tmp_path), "sweep: .*not a cascadelab run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "mydata", "sweep", "tiny.toml"]
 
 
-def test_out_may_be_empty_or_an_earlier_run_which_is_replaced(tmp_path):
+def test_out_may_be_empty_or_an_earlier_run_which_is_replaced(tmp_path, here):
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "empty").mkdir()
-    assert cascadelab("run", "tiny.toml", "--no-report", "--out", "empty", cwd=tmp_path).returncode == 0
+    assert here("run", "tiny.toml", "--no-report", "--out", "empty", cwd=tmp_path).returncode == 0
     assert (tmp_path / "empty" / "manifest.json").is_file()
     (tmp_path / "empty" / "stale.txt").write_text("from an earlier version")
-    result = cascadelab("run", "tiny.toml", "--no-report", "--out", "empty", "--seed", "3", cwd=tmp_path)
+    result = here("run", "tiny.toml", "--no-report", "--out", "empty", "--seed", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "empty" / "stale.txt").exists()
     assert load_config(tmp_path / "empty" / "config.toml").seed == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_unwritable_out_fails_before_simulating(tmp_path):
+def test_unwritable_out_fails_before_simulating(tmp_path, here):
     (tmp_path / "tiny.toml").write_text(TINY)
     start = time.perf_counter()
     # a million steps would take many minutes: the error must come before the simulation
-    result = cascadelab("run", "tiny.toml", "--set", "steps=1000000", "--out", "/sys/cascadelab-out", cwd=tmp_path)
+    result = here("run", "tiny.toml", "--set", "steps=1000000", "--out", "/sys/cascadelab-out", cwd=tmp_path)
     one_line_error(result, "/sys: not writable")
     assert time.perf_counter() - start < 30
     (tmp_path / "file").write_text("")
-    result = cascadelab("run", "tiny.toml", "--out", "file/out", cwd=tmp_path)
+    result = here("run", "tiny.toml", "--out", "file/out", cwd=tmp_path)
     one_line_error(result, "file/out: cannot create: .*file is not a folder")
 
 
