@@ -43,13 +43,19 @@ from sim.results import (
 from sim.timeline import minutes, step_minutes, time_axis
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
+#: Colours of the liquidation kinds (`sim.liquidation`, `sim.waterfall`), in drawing order;
+#: a kind not listed is drawn after them in `OTHER_KIND_COLOR` (see `liquidation_kinds`).
 KIND_COLORS = {
     "partial": "#d62728",
     "full": "#8c0000",
+    "insurance_fund": "#17becf",
     "backstop": "#9467bd",
     "adl": "#ff7f0e",
     "socialized": "#7f7f7f",
+    "deficit": "#bcbd22",
+    "conversion": "#8c564b",
 }
+OTHER_KIND_COLOR = "#333333"
 #: Margin-ratio bin edges; the last bin (>= 1: liquidatable) is open-ended.
 RATIO_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa", "impact": "#d62728"}
@@ -251,7 +257,7 @@ def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
                         showlegend=row == 0,
                     )
                 )
-        for kind, color in KIND_COLORS.items():
+        for kind, color in liquidation_kinds(liq):
             hits = liq.filter((pl.col("instrument") == name) & (pl.col("kind") == kind))
             if hits.height:
                 size = 6 + 30 * np.sqrt(hits.get_column("notional").to_numpy() / scale)
@@ -276,10 +282,18 @@ def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
     return _plot(traces, 300 * len(names), **layout)
 
 
+def liquidation_kinds(liq: pl.DataFrame) -> list[tuple[str, str]]:
+    """``(kind, colour)`` of every kind in the liquidations table: the known kinds in
+    `KIND_COLORS` order, then any other, sorted, so no row goes undrawn."""
+    present = set(liq.get_column("kind").unique().to_list())
+    known = [(kind, color) for kind, color in KIND_COLORS.items() if kind in present]
+    return known + [(kind, OTHER_KIND_COLOR) for kind in sorted(present - set(KIND_COLORS))]
+
+
 def liquidated_figure(liq: pl.DataFrame, clock: dict[int, float]) -> dict:
     per_step = liq.group_by("step", "kind").agg(pl.col("notional").sum()).sort("step", "kind")
     traces = []
-    for kind, color in KIND_COLORS.items():
+    for kind, color in liquidation_kinds(liq):
         part = per_step.filter(pl.col("kind") == kind)
         if part.height:
             traces.append(

@@ -192,3 +192,15 @@ def test_the_address_selects_a_cascade_and_an_account(crash_run, tmp_path):
     assert page.console == [], page.console
     assert f"cascade {cascade['cascade_id']}: {cascade['accounts']} accounts" in page.dom
     assert f"account {account} (" in page.dom and f"{rows} liquidation row(s)" in page.dom
+
+
+def test_every_liquidation_kind_is_drawn(crash_run):
+    """The waterfall's kinds (an insurance-fund takeover, a deficit, ...) and any kind the
+    colour table does not know yet all get a trace: the notional bars add up to the table."""
+    liq = pl.read_parquet(crash_run / "liquidations.parquet")
+    unknown = liq.head(1).with_columns(kind=pl.lit("future_kind"), notional=pl.lit(1.0))
+    liq = pl.concat([liq, unknown])
+    fig = liquidated_figure(liq, {s: s / 12 for s in range(liq["step"].max() + 1)})
+    drawn = {trace["name"]: sum(trace["y"]) for trace in fig["data"]}
+    assert set(drawn) == set(liq["kind"].unique())
+    assert sum(drawn.values()) == pytest.approx(liq["notional"].sum())
