@@ -257,19 +257,19 @@ class LeveragedHolder(Trader):
         ex = self.exchange
         sign = self.side()
         margin = self.equity() / len(self.instruments)
-        orders = []
+        orders = {}  # instrument -> its entry order (none where it rounds to no lot)
         for m in self.instruments:
             price = self.market.venue_price(m)
             limit = price * (1 + sign * self.entry_slippage)
             cost = ex.fees.taker + max(0.0, sign * (limit / float(ex.marks[m]) - 1.0))
             notional = ex.instruments[m].tiers.max_notional(margin, self.leverage, cost)
-            orders.append(self.order(m, Side(sign), notional / limit, limit, OrderType.IOC))
-        if not any(orders):
+            order = self.order(m, Side(sign), notional / limit, limit, OrderType.IOC)
+            if order is not None:
+                orders[m] = order
+        if not orders:
             self.reentry = None  # too little equity for a lot: it leaves the venue
             return
-        for m, result in zip(
-            [m for m, o in zip(self.instruments, orders, strict=True) if o], self.submit_many(orders), strict=True
-        ):
+        for m, result in zip(orders, self.submit_many(list(orders.values())), strict=True):
             if result.fills:
                 self.set_stop(m, self.market.venue_price(m), sign)
         self.enter_at = math.inf

@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from sim.facts import kurtosis, log_returns, price_path
+from sim.results import CONFIG, read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "validation"
@@ -75,13 +76,14 @@ def simulate(job: Job) -> Path:
     return run_to_folder(config, job.folder, progress=False, report=False)
 
 
-def read(folder: Path, table: str) -> pl.DataFrame:
-    return pl.read_parquet(folder / f"{table}.parquet")
+def run_config(folder: Path) -> dict:
+    """The run's resolved config (its ``config.toml``) as a dict."""
+    return tomllib.loads((folder / CONFIG).read_text())
 
 
 def fact(folder: Path, name: str, series: str = "", lag: int | None = None, horizon: float | None = 60.0) -> float:
     """One value of a run's facts.parquet (BTC for price facts)."""
-    facts = read(folder, "facts").filter(pl.col("fact") == name, pl.col("series") == series)
+    facts = read_table(folder, "facts").filter(pl.col("fact") == name, pl.col("series") == series)
     if series:
         facts = facts.filter(pl.col("instrument") == "BTC")
     if horizon is not None:
@@ -92,7 +94,7 @@ def fact(folder: Path, name: str, series: str = "", lag: int | None = None, hori
 
 
 def metric(folder: Path, name: str) -> float:
-    return float(read(folder, "metrics").get_column(name).item())
+    return float(read_table(folder, "metrics").get_column(name).item())
 
 
 def mean(values: list[float]) -> float:
@@ -167,9 +169,9 @@ def kurtosis_outside_shocks(folder: Path, instrument: str = "BTC", horizon: floa
     ``instrument`` overlaps. Over a whole crash run one imposed -6 % minute sets the
     kurtosis (a sample of n returns with one outlier has a kurtosis near n), whatever
     the market does; without it, what remains is what the market made of the shock."""
-    config = tomllib.loads((folder / "config.toml").read_text())
+    config = run_config(folder)
     every = round(horizon / config["step_seconds"])
-    market = read(folder, "market").filter(pl.col("instrument") == instrument).sort("step")
+    market = read_table(folder, "market").filter(pl.col("instrument") == instrument).sort("step")
     prices, _ = price_path(market, "mark_price")
     r = log_returns(prices, every)
     # window j holds the moves of steps j * every + 1 .. (j + 1) * every (rows from step 0)
@@ -198,14 +200,14 @@ def reached_market(folder: Path, within_seconds: float = 600.0) -> float:
     selling together, first in first out): a takeover of q at step s counts for what of
     it was sold by ``s + within``. ADL transfers and collateral conversions never trade.
     """
-    liq = read(folder, "liquidations").sort("row_id")
+    liq = read_table(folder, "liquidations").sort("row_id")
     total = liq.get_column("notional").sum()
     if not total:
         return float("nan")
-    step_seconds = tomllib.loads((folder / "config.toml").read_text())["step_seconds"]
+    step_seconds = run_config(folder)["step_seconds"]
     lag = round(within_seconds / step_seconds)
     booked = liq.filter(pl.col("kind").is_in(["partial", "full"])).get_column("notional").sum()
-    market = read(folder, "market").sort("step")
+    market = read_table(folder, "market").sort("step")
     sold = (market.get_column("unwind_flow").abs() / market.get_column("index_price")).to_numpy()
     steps = market.get_column("step").to_numpy()
     reached, start = 0.0, 0.0
@@ -220,8 +222,8 @@ def reached_market(folder: Path, within_seconds: float = 600.0) -> float:
 def crash_checks(checks: Checks, runs: list[Path]) -> None:
     triggered, largest, depth, same_step, reach = [], [], [], [], []
     for r in runs:
-        liq = read(r, "liquidations")
-        cascades = read(r, "cascades")
+        liq = read_table(r, "liquidations")
+        cascades = read_table(r, "cascades")
         accounts = liq.get_column("account").n_unique()
         with_trigger = liq.filter(pl.col("trigger").is_not_null()).get_column("account").n_unique()
         triggered.append(with_trigger / accounts if accounts else 0.0)
