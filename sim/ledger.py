@@ -61,6 +61,7 @@ class Ledger:
         self.assets = tuple(assets)
         #: (A,) accounts in isolated margin mode (the rest are cross).
         self.isolated = np.full(n, isolated)
+        self.isolated[:N_SYSTEM] = False  # one equity, its capital, backs all a system account holds
         self.lot_sizes = np.array([inst.lot_size for inst in instruments])
         # Fortran order: each asset's / instrument's column is contiguous (see sim.margin).
         # Lot counts are float64 holding whole numbers: adding and subtracting them stays

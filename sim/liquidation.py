@@ -62,7 +62,16 @@ from sim.impact import VenueIndex
 from sim.ledger import GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.margin import Sizing, bankruptcy_prices, liquidation_size
 from sim.types import OrderType, Side
-from sim.waterfall import DEFAULT_CHAIN, FALLBACKS, Close, settle_deficit, system_equity
+from sim.waterfall import (
+    DEFAULT_CHAIN,
+    FALLBACKS,
+    HOLDERS,
+    INVENTORY_STEPS,
+    Close,
+    SystemAccounts,
+    settle_deficit,
+    steps_below,
+)
 
 CLEARANCES = ("dydx", "binance")
 #: Negative equity below this (USD) is float residue of closing at P_bk, not a deficit.
@@ -154,6 +163,7 @@ class _StepState:
     start_lots: dict[tuple[int, int], int] = field(default_factory=dict)
     closed_lots: dict[tuple[int, int], int] = field(default_factory=dict)
     stuck: dict[int, str] = field(default_factory=dict)
+    system_stuck: dict[int, str] = field(default_factory=dict)
 
 
 class LiquidationEngine:
@@ -176,6 +186,9 @@ class LiquidationEngine:
         self.rows: list[LiquidationRow] = []
         #: (step, account, reason) for accounts left liquidatable at the end of a step.
         self.unresolved: list[tuple[int, int, str]] = []
+        #: account -> reason, of the accounts left unresolved at the end of the last step.
+        self.open_unresolved: dict[int, str] = {}
+        self.system = SystemAccounts(exchange)
         self.attribution = CascadeAttribution(exchange, np.arange(exchange.ledger.n_accounts) >= N_SYSTEM)
         #: (holder, instrument, lots, row id) taken over in the liquidation being closed.
         self._takeovers: list[tuple[int, int, int, int]] = []
@@ -184,13 +197,19 @@ class LiquidationEngine:
     def run_step(self, step: int) -> list[LiquidationRow]:
         """Run the liquidation rounds of one step; return the rows it added.
 
-        Accounts still liquidatable afterwards are listed in `unresolved` with the
-        reason: ``step_cap``, ``book_exhausted`` (the chain left part of a position with
-        the trader), ``bad_debt`` (a flat account's deficit nobody could pay) or
-        ``rounds_exhausted``.
+        First, and after every round that did something, a system account whose equity
+        is below zero is relieved down the chain (`_relieve_system_accounts`). Accounts
+        still liquidatable afterwards are recorded in `unresolved` with the reason
+        (``step_cap``, ``book_exhausted``: the chain left part of a position with the
+        trader, ``bad_debt``: a deficit nobody could pay, ``rounds_exhausted``, or
+        ``system_deficit``: a system account below zero with nothing below it in the
+        chain), once per episode: when the account is first left so, and again only if
+        the reason changes.
         """
         first_row = len(self.rows)
         state = _StepState(step)
+        self.system.invalidate()  # prices moved since the last step
+        self._relieve_system_accounts(state)
         health = self.exchange.health()
         self.attribution.through_impact(health, self.index, lambda row: self.rows[row].cascade_id)
         accounts = self._scan(health)
@@ -199,13 +218,21 @@ class LiquidationEngine:
             state.round += 1
             if not any(acted):
                 break
+            self._relieve_system_accounts(state)
             accounts = self._scan(self.exchange.health())
             if state.round == self.rules.rounds:
                 break
-        for account in accounts:
-            if self.attribution.liquidatable[account]:
-                self.unresolved.append((step, account, state.stuck.get(account, "rounds_exhausted")))
+        left = {a: state.stuck.get(a, "rounds_exhausted") for a in accounts if self.attribution.liquidatable[a]}
+        self._report_unresolved(step, {**state.system_stuck, **left})
         return self.rows[first_row:]
+
+    def _report_unresolved(self, step: int, reasons: dict[int, str]) -> None:
+        """Record the accounts left unresolved (account -> reason) that were not, or were
+        for another reason, at the end of the previous step."""
+        for account, reason in reasons.items():
+            if self.open_unresolved.get(account) != reason:
+                self.unresolved.append((step, account, reason))
+        self.open_unresolved = reasons
 
     def _scan(self, health) -> list[int]:
         """Liquidatable accounts, worst margin ratio first (ties: lower id)."""
@@ -214,6 +241,43 @@ class LiquidationEngine:
             return []
         order = np.lexsort((accounts, -health.margin_ratio[accounts]))
         return [int(a) for a in accounts[order]]
+
+    # ---------------------------------------------------------- system accounts
+    def _relieve_system_accounts(self, state: _StepState) -> None:
+        """A system account whose equity at the marks is below zero is margined like a
+        trader: the steps below it in the waterfall (`sim.waterfall.steps_below`) take
+        its inventory over at its bankruptcy price (the backstop as far as its capital
+        covers, then ADL), which hands them the loss beyond its equity; what is still
+        below zero is paid as a deficit (the backstop's free equity, then socialized).
+        A system account left below zero is recorded as ``system_deficit``."""
+        ex = self.exchange
+        for holder in HOLDERS:
+            if self.system.equity(holder) >= -DEFICIT_TOLERANCE:
+                continue
+            below = steps_below(holder, self.rules.fallback)
+            inventory_steps = tuple(step for step in below if step in INVENTORY_STEPS)
+            episode = self._system_episode(holder)
+            maint = ex.account_health(holder).risk.maint[0]
+            for m in (int(i) for i in np.argsort(-maint, kind="stable")):
+                held = int(ex.ledger.positions[holder, m])
+                if held and inventory_steps:
+                    first_row = len(self.rows)
+                    self._down_the_chain(holder, m, 1 if held > 0 else -1, abs(held), inventory_steps, state, episode)
+                    if len(self.rows) > first_row:
+                        self._after_rows(m, 0.0, episode)
+            self._settle_deficit(holder, state, episode, below)
+            if self.system.equity(holder) < -DEFICIT_TOLERANCE:
+                state.system_stuck[holder] = "system_deficit"
+
+    def _system_episode(self, holder: int) -> Episode:
+        """The cascade a system account's relief belongs to: that of the oldest takeover
+        it still holds, whose loss it is passing on (a new one if it holds none)."""
+        if self.unwinder is not None:
+            for m in range(len(self.exchange.instruments)):
+                source = self.unwinder.oldest_source(holder, m)
+                if source is not None:
+                    return Episode(self.rows[source].cascade_id, source)
+        return self.attribution.episode(holder)
 
     # --------------------------------------------------------------- account
     def _liquidate_account(self, account: int, state: _StepState) -> bool:
@@ -239,7 +303,9 @@ class LiquidationEngine:
             lots = self._allowed(account, m, min(held, ex.instruments[m].lots_up(size)), state)
             if lots > 0:
                 acted |= self._close(account, m, lots, state, episode)
-        return self._settle_deficit(account, state, episode) or acted
+        if ex.ledger.positions[account].any():
+            return acted
+        return self._settle_deficit(account, state, episode, self.rules.fallback) or acted
 
     def _convert_collateral(self, account: int, state: _StepState, episode: Episode) -> bool:
         """Repay a USD debt by selling the account's other collateral to the outside world
@@ -287,37 +353,52 @@ class LiquidationEngine:
         """Close ``lots`` of position m through the book, the rest of the position (within
         the step cap) down the fallback chain; True if anything was closed."""
         ex = self.exchange
-        inst = ex.instruments[m]
         sign = 1 if ex.ledger.positions[account, m] > 0 else -1
         first_row = len(self.rows)
         filled, flow = self._sell_into_book(account, m, lots, state, episode)
         state.closed_lots[(account, m)] = state.closed_lots.get((account, m), 0) + filled
         rest = 0 if filled == lots else self._allowed(account, m, abs(int(ex.ledger.positions[account, m])), state)
         if rest:
-            bankrupt = float(bankruptcy_prices(ex.account_health(account))[0, m])  # after the fills
-            close_side = -sign
-            price = inst.price(max(1, inst.ticks_toward(bankrupt, close_side)))
-            transfer = partial(self._transfer, account, m, sign, bankrupt, state, episode)
-            close = Close(ex, account, m, sign, price, transfer)
-            left = rest
-            for name in self.rules.fallback:
-                if not left:
-                    break
-                left = FALLBACKS[name](close, left)
+            left = self._down_the_chain(account, m, sign, rest, self.rules.fallback, state, episode)
             if left:
                 state.stuck[account] = "book_exhausted"
             state.closed_lots[(account, m)] += rest - left
         if len(self.rows) == first_row:
             return False
+        self._after_rows(m, flow, episode)
+        return True
+
+    def _down_the_chain(
+        self, account: int, m: int, sign: int, lots: int, steps: tuple[str, ...], state: _StepState, episode: Episode
+    ) -> int:
+        """Pass ``lots`` of ``account`` 's side-``sign`` position in m down ``steps`` at its
+        bankruptcy price now (after any book fills), on the tick grid in its favour;
+        return the lots no step took."""
+        ex = self.exchange
+        inst = ex.instruments[m]
+        bankrupt = float(bankruptcy_prices(ex.account_health(account))[0, m])
+        price = inst.price(max(1, inst.ticks_toward(bankrupt, -sign)))
+        transfer = partial(self._transfer, account, m, sign, bankrupt, state, episode)
+        close = Close(ex, account, m, sign, price, transfer, self.system)
+        for name in steps:
+            if not lots:
+                break
+            lots = FALLBACKS[name](close, lots)
+        return lots
+
+    def _after_rows(self, m: int, flow: float, episode: Episode) -> None:
+        """After a liquidation's rows: its book flow (USD, buys > 0) moves the index, the
+        system accounts start selling what they took over, the marks follow, and the
+        accounts it pushed under are linked to it."""
         if self.index is not None and flow:
             self.index.propagator.add_volume(m, abs(flow))
             self.index.trade({m: flow}, self.rows[-1].row_id, kind="liquidation")
         for takeover in self._takeovers:  # its first slice sells at the index the fills moved
             self.unwinder.take_over(*takeover)
         self._takeovers.clear()
-        ex.update_marks()
+        self.exchange.update_marks()
+        self.system.invalidate()
         self.attribution.after_liquidation(self.rows[-1].row_id, episode)
-        return True
 
     def _sell_into_book(
         self, account: int, m: int, lots: int, state: _StepState, episode: Episode
@@ -358,7 +439,7 @@ class LiquidationEngine:
     def _fund_budget(self) -> float:
         """USD the insurance fund can pay now: its balance, as far as its equity allows."""
         balance = float(self.exchange.ledger.balances[INSURANCE_FUND, USD])
-        return max(0.0, min(balance, system_equity(self.exchange, INSURANCE_FUND)))
+        return max(0.0, min(balance, self.system.equity(INSURANCE_FUND)))
 
     def _affordable(self, m: int, close_side: Side, lots: int, bankrupt: float) -> tuple[int, int | None]:
         """``(lots, limit_ticks)`` the book can take without the fund going negative.
@@ -426,18 +507,18 @@ class LiquidationEngine:
             fund_delta=0.0,
             counterparty=counterparty,
         )
-        if self.unwinder is not None and counterparty < N_SYSTEM:
+        if self.unwinder is not None and account in HOLDERS:
+            self.unwinder.hand_on(account, m, lots)
+        if self.unwinder is not None and counterparty in HOLDERS:
             self._takeovers.append((counterparty, m, sign * lots, self.rows[-1].row_id))
 
-    def _settle_deficit(self, account: int, state: _StepState, episode: Episode) -> bool:
-        """A flat account's negative equity goes down the chain; True if anyone paid."""
+    def _settle_deficit(self, account: int, state: _StepState, episode: Episode, chain: tuple[str, ...]) -> bool:
+        """``account`` 's negative equity goes down ``chain``; True if anyone paid."""
         ex = self.exchange
-        if ex.ledger.positions[account].any():
-            return False
         deficit = -float(ex.account_health(account).equity[0])
         if deficit <= DEFICIT_TOLERANCE:
             return False
-        shares = settle_deficit(ex, account, deficit, self.rules.fallback)
+        shares = settle_deficit(ex, self.system, account, deficit, chain)
         for share in shares:
             fund = share.amount if share.payer == INSURANCE_FUND else 0.0
             social = share.amount if share.socialized else 0.0
@@ -466,6 +547,7 @@ class LiquidationEngine:
         trade (account, instrument, side, qty, price, bankruptcy_price, kind, fund_delta,
         counterparty, covered, socialized); the step, round, mark and cascade are filled in."""
         m = columns["instrument"]
+        self.system.invalidate()  # every row follows a change to the ledger
         self.rows.append(
             LiquidationRow(
                 row_id=len(self.rows),

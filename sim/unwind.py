@@ -20,10 +20,8 @@ from collections import deque
 
 from sim.exchange import Exchange
 from sim.impact import VenueIndex
-from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND
-
-#: The system accounts that take positions over, in the order they sell each step.
-HOLDERS = (INSURANCE_FUND, BACKSTOP)
+from sim.ledger import GENESIS
+from sim.waterfall import HOLDERS
 
 
 class TakeoverUnwinder:
@@ -66,6 +64,16 @@ class TakeoverUnwinder:
         if lots:
             queue.append([lots, source])
             self._sell(holder, m, math.ceil(abs(lots) * self.fraction - 1e-9), newest=True)
+
+    def hand_on(self, holder: int, m: int, lots: int) -> None:
+        """``holder`` passed ``lots`` (> 0) of its position in m down the loss waterfall
+        (`sim.liquidation`): they leave its queue, oldest takeover first."""
+        self._slices(self._queues[holder, m], lots)
+
+    def oldest_source(self, holder: int, m: int) -> int | None:
+        """The liquidation row of the oldest takeover ``holder`` still holds in m (None: none)."""
+        queue = self._queues[holder, m]
+        return queue[0][1] if queue and queue[0][1] >= 0 else None
 
     def step(self) -> None:
         """Sell this step's slice of every position (see the module docstring)."""

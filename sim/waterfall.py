@@ -10,17 +10,39 @@ taking the `Close` and the lots left and returning the lots it could not place:
   over time (`sim.unwind`). BitMEX, Binance, Bybit.
 - ``backstop``: the backstop vault does the same with its own finite capital
   (Hyperliquid's HLP liquidator vault); its PnL is recorded.
-- ``adl``: opposite trader positions, highest BitMEX score first, are closed against it
-  at the bankruptcy price.
+- ``adl``: opposite positions are closed against it at the bankruptcy price: trader
+  positions highest BitMEX score first, then *genesis*'s.
 - ``socialize``: the rest closes at the mark against the insurance fund (which loses
   nothing at the mark and sells it on); the deficit it leaves is shared (`settle_deficit`).
 - ``none``: the rest stays with the trader, who stays liquidatable and says why.
 
+Why genesis is an ADL counterparty: genesis is the rest of the market, the traders of
+this venue the simulation does not model, who hold the other side of the positions
+populations and ``[[accounts]]`` open at the start (and buy what system accounts sell
+on). On a venue every position has an opposite position on the same venue and ADL
+(BitMEX, Binance, Bybit, Hyperliquid) ranks all of them, so it always finds enough
+size; leaving genesis out made ADL run out of counterparties, so a bankrupt account was
+deleveraged a trader at a time over many steps, each new short closed at the stale
+bankruptcy price, and retried every step. Genesis comes last because the simulation
+knows nothing of the scores of the traders it stands for; modelled traders are ranked
+by their own. What genesis gives up at the bankruptcy price is the rest of the market's
+ADL loss (``adl_notional`` counts it), not a loss of the venue.
+
 Transfers happen on the tick grid: the bankruptcy price is rounded in the trader's
 favour (the receiver gives up less than a tick per unit), the mark to the nearest tick.
 A system account never goes below its maintenance margin at a takeover: what it cannot
-take moves on down the chain. (Selling a takeover on later can still lose money if the
-price keeps moving; that is its PnL in the ledger.)
+take moves on down the chain.
+
+A system account is margined like a trader while it sells a takeover on (Binance's and
+BitMEX's insurance fund, Hyperliquid's HLP, whose losses go to ADL when it cannot
+take them): whenever its equity at the marks is below zero (the engine checks before
+every round of a step and after each round that did something), the steps *below it*
+in the waterfall (`steps_below`: the fund's loss goes to the backstop, ADL and
+socialization; the backstop's to ADL and socialization, never back up) take its
+inventory over at its bankruptcy price (`INVENTORY_STEPS`), which hands them exactly
+the loss beyond its equity, and what is still below zero is paid as a deficit
+(`settle_deficit`). A chain with nothing below it leaves it below zero, recorded as
+``system_deficit`` in ``unresolved``.
 
 An account left flat with negative equity (a deficit) is settled by `settle_deficit`
 down the same chain: the fund, then the backstop, pay what their equity allows; with
@@ -37,8 +59,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.exchange import Exchange
-from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM
-from sim.margin import adl_scores
+from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
+from sim.margin import Health, adl_scores
+
+#: The system accounts that take positions over, each with the name of its step of the
+#: chain, in waterfall order (the fund above the backstop).
+HOLDER_STEPS = {INSURANCE_FUND: "insurance_fund", BACKSTOP: "backstop"}
+HOLDERS = tuple(HOLDER_STEPS)
+
+#: The waterfall's order: a system account's loss goes only to the steps below its own.
+WATERFALL_ORDER = ("insurance_fund", "backstop", "adl", "socialize", "none")
+
+#: The steps that can take a system account's inventory over (`socialize` leaves it with
+#: the holder, which goes on selling it, and shares its deficit instead).
+INVENTORY_STEPS = ("backstop", "adl")
+
+
+def steps_below(holder: int, chain: tuple[str, ...]) -> tuple[str, ...]:
+    """The steps of ``chain``, in its order, below system account ``holder`` 's own in the
+    waterfall: the fund's losses may go to the backstop, ADL and socialization, the
+    backstop's to ADL and socialization."""
+    rank = WATERFALL_ORDER.index(HOLDER_STEPS[holder])
+    return tuple(step for step in chain if WATERFALL_ORDER.index(step) > rank)
+
 
 #: Receives ``(counterparty, lots, price, kind)`` and moves ``lots`` of the position to
 #: the counterparty at ``price``, recording it (implemented by the engine).
@@ -56,6 +99,7 @@ class Close:
         side: +1 for a long position, -1 for a short.
         bankrupt: Its bankruptcy price, USD, on the tick grid in the trader's favour.
         transfer: Moves lots to a counterparty and records it.
+        system: The system accounts' margin state.
     """
 
     exchange: Exchange
@@ -64,6 +108,7 @@ class Close:
     side: int
     bankrupt: float
     transfer: Transfer
+    system: SystemAccounts
 
     def mark_on_grid(self) -> float:
         """The instrument's mark, rounded to the nearest tick (at least one tick)."""
@@ -71,36 +116,66 @@ class Close:
         return inst.price(max(1, round(float(self.exchange.marks[self.instrument]) / inst.tick_size)))
 
 
-def system_health(ex: Exchange, account: int):
-    """A system account's margin state (one-row `sim.margin.Health`) at the marks."""
-    return ex.health_at(ex.marks, ex.asset_prices, np.array([account]))
+class SystemAccounts:
+    """The insurance fund's and the backstop vault's margin state at the marks, computed
+    once and reused until `invalidate` (the engine calls it after every change it makes
+    to prices or to the ledger), so that a round of liquidations does not recompute it
+    for every account it looks at.
+
+    Args:
+        exchange: The venue.
+    """
+
+    def __init__(self, exchange: Exchange):
+        self.exchange = exchange
+        self._rows = np.array(HOLDERS)
+        self._health: Health | None = None
+
+    def invalidate(self) -> None:
+        """Prices or the ledger changed: the next question recomputes."""
+        self._health = None
+
+    def health(self) -> Health:
+        """Two-row `Health`, rows in `HOLDERS` order."""
+        if self._health is None:
+            ex = self.exchange
+            self._health = ex.health_at(ex.marks, ex.asset_prices, self._rows)
+        return self._health
+
+    def equity(self, holder: int) -> float:
+        """``holder`` 's equity (balance plus unrealized PnL at the marks), USD."""
+        return float(self.health().equity[HOLDERS.index(holder)])
+
+    def free(self, holder: int) -> float:
+        """``holder`` 's equity above the maintenance margin of what it holds, USD."""
+        health = self.health()
+        row = HOLDERS.index(holder)
+        return float(health.equity[row] - health.maint[row])
+
+    def payable(self, holder: int) -> float:
+        """USD ``holder`` can pay out now: its free equity, within its USD balance."""
+        return max(0.0, min(self.free(holder), float(self.exchange.ledger.balances[holder, USD])))
 
 
-def system_equity(ex: Exchange, account: int) -> float:
-    """A system account's equity (balance plus unrealized PnL at the marks), USD."""
-    return float(system_health(ex, account).equity[0])
-
-
-def takeover_capacity(ex: Exchange, holder: int, m: int, side: int, price: float) -> float:
-    """Lots of a side-``side`` position in m that ``holder`` can take over at ``price``
-    and stay margined like a trader: its equity at the marks after the takeover covers
-    the maintenance margin of everything it holds. A lot costs it the loss it takes on
-    at the mark, ``s (price - M)``, plus its maintenance margin (at the highest rate of
-    the instrument's tiers, so no tier boundary is crossed unseen); a whole number, or
+def takeover_capacity(ex: Exchange, free: float, m: int, side: int, price: float) -> float:
+    """Lots of a side-``side`` position in m that a system account with ``free`` USD of
+    equity above its maintenance margin can take over at ``price`` and stay margined
+    like a trader: its equity at the marks after the takeover covers the maintenance
+    margin of everything it holds. A lot costs it the loss it takes on at the mark,
+    ``s (price - M)``, plus its maintenance margin (at the highest rate of the
+    instrument's tiers, so no tier boundary is crossed unseen); a whole number, or
     ``math.inf`` when the takeover gains it more than it requires."""
     mark = float(ex.marks[m])
     lot = ex.instruments[m].lot_size
     per_lot = side * (price - mark) * lot + float(ex.rules.tiers.mmr[m].max()) * mark * lot
     if per_lot <= 0:
         return math.inf
-    health = system_health(ex, holder)
-    free = float(health.equity[0] - health.maint[0])
     return max(0, math.floor(free / per_lot * (1 + 1e-12)))
 
 
 def _take_over(close: Close, holder: int, lots: int, kind: str) -> int:
-    ex = close.exchange
-    take = min(lots, takeover_capacity(ex, holder, close.instrument, close.side, close.bankrupt))
+    free = close.system.free(holder)
+    take = min(lots, takeover_capacity(close.exchange, free, close.instrument, close.side, close.bankrupt))
     if take:
         close.transfer(holder, take, close.bankrupt, kind)
     return lots - take
@@ -117,19 +192,19 @@ def backstop(close: Close, lots: int) -> int:
 
 
 def adl(close: Close, lots: int) -> int:
-    """Close against opposite trader positions, highest BitMEX score first (ties: lower
-    id), at the bankruptcy price."""
+    """Close against opposite positions at the bankruptcy price: trader positions highest
+    BitMEX score first (ties: lower id), then genesis's (module docstring: why genesis)."""
     ex, m = close.exchange, close.instrument
     positions = ex.ledger.positions[:, m]
     candidates = np.flatnonzero(np.sign(positions) == -close.side)
-    candidates = candidates[(candidates >= N_SYSTEM) & (candidates != close.account)]
-    if candidates.size == 0:
-        return lots
-    equity = ex.health_at(ex.marks, ex.asset_prices, candidates).equity
-    mark = float(ex.marks[m])
-    notional = np.abs(positions[candidates]) * ex.instruments[m].lot_size * mark
-    scores = adl_scores(np.full(candidates.size, -close.side), ex.ledger.entry[candidates, m], mark, notional, equity)
-    for j in candidates[np.lexsort((candidates, -scores))]:
+    traders = candidates[(candidates >= N_SYSTEM) & (candidates != close.account)]
+    if traders.size:
+        equity = ex.health_at(ex.marks, ex.asset_prices, traders).equity
+        mark = float(ex.marks[m])
+        notional = np.abs(positions[traders]) * ex.instruments[m].lot_size * mark
+        scores = adl_scores(np.full(traders.size, -close.side), ex.ledger.entry[traders, m], mark, notional, equity)
+        traders = traders[np.lexsort((traders, -scores))]
+    for j in (*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])):
         take = min(lots, abs(int(positions[j])))
         close.transfer(int(j), take, close.bankrupt, "adl")
         lots -= take
@@ -176,25 +251,26 @@ class DeficitShare:
     socialized: bool = False
 
 
-def settle_deficit(ex: Exchange, account: int, deficit: float, chain: tuple[str, ...]) -> list[DeficitShare]:
-    """Pay a flat account's deficit (USD > 0) down the chain (module docstring).
+def settle_deficit(
+    ex: Exchange, system: SystemAccounts, account: int, deficit: float, chain: tuple[str, ...]
+) -> list[DeficitShare]:
+    """Pay an account's deficit (USD > 0) down the chain (module docstring).
 
     The fund and backstop pay from their USD balances as far as their equity above the
-    maintenance margin of what they hold allows;
-    ``socialize`` charges every other trader with an open position pro rata to its
-    notional at the marks (the charge lands in the margin that backs its positions:
-    in isolated mode, its largest position's). Returns the shares paid, in order;
-    what they leave unpaid stays as the account's negative equity.
+    maintenance margin of what they hold allows; ``socialize`` charges every trader
+    with an open position other than ``account`` pro rata to its notional at the marks
+    (the charge lands in the margin that backs its positions: in isolated mode, its
+    largest position's). Returns the shares paid, in order; what they leave unpaid stays
+    as the account's negative equity.
     """
     ledger = ex.ledger
     shares = []
-    for name, payer in (("insurance_fund", INSURANCE_FUND), ("backstop", BACKSTOP)):
-        if name in chain and deficit > 0:
-            health = system_health(ex, payer)
-            free = float(health.equity[0] - health.maint[0])
-            amount = min(deficit, max(0.0, free), max(0.0, float(ledger.balances[payer, 0])))
+    for payer in HOLDERS:
+        if HOLDER_STEPS[payer] in chain and deficit > 0:
+            amount = min(deficit, system.payable(payer))
             if amount > 0:
                 ledger.transfer(payer, account, amount)
+                system.invalidate()
                 shares.append(DeficitShare(payer, amount))
                 deficit -= amount
     if "socialize" in chain and deficit > 0:
@@ -208,4 +284,5 @@ def settle_deficit(ex: Exchange, account: int, deficit: float, chain: tuple[str,
                 amount = deficit * float(notional[j].sum()) / total
                 ledger.pay(int(j), m, account, amount)
                 shares.append(DeficitShare(int(j), amount, socialized=True))
+            system.invalidate()
     return shares
