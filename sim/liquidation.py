@@ -60,15 +60,17 @@ from sim.attribution import CascadeAttribution, Episode
 from sim.exchange import Exchange
 from sim.impact import VenueIndex
 from sim.ledger import GENESIS, INSURANCE_FUND, N_SYSTEM, USD
-from sim.margin import Sizing, bankruptcy_prices, liquidation_size
+from sim.margin import Health, Sizing, bankruptcy_prices, liquidation_size
 from sim.types import OrderType, Side
 from sim.waterfall import (
     DEFAULT_CHAIN,
     FALLBACKS,
+    HOLDER_STEPS,
     HOLDERS,
     INVENTORY_STEPS,
     Close,
     SystemAccounts,
+    can_take,
     settle_deficit,
     steps_below,
 )
@@ -76,6 +78,9 @@ from sim.waterfall import (
 CLEARANCES = ("dydx", "binance")
 #: Negative equity below this (USD) is float residue of closing at P_bk, not a deficit.
 DEFICIT_TOLERANCE = 1e-6
+#: Reasons an account was left unresolved that only a change of the book, the system
+#: accounts' capacity or ADL's counterparties can end (see `LiquidationEngine._waiting_for`).
+WAITING = ("book_exhausted", "bad_debt")
 #: Relative slack when comparing the fund budget with level costs.
 _BUDGET_SLACK = 1e-9
 
@@ -189,6 +194,8 @@ class LiquidationEngine:
         #: account -> reason, of the accounts left unresolved at the end of the last step.
         self.open_unresolved: dict[int, str] = {}
         self.system = SystemAccounts(exchange)
+        #: (account, its one-row Health) until the engine next changes prices or the ledger.
+        self._health_of: tuple[int, Health] | None = None
         self.attribution = CascadeAttribution(exchange, np.arange(exchange.ledger.n_accounts) >= N_SYSTEM)
         #: (holder, instrument, lots, row id) taken over in the liquidation being closed.
         self._takeovers: list[tuple[int, int, int, int]] = []
@@ -208,7 +215,7 @@ class LiquidationEngine:
         """
         first_row = len(self.rows)
         state = _StepState(step)
-        self.system.invalidate()  # prices moved since the last step
+        self._changed()  # prices moved since the last step
         self._relieve_system_accounts(state)
         health = self.exchange.health()
         self.attribution.through_impact(health, self.index, lambda row: self.rows[row].cascade_id)
@@ -257,7 +264,7 @@ class LiquidationEngine:
             below = steps_below(holder, self.rules.fallback)
             inventory_steps = tuple(step for step in below if step in INVENTORY_STEPS)
             episode = self._system_episode(holder)
-            maint = ex.account_health(holder).risk.maint[0]
+            maint = self._health(holder).risk.maint[0]
             for m in (int(i) for i in np.argsort(-maint, kind="stable")):
                 held = int(ex.ledger.positions[holder, m])
                 if held and inventory_steps:
@@ -281,20 +288,29 @@ class LiquidationEngine:
 
     # --------------------------------------------------------------- account
     def _liquidate_account(self, account: int, state: _StepState) -> bool:
-        """Cancel, re-check and close positions; True if anything was closed or paid."""
+        """Cancel, re-check and close positions; True if anything was closed or paid.
+
+        An account the chain could not resolve (``book_exhausted`` or ``bad_debt``, this
+        step or at the end of the last) is first tested with `_waiting_for`: while nothing
+        it depends on has changed it costs that test, not a liquidation attempt."""
         ex = self.exchange
+        if (state.stuck.get(account) or self.open_unresolved.get(account)) in WAITING:
+            waiting = self._waiting_for(account)
+            if waiting is not None:
+                state.stuck[account] = waiting
+                return False
         ex.cancel_all(account)
-        if not ex.account_health(account).account_liquidatable[0]:
+        if not self._health(account).account_liquidatable[0]:
             return False
         episode = self.attribution.episode(account)
         acted = self._convert_collateral(account, state, episode)
-        health = ex.account_health(account)
+        health = self._health(account)
         flagged = health.liquidatable[0]
         for m in (int(i) for i in np.argsort(-health.risk.maint[0], kind="stable")):
             # cross: any position may be closed; isolated: only the liquidatable ones
             if ex.ledger.positions[account, m] == 0 or (ex.ledger.isolated[account] and not flagged[m]):
                 continue
-            size = liquidation_size(ex.account_health(account), 0, m, self.rules.sizing, ex.rules.tiers)
+            size = liquidation_size(self._health(account), 0, m, self.rules.sizing, ex.rules.tiers)
             if size == 0:
                 if ex.ledger.isolated[account]:
                     continue
@@ -306,6 +322,34 @@ class LiquidationEngine:
         if ex.ledger.positions[account].any():
             return acted
         return self._settle_deficit(account, state, episode, self.rules.fallback) or acted
+
+    def _waiting_for(self, account: int) -> str | None:
+        """Why a liquidation attempt on ``account`` would do nothing now, or None if it
+        could act: it has open orders, or collateral to convert into a USD debt; flat, a
+        system account in the chain can pay part of its deficit (else ``bad_debt``);
+        else, for a position it must act on, the book takes a lot within what the fund
+        can pay (`_affordable`) or a chain step can take one (`sim.waterfall.can_take`;
+        else ``book_exhausted``). Changes nothing."""
+        ex = self.exchange
+        ledger = ex.ledger
+        chain = self.rules.fallback
+        if "socialize" in chain or ledger.open_bids[account].any() or ledger.open_asks[account].any():
+            return None
+        if ledger.balances[account, USD] < 0 and (ledger.balances[account, 1:] > 0).any():
+            return None
+        health = self._health(account)
+        if not ledger.positions[account].any():
+            payers = any(self.system.payable(h) > 0 for h in HOLDERS if HOLDER_STEPS[h] in chain)
+            return None if payers or -health.equity[0] <= DEFICIT_TOLERANCE else "bad_debt"
+        bankrupt = bankruptcy_prices(health)[0]
+        for m in (int(i) for i in np.flatnonzero(health.liquidatable[0])):
+            sign = 1 if ledger.positions[account, m] > 0 else -1
+            if self._affordable(m, Side(-sign), 1, float(bankrupt[m]))[0]:
+                return None
+            close = self._close_at_bankruptcy(account, m, sign, None, None)
+            if any(can_take(close, step) for step in chain):
+                return None
+        return "book_exhausted"
 
     def _convert_collateral(self, account: int, state: _StepState, episode: Episode) -> bool:
         """Repay a USD debt by selling the account's other collateral to the outside world
@@ -374,17 +418,25 @@ class LiquidationEngine:
         """Pass ``lots`` of ``account`` 's side-``sign`` position in m down ``steps`` at its
         bankruptcy price now (after any book fills), on the tick grid in its favour;
         return the lots no step took."""
-        ex = self.exchange
-        inst = ex.instruments[m]
-        bankrupt = float(bankruptcy_prices(ex.account_health(account))[0, m])
-        price = inst.price(max(1, inst.ticks_toward(bankrupt, -sign)))
-        transfer = partial(self._transfer, account, m, sign, bankrupt, state, episode)
-        close = Close(ex, account, m, sign, price, transfer, self.system)
+        close = self._close_at_bankruptcy(account, m, sign, state, episode)
         for name in steps:
             if not lots:
                 break
             lots = FALLBACKS[name](close, lots)
         return lots
+
+    def _close_at_bankruptcy(
+        self, account: int, m: int, sign: int, state: _StepState | None, episode: Episode | None
+    ) -> Close:
+        """The `Close` of ``account`` 's side-``sign`` position in m at its bankruptcy
+        price now, on the tick grid in its favour (``state`` None: a probe that may not
+        transfer)."""
+        ex = self.exchange
+        inst = ex.instruments[m]
+        bankrupt = float(bankruptcy_prices(self._health(account))[0, m])
+        price = inst.price(max(1, inst.ticks_toward(bankrupt, -sign)))
+        transfer = partial(self._transfer, account, m, sign, bankrupt, state, episode)
+        return Close(ex, account, m, sign, price, transfer, self.system)
 
     def _after_rows(self, m: int, flow: float, episode: Episode) -> None:
         """After a liquidation's rows: its book flow (USD, buys > 0) moves the index, the
@@ -397,7 +449,7 @@ class LiquidationEngine:
             self.unwinder.take_over(*takeover)
         self._takeovers.clear()
         self.exchange.update_marks()
-        self.system.invalidate()
+        self._changed()
         self.attribution.after_liquidation(self.rows[-1].row_id, episode)
 
     def _sell_into_book(
@@ -409,7 +461,7 @@ class LiquidationEngine:
         sign = 1 if ex.ledger.positions[account, m] > 0 else -1
         close_side = Side(-sign)
         mark = float(ex.marks[m])
-        bankrupt = float(bankruptcy_prices(ex.account_health(account))[0, m])
+        bankrupt = float(bankruptcy_prices(self._health(account))[0, m])
         take, limit = self._affordable(m, close_side, lots, bankrupt)
         if not take:
             return 0, 0.0
@@ -515,7 +567,7 @@ class LiquidationEngine:
     def _settle_deficit(self, account: int, state: _StepState, episode: Episode, chain: tuple[str, ...]) -> bool:
         """``account`` 's negative equity goes down ``chain``; True if anyone paid."""
         ex = self.exchange
-        deficit = -float(ex.account_health(account).equity[0])
+        deficit = -float(self._health(account).equity[0])
         if deficit <= DEFICIT_TOLERANCE:
             return False
         shares = settle_deficit(ex, self.system, account, deficit, chain)
@@ -541,13 +593,25 @@ class LiquidationEngine:
             state.stuck[account] = "bad_debt"
         return bool(shares)
 
+    # ----------------------------------------------------------------- state
+    def _changed(self) -> None:
+        """Prices or the ledger changed: cached margin states are stale."""
+        self.system.invalidate()
+        self._health_of = None
+
+    def _health(self, account: int) -> Health:
+        """``account`` 's one-row margin state, reused until `_changed`."""
+        if self._health_of is None or self._health_of[0] != account:
+            self._health_of = (account, self.exchange.account_health(account))
+        return self._health_of[1]
+
     # ---------------------------------------------------------------- records
     def _record(self, state: _StepState, episode: Episode, **columns) -> None:
         """Append a row: ``columns`` are the `LiquidationRow` fields that describe the
         trade (account, instrument, side, qty, price, bankruptcy_price, kind, fund_delta,
         counterparty, covered, socialized); the step, round, mark and cascade are filled in."""
         m = columns["instrument"]
-        self.system.invalidate()  # every row follows a change to the ledger
+        self._changed()  # every row follows a change to the ledger
         self.rows.append(
             LiquidationRow(
                 row_id=len(self.rows),

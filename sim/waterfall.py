@@ -191,22 +191,35 @@ def backstop(close: Close, lots: int) -> int:
     return _take_over(close, BACKSTOP, lots, "backstop")
 
 
-def adl(close: Close, lots: int) -> int:
-    """Close against opposite positions at the bankruptcy price: trader positions highest
-    BitMEX score first (ties: lower id), then genesis's (module docstring: why genesis)."""
-    ex, m = close.exchange, close.instrument
-    positions = ex.ledger.positions[:, m]
+def _opposite(close: Close) -> np.ndarray:
+    """Accounts ADL may close ``close`` against: trader positions on the other side
+    (other than its own) and genesis's, in id order."""
+    positions = close.exchange.ledger.positions[:, close.instrument]
     candidates = np.flatnonzero(np.sign(positions) == -close.side)
-    traders = candidates[(candidates >= N_SYSTEM) & (candidates != close.account)]
+    return candidates[((candidates >= N_SYSTEM) | (candidates == GENESIS)) & (candidates != close.account)]
+
+
+def adl_counterparties(close: Close) -> list[int]:
+    """The accounts ADL closes ``close`` against, in order: opposite trader positions
+    highest BitMEX score first (ties: lower id), then genesis's (module docstring: why)."""
+    ex, m = close.exchange, close.instrument
+    candidates = _opposite(close)
+    traders = candidates[candidates >= N_SYSTEM]
     if traders.size:
         equity = ex.health_at(ex.marks, ex.asset_prices, traders).equity
         mark = float(ex.marks[m])
-        notional = np.abs(positions[traders]) * ex.instruments[m].lot_size * mark
+        notional = np.abs(ex.ledger.positions[traders, m]) * ex.instruments[m].lot_size * mark
         scores = adl_scores(np.full(traders.size, -close.side), ex.ledger.entry[traders, m], mark, notional, equity)
         traders = traders[np.lexsort((traders, -scores))]
-    for j in (*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])):
+    return [*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])]
+
+
+def adl(close: Close, lots: int) -> int:
+    """Close against the `adl_counterparties` at the bankruptcy price, in their order."""
+    positions = close.exchange.ledger.positions[:, close.instrument]
+    for j in adl_counterparties(close):
         take = min(lots, abs(int(positions[j])))
-        close.transfer(int(j), take, close.bankrupt, "adl")
+        close.transfer(j, take, close.bankrupt, "adl")
         lots -= take
         if not lots:
             break
@@ -223,6 +236,18 @@ def socialize(close: Close, lots: int) -> int:
 def none(close: Close, lots: int) -> int:
     """Nothing takes the rest: it stays with the trader."""
     return lots
+
+
+def can_take(close: Close, step: str) -> bool:
+    """Whether chain step ``step`` would take at least one lot of ``close`` now (a test
+    that changes nothing, for an account the chain could not resolve before)."""
+    if step in ("insurance_fund", "backstop"):
+        holder = INSURANCE_FUND if step == "insurance_fund" else BACKSTOP
+        free = close.system.free(holder)
+        return takeover_capacity(close.exchange, free, close.instrument, close.side, close.bankrupt) >= 1
+    if step == "adl":
+        return _opposite(close).size > 0
+    return step == "socialize"
 
 
 FallbackStep = Callable[[Close, int], int]

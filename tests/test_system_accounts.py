@@ -5,10 +5,13 @@ account the chain cannot resolve is recorded once per episode."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
 
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, USD
 from sim.liquidation import LiquidationEngine, LiquidationRules
+from sim.types import Side
 from tests.test_liquidation import check_invariants, give, mark_to, trader, venue
 
 
@@ -134,4 +137,45 @@ def test_adl_finishes_in_the_step_against_the_rest_of_the_market():
     assert engine.run_step(step=2) == []
     assert ex.ledger.positions[late, 0] == -1000
     assert engine.unresolved == []
+    check_invariants(ex)
+
+
+# ------------------------------------------------- what the chain cannot resolve
+
+
+def test_an_account_the_chain_cannot_resolve_waits_for_what_it_depends_on():
+    """Thousands of such accounts were retried every step at ~1.2 ms each and listed once
+    a step. Now one costs a test of what it waits for (here the fund's capacity and the
+    book), is listed once for its episode, and is liquidated as soon as the fund can."""
+    ex = venue(2)
+    a, g = trader(0), trader(1)
+    ex.ledger.deposit(a, USD, 50_000.0)
+    ex.ledger.deposit(g, USD, 1e7)
+    give(ex, a, 0, 10.0, 50_000.0, g)
+    mark_to(ex, 44_900.0, 3_000.0)  # bankrupt at 45,000; an empty book, an empty fund
+    engine = LiquidationEngine(ex, LiquidationRules(fallback=("insurance_fund",)))
+    with patch.object(engine, "_close", wraps=engine._close) as attempts:
+        for step in (1, 2, 3, 4):
+            assert engine.run_step(step) == []
+        assert attempts.call_count == 1  # step 1; then nothing it waits for changed
+        ex.ledger.deposit(INSURANCE_FUND, USD, 1e6)
+        rows = engine.run_step(step=5)
+    assert [(r.kind, r.qty) for r in rows] == [("insurance_fund", pytest.approx(10.0))]
+    assert engine.unresolved == [(1, a, "book_exhausted")]
+    assert engine.open_unresolved == {}
+    check_invariants(ex)
+
+
+def test_a_waiting_account_is_tried_again_when_the_book_can_take_it():
+    ex = venue(3)
+    a, g, bidder = trader(0), trader(1), trader(2)
+    for account, cash in ((a, 50_000.0), (g, 1e7), (bidder, 1e7)):
+        ex.ledger.deposit(account, USD, cash)
+    give(ex, a, 0, 10.0, 50_000.0, g)
+    mark_to(ex, 45_100.0, 3_000.0)  # liquidatable, not bankrupt (45,000)
+    engine = LiquidationEngine(ex, LiquidationRules(full=True, fallback=("none",)))
+    assert engine.run_step(step=1) == [] and engine.open_unresolved == {a: "book_exhausted"}
+    ex.submit(bidder, 0, Side.BUY, 10.0, 45_050.0)
+    rows = engine.run_step(step=2)
+    assert [(r.kind, r.qty, r.price) for r in rows] == [("full", pytest.approx(10.0), pytest.approx(45_050.0))]
     check_invariants(ex)
