@@ -37,6 +37,14 @@ closes positions largest maintenance margin first:
   margin ratio unchanged, so sizing it again would never finish). An account left
   flat with negative equity has its deficit settled down the same chain
   (`sim.waterfall.settle_deficit`).
+- System accounts: before the first round and after every round that did something, a
+  fund or backstop whose equity is below zero passes its inventory and then its loss
+  down the chain below it (`LiquidationEngine._relieve_system_accounts`).
+- Waiting: an account the chain could not resolve (``book_exhausted``, ``bad_debt``) is
+  tried again only when something it depends on could act (`_waiting_for`), and is
+  recorded in ``unresolved`` once per episode; the results are those of trying it every
+  round, at the cost of one test. Margin states of the account being liquidated and of
+  the system accounts are computed once per change of prices or ledger.
 
 ``liquidation.penalty`` is not charged: it is the discount to the mark at which the
 sizing formula assumes the book fills (MARGIN-SPEC E1b, where it is what the trader

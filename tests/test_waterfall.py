@@ -118,3 +118,36 @@ def test_the_default_chain_takes_a_gap_without_adl(tmp_path):
     assert metrics["system_loss"] == pytest.approx(-ledger["insurance_fund_pnl"][-1], abs=0.01)
     assert metrics["bad_debt"] == 0.0 and metrics["adl_notional"] == 0.0
     assert_conserved(tables)
+
+
+def system_rows(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    return tables["accounts"].filter(pl.col("account").is_in([INSURANCE_FUND, BACKSTOP]))
+
+
+@pytest.mark.parametrize("chain", [["insurance_fund", "backstop", "adl"], ["insurance_fund"]])
+def test_a_fund_that_loses_selling_its_takeover_is_never_below_zero_unseen(tmp_path, chain):
+    """The fund takes the holder over early in a slide, sells it slowly, and the price
+    keeps falling: its inventory loses more than it holds. Before, it simply went below
+    zero. Now, at every recorded step, no system account's equity is below zero unless
+    the chain ends there and ``unresolved`` says so."""
+    overrides = [
+        "populations.0.params.order_notional=2000",  # a thin book: the fund takes over
+        "liquidation.insurance_fund=3000",
+        "liquidation.backstop_capital=2000",
+        "liquidation.unwind_half_life_seconds=600",
+        f"liquidation.fallback={chain}",
+        "shocks.0.size=-0.4",
+    ]
+    tables = run(tmp_path, ONE_HOLDER, overrides)
+    liq, unresolved = tables["liquidations"], tables["unresolved"]
+    assert "insurance_fund" in liq["kind"].to_list()
+    below = system_rows(tables).filter(pl.col("equity") < -1e-6)
+    deficits = unresolved.filter(pl.col("reason") == "system_deficit")
+    if len(chain) > 1:
+        assert below.height == 0 and deficits.height == 0
+        assert liq.filter(pl.col("account") == INSURANCE_FUND).height > 0  # it passed its loss on
+    else:
+        assert below.height > 0 and set(below["account"]) == {INSURANCE_FUND}
+        assert deficits["account"].to_list() == [INSURANCE_FUND]  # once, when it went under
+        assert deficits["step"][0] <= below["step"].min()
+    assert_conserved(tables)
