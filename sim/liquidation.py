@@ -266,6 +266,9 @@ class LiquidationEngine:
         below zero is paid as a deficit (the backstop's free equity, then socialized).
         A system account left below zero is recorded as ``system_deficit``."""
         ex = self.exchange
+        held, balances = ex.ledger.positions[HOLDERS, :], ex.ledger.balances[HOLDERS, USD]
+        if not held.any() and balances.min() >= 0:
+            return  # nothing held and no debt: their equity is their balance
         for holder in HOLDERS:
             if self.system.equity(holder) >= -DEFICIT_TOLERANCE:
                 continue
