@@ -203,6 +203,10 @@ class LiquidationConfig(_Strict):
     #: Half-life, seconds, of the fund's and backstop's selling of positions they took
     #: over (into the rest of the market, with impact; 0 = all in the step they took them).
     unwind_half_life_seconds: Annotated[float, Field(ge=0)] = 60.0
+    #: USD debt (a negative USD balance) above which other collateral is converted to
+    #: repay it every step, liquidatable or not (Binance multi-assets mode's
+    #: auto-exchange); None = only when the account is liquidated.
+    auto_convert_debt: Annotated[float, Field(ge=0)] | None = None
 
     def problem(self) -> str | None:
         """``"key: what (got value)"`` for switches that do not fit together, or None."""

@@ -30,7 +30,8 @@ closes positions largest maintenance margin first:
   outside world at the index less the asset's haircut (kind ``conversion``; the haircut
   goes to the fund) until the debt is repaid, as venues auto-convert collateral; a
   negative balance counts in margin (`collateral.<asset>.liability_mmr`), so an account
-  with debt and only collateral is liquidated this way.
+  with debt and only collateral is liquidated this way. With ``auto_convert_debt`` a
+  debt above it is converted at the start of each step, liquidatable or not.
 - Waterfall: if the book did not absorb the whole slice, the position is beyond what
   the market takes, and the rest of it (within the step cap) goes down the fallback
   chain at ``P_bk`` recomputed after the book fills (a transfer at ``P_bk`` leaves the
@@ -108,6 +109,9 @@ class LiquidationRules:
         clearance: ``dydx`` or ``binance``: who keeps a fill better than ``P_bk``.
             ``binance`` hands the fund everything above the bankruptcy price, so a
             partial fill leaves the margin ratio where it was: it needs ``full``.
+        auto_convert_debt: USD debt (a negative USD balance) above which an account's
+            other collateral is converted to repay it at the start of a step, whether
+            or not the account is liquidatable (inf: only in liquidation).
     """
 
     full: bool = False
@@ -118,6 +122,7 @@ class LiquidationRules:
     rounds: int = 5
     fallback: tuple[str, ...] = DEFAULT_CHAIN
     clearance: str = "dydx"
+    auto_convert_debt: float = math.inf
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.fallback if f not in FALLBACKS]
@@ -131,6 +136,8 @@ class LiquidationRules:
             raise ValueError(f"liquidation.step_cap must be in (0, 1], got {self.step_cap}")
         if self.rounds < 1:
             raise ValueError(f"liquidation.rounds must be >= 1, got {self.rounds}")
+        if not self.auto_convert_debt >= 0:
+            raise ValueError(f"liquidation.auto_convert_debt must be >= 0, got {self.auto_convert_debt}")
 
     @property
     def sizing(self) -> Sizing:
@@ -225,6 +232,7 @@ class LiquidationEngine:
         state = _StepState(step)
         self._changed()  # prices moved since the last step
         self._relieve_system_accounts(state)
+        self._auto_convert(state)
         health = self.exchange.health()
         self.attribution.through_impact(health, self.index, lambda row: self.rows[row].cascade_id)
         accounts = self._scan(health)
@@ -361,6 +369,18 @@ class LiquidationEngine:
             if any(can_take(close, step) for step in chain):
                 return None
         return "book_exhausted"
+
+    def _auto_convert(self, state: _StepState) -> None:
+        """Trader accounts whose USD debt exceeds ``rules.auto_convert_debt`` and that hold
+        other collateral convert it (`_convert_collateral`), liquidatable or not, as
+        Binance's multi-assets mode auto-exchanges a negative balance beyond its
+        threshold. Each conversion starts an episode of its own (a forced sale)."""
+        ledger = self.exchange.ledger
+        if math.isinf(self.rules.auto_convert_debt) or len(ledger.assets) == 1:
+            return
+        over = (ledger.balances[:, USD] < -self.rules.auto_convert_debt) & (ledger.balances[:, 1:] > 0).any(axis=1)
+        for account in np.flatnonzero(over[N_SYSTEM:]) + N_SYSTEM:
+            self._convert_collateral(int(account), state, self.attribution.episode(int(account)))
 
     def _convert_collateral(self, account: int, state: _StepState, episode: Episode) -> bool:
         """Repay a USD debt by selling the account's other collateral to the outside world

@@ -21,6 +21,7 @@ its USD set aside as isolated margin in proportion to each position's notional.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import mesa
@@ -132,6 +133,7 @@ class MarketModel(mesa.Model):
                 rounds=liq.rounds,
                 fallback=tuple(liq.fallback),
                 clearance=liq.clearance,
+                auto_convert_debt=math.inf if liq.auto_convert_debt is None else liq.auto_convert_debt,
             ),
             self.index,
             self.unwinder,

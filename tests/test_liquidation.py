@@ -228,6 +228,8 @@ def test_bad_rules_are_refused():
         LiquidationRules(fallback=("pray",))
     with pytest.raises(ValueError, match="step_cap"):
         LiquidationRules(step_cap=0.0)
+    with pytest.raises(ValueError, match="auto_convert_debt"):
+        LiquidationRules(auto_convert_debt=-1.0)
 
 
 # --------------------------------------------------------------- conservation
@@ -597,6 +599,25 @@ def test_debt_beyond_the_collateral_is_paid_down_the_chain():
     assert rows[1].covered == pytest.approx(2_295.0 - 540.0) and rows[1].counterparty == INSURANCE_FUND
     assert ex.account_health(a).equity[0] == pytest.approx(0.0, abs=1e-9)
     assert ex.ledger.balances[a, 1] == pytest.approx(0.0)
+    check_invariants(ex)
+
+
+@pytest.mark.parametrize(("threshold", "converted"), [(1_000.0, True), (5_000.0, False)])
+def test_a_debt_above_the_threshold_is_auto_converted_though_not_liquidatable(threshold, converted):
+    """Issue 9: "above a threshold, collateral is auto-converted at the index minus a
+    haircut". Conversion happened only in liquidation: A's 2,295 USD debt against 1 ETH
+    at 3,000 (weighted 2,700) stayed while A was not liquidatable."""
+    ex, a = wrong_way_account()
+    engine = LiquidationEngine(ex, LiquidationRules(auto_convert_debt=threshold))
+    rows = engine.run_step(step=1)
+    if not converted:
+        assert rows == [] and ex.ledger.balances[a, USD] == pytest.approx(-2_295.0)
+        return
+    assert [(r.kind, r.account) for r in rows] == [("conversion", a)]
+    assert rows[0].qty == pytest.approx(2_295.0 / 2_700.0) and rows[0].price == pytest.approx(2_700.0)
+    assert ex.ledger.balances[a, USD] == pytest.approx(0.0, abs=1e-9)
+    assert ex.account_health(a).equity[0] == pytest.approx(2_700.0 - 2_295.0)  # weighted equity unchanged
+    assert rows[0].fund_delta == pytest.approx(2_295.0 / 0.9 * 0.1)  # the haircut, to the fund
     check_invariants(ex)
 
 
