@@ -163,6 +163,10 @@ class LeveragedHolder(Population):
         self.reacts = np.isfinite(self.cut_at) | np.isfinite(self.top_up_at) | ~np.isnan(self.stop_loss)
         self.reacts |= self.turns_over
         self.acts = bool(self.reacts.any())  # plain holders only hold: not scheduled
+        # which checks a step needs at all (each costs O(n) array work)
+        self.keeps_stops = bool((~np.isnan(self.stop_loss)).any())
+        self.any_turnover = bool(self.turns_over.any())
+        self.any_margin_reaction = bool(np.isfinite(self.cut_at).any() or np.isfinite(self.top_up_at).any())
         self._setup = setup
 
     def opening_positions(self) -> np.ndarray:
@@ -207,31 +211,39 @@ class LeveragedHolder(Population):
         return ends
 
     def decide(self) -> list[MemberOrders]:
-        ex, market = self.exchange, self.market
-        ratio = self.margin_ratio()
-        self.top_up(ratio)
+        ex = self.exchange
         lots = self.lots()
         held = lots != 0
-        prices = market.venue_prices()[self.cols]  # (Ip,)
-        # whole positions to close: stops crossed, holding times up
-        with np.errstate(invalid="ignore"):
-            crossed = (prices[None, :] - self.stop_price) * self.stop_sign <= 0  # NaN: no stop
-        self.stop_price[crossed & ~held] = np.nan  # a stop of a position gone
-        close = crossed & held
-        now = ex.time
-        holding = held.any(axis=1)
-        close |= (self.turns_over & holding & (now >= self.exit_at))[:, None] & held
-        cut = np.isfinite(self.cut_at) & (ratio >= self.cut_at)
+        prices = self.market.venue_prices()[self.cols]  # (Ip,)
+        close = np.zeros(held.shape, dtype=bool)  # whole positions to close
+        if self.keeps_stops:
+            with np.errstate(invalid="ignore"):
+                crossed = self.stop_sign * (prices[None, :] - self.stop_price) <= 0  # NaN: no stop
+            gone = crossed & ~held
+            if gone.any():
+                self.stop_price[gone] = np.nan  # a stop of a position gone
+            close |= crossed & held
+        if self.any_turnover:
+            holding = held.any(axis=1)
+            close |= (self.turns_over & holding & (ex.time >= self.exit_at))[:, None] & held
+        cut = np.zeros(self.n, dtype=bool)
+        if self.any_margin_reaction:
+            ratio = self.margin_ratio()
+            self.top_up(ratio)
+            cut = np.isfinite(self.cut_at) & (ratio >= self.cut_at)
         out = Outbox(self)
         for j, m in enumerate(self.instruments):
+            members = np.flatnonzero(close[:, j] | (cut & held[:, j]))
+            if not len(members):
+                continue
             lot = ex.instruments[m].lot_size
-            size = np.abs(lots[:, j]) * lot
-            partial = np.maximum(self.cut_fraction * size, lot)
-            qty = np.where(close[:, j], size, np.where(cut & held[:, j], partial, 0.0))
-            members = np.flatnonzero(qty > 0)
-            sign = np.sign(lots[members, j])
-            out.reduce(m, members, lots[members, j], qty[members], prices[j] * (1 - sign * self.slippage[members]))
-        self.turn_over(out, ~holding & self.turns_over, prices)
+            signed = lots[members, j]
+            size = np.abs(signed) * lot
+            qty = np.where(close[members, j], size, np.maximum(self.cut_fraction[members] * size, lot))
+            limit = prices[j] * (1 - np.sign(signed) * self.slippage[members])
+            out.reduce(m, members, signed, qty, limit)
+        if self.any_turnover:
+            self.turn_over(out, ~holding & self.turns_over, prices)
         return out.orders()
 
     def top_up(self, ratio: np.ndarray) -> None:

@@ -201,11 +201,16 @@ class MarketMaker(Population):
         quoting = (equity > 0)[:, None] & (self.capacity > 0) & np.isfinite(half)
         step = p.level_step_bps / 1e4
         bidding, asking = quoting & (inventory < limit), quoting & (inventory > -limit)
+        # one order per (level, side, member), levels outermost: each member's quotes
+        # go in as level 0 bid, level 0 ask, level 1 bid, ...
+        levels = np.arange(p.levels)[:, None, None]
+        sides = np.array([1, -1])[None, :, None]
+        members = np.broadcast_to(np.arange(self.n)[None, None, :], (p.levels, 2, self.n))
         for j, m in enumerate(self.instruments):
-            for level in range(p.levels):
-                offset = half[:, j] + level * step
-                for side, quotes in ((1, bidding[:, j]), (-1, asking[:, j])):
-                    members = np.flatnonzero(quotes)
-                    with np.errstate(over="ignore"):
-                        price = r[members, j] * np.exp(-side * offset[members])
-                    out.add(m, members, np.full(len(members), side), size[members, j], price, OrderType.POST_ONLY)
+            offset = half[:, j] + levels * step  # (levels, 1, n)
+            with np.errstate(over="ignore", invalid="ignore"):
+                price = r[:, j] * np.exp(-sides * offset)  # (levels, 2, n)
+            quotes = np.broadcast_to(np.stack([bidding[:, j], asking[:, j]])[None], price.shape)
+            side = np.broadcast_to(sides, price.shape)
+            qty = np.broadcast_to(size[:, j], price.shape)
+            out.add(m, members[quotes], side[quotes], qty[quotes], price[quotes], OrderType.POST_ONLY)

@@ -82,6 +82,8 @@ class Outbox:
         sizes (base units, floored to lots) and limits (USD, rounded away from the
         touch). Returns the (k,) mask of those sent: nothing for a size or a price that
         rounds to nothing (or is not finite)."""
+        if not len(members):
+            return np.zeros(0, dtype=bool)
         inst = self.population.exchange.instruments[m]
         usable = np.isfinite(qty) & np.isfinite(price) & (qty > 0) & (price > 0)
         lots = inst.lots_down_many(np.where(usable, qty, 0.0))
