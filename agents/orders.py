@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from sim.exchange import Exchange
 
 
+#: +1 / -1 -> Side (an Enum call costs ~20 us here; a dict lookup does not).
+SIDES = {1: Side.BUY, -1: Side.SELL}
+
+
 @dataclass(slots=True)
 class MemberOrders:
     """What one member sends in a step, in this order: cancels of its resting orders
@@ -109,7 +113,7 @@ class Outbox:
         for member, s, n_lots, n_ticks in zip(
             members[sent].tolist(), side[sent].tolist(), lots[sent].tolist(), ticks[sent].tolist(), strict=True
         ):
-            request = OrderRequest(m, Side(s), inst.qty(n_lots), inst.price(n_ticks), kind, reduce_only)
+            request = OrderRequest(m, SIDES[s], inst.qty(n_lots), inst.price(n_ticks), kind, reduce_only)
             self.of(member).requests.append(request)
 
     def orders(self) -> list[MemberOrders]:
