@@ -4,7 +4,8 @@ The rule of Chiarella, Iori & Perelló (2009) as PAMS implements it (``FCNAgent`
 Hirano & Izumi's PAMS; Rao 2025 uses it for perpetuals). Each agent i holds weights
 ``g1`` (fundamental), ``g2`` (chartist) and ``n`` (noise), a chartist window ``L_i``, a
 mean-reversion time ``tau_F``, an order margin ``k`` and an order lifetime, all drawn
-once from its own generator. When it acts it expects the per-second log return
+once per agent (elements of its population's arrays). When it acts it expects the
+per-second log return
 
     r = (g1 * ln(I / p) / tau_F + g2 * C + n * eps) / (g1 + g2 + n)
 

@@ -8,14 +8,16 @@ and the entry order's slippage): a 60x draw on an instrument whose tiers allow 5
 holds a 50x position, as a venue's order form would allow.
 
 Each step it reads its own margin ratio (maintenance margin / equity at the start of
-the step, `Trader.margin_ratio`) and, in this order:
+the step, `Population.margin_ratio`), its position at the start of the step and the
+venue price, and:
 
 - **top-up**: at ``top_up_margin_ratio`` or above, it deposits USD from a finite
-  ``wallet`` (`Exchange.deposit`) to bring its ratio back to ``top_up_target``, until
-  the wallet is empty;
+  ``wallet`` (`Exchange.deposit`, at once, before any order of the step arrives) to
+  bring its ratio back to ``top_up_target``, until the wallet is empty;
 - **cut**: at ``cut_margin_ratio`` or above, it closes ``cut_fraction`` of every
   position (at least one lot) with reduce-only IOC orders limited ``max_slippage_bps``
-  from the venue price; it does so again every step while the ratio stays there;
+  from the venue price; it does so again every step while the ratio stays there (where
+  a cut and a stop or an exit fall in the same step, the whole position is closed);
 - **stop-loss**: a share ``stop_share`` of holders has a stop ``stop_loss`` away from
   its entry, rounded *away* to a round number (three significant digits: 47,523 ->
   47,500 for a long, as Osler 2005 finds stop-loss orders clustered at round numbers);
@@ -32,9 +34,10 @@ the step, `Trader.margin_ratio`) and, in this order:
   population keeps positions opened near the current price instead of ageing into
   survivors far from their liquidation prices, as a venue's open interest turns over.
 
-Every reaction is off by default (a plain holder only holds, and the model does not
-schedule it). A holder with reactions costs one cached array read and a few
-comparisons per step when nothing triggers.
+Every reaction is off by default (a population of plain holders only holds, and the
+model does not schedule it). A population decides with a few (n,) and (n, Ip) array
+operations, only for the reactions some member has on; Python work is spent only on
+the members that send an order or deposit.
 """
 
 from __future__ import annotations

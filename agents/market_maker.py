@@ -23,8 +23,8 @@ dimensionless: AS's example (gamma = 0.1 per share at s = 100) is gamma = 10 her
 Levels: ``levels`` per side at ``r * exp(-+(d + j * level_step))``, j = 0, 1, ...,
 post-only, each of ``capacity * order_notional`` USD. A quote that would cross is
 rejected by the venue (a value, not an error). It cancels and requotes every step
-(one margin check per batch through `Trader.submit_many`): simple, and its quotes
-always reflect the current state.
+(its quotes of a step go in under one margin check, `Exchange.submit_many`): simple,
+and its quotes always reflect the state at the start of the step.
 
 Risk limits (liquidity that withdraws in stress: Kirilenko, Kyle, Samadi & Tuzun 2017
 on the 2010 Flash Crash; book depth fell by over 90 % on major venues on 2025-10-10):
