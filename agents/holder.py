@@ -124,7 +124,8 @@ class LeveragedHolder(Population):
 
     Per-member state, (n,) unless said: thresholds ``cut_at``, ``top_up_at`` (inf =
     off), ``wallet`` [USD], ``stop_loss`` (NaN = no stop), mean times ``holding`` and
-    ``reentry`` [s] (NaN = off), and (n, Ip) ``stop_price`` [USD] (NaN = none) with
+    ``reentry`` [s] (NaN = off; ``reenters`` turns False for a member that leaves),
+    and (n, Ip) ``stop_price`` [USD] (NaN = none) with
     ``stop_sign`` (+1 long, -1 short); ``exit_at`` and ``enter_at`` [s] (inf = none
     due). Draws per step: an exponential wait for each member that starts waiting to
     enter, a side (with ``side = "random"``) and an exponential holding time for each
@@ -161,14 +162,14 @@ class LeveragedHolder(Population):
         self.stop_sign = np.zeros((n, n_inst), dtype=np.int64)
         self.exit_at = off.copy()
         self.enter_at = off.copy()
-        #: (n,) members that turn their positions over (a holding time or re-entry).
-        self.turns_over = ~np.isnan(self.holding) | ~np.isnan(self.reentry)
-        self.reacts = np.isfinite(self.cut_at) | np.isfinite(self.top_up_at) | ~np.isnan(self.stop_loss)
-        self.reacts |= self.turns_over
-        self.acts = bool(self.reacts.any())  # plain holders only hold: not scheduled
+        #: (n,) members that open a new position once flat (False once one leaves).
+        self.reenters = ~np.isnan(self.reentry)
+        turns_over = ~np.isnan(self.holding) | self.reenters
+        reacts = np.isfinite(self.cut_at) | np.isfinite(self.top_up_at) | ~np.isnan(self.stop_loss) | turns_over
+        self.acts = bool(reacts.any())  # plain holders only hold: not scheduled
         # which checks a step needs at all (each costs O(n) array work)
         self.keeps_stops = bool((~np.isnan(self.stop_loss)).any())
-        self.any_turnover = bool(self.turns_over.any())
+        self.any_turnover = bool(turns_over.any())
         self.any_margin_reaction = bool(np.isfinite(self.cut_at).any() or np.isfinite(self.top_up_at).any())
         self._setup = setup
 
@@ -215,6 +216,7 @@ class LeveragedHolder(Population):
 
     def decide(self) -> list[MemberOrders]:
         ex = self.exchange
+        now = ex.time
         lots = self.lots()
         held = lots != 0
         prices = self.market.venue_prices()[self.cols]  # (Ip,)
@@ -228,7 +230,10 @@ class LeveragedHolder(Population):
             close |= crossed & held
         if self.any_turnover:
             holding = held.any(axis=1)
-            close |= (self.turns_over & holding & (ex.time >= self.exit_at))[:, None] & held
+            due = np.flatnonzero(self.exit_at <= now)  # holding time up (inf: none running)
+            self.exit_at[due[~holding[due]]] = np.inf  # flat: nothing left to exit
+            exiting = due[holding[due]]
+            close[exiting] |= held[exiting]
         cut = np.zeros(self.n, dtype=bool)
         if self.any_margin_reaction:
             ratio = self.margin_ratio()
@@ -246,7 +251,7 @@ class LeveragedHolder(Population):
             limit = prices[j] * (1 - np.sign(signed) * self.slippage[members])
             out.reduce(m, members, signed, qty, limit)
         if self.any_turnover:
-            self.turn_over(out, ~holding & self.turns_over, prices)
+            self.turn_over(out, holding, prices)
         return out.orders()
 
     def top_up(self, ratio: np.ndarray) -> None:
@@ -264,16 +269,14 @@ class LeveragedHolder(Population):
                 self.exchange.deposit(int(self.accounts[member]), usd)
                 self.wallet[member] -= usd
 
-    def turn_over(self, out: Outbox, flat: np.ndarray, prices: np.ndarray) -> None:
-        """(n,) ``flat`` members that turn over forget their stops; those that re-enter
-        start an exponential wait, or enter when it is over."""
-        self.stop_price[flat] = np.nan
-        waiting = flat & ~np.isnan(self.reentry)
-        idle = np.isinf(self.enter_at)
-        start = np.flatnonzero(waiting & idle)
+    def turn_over(self, out: Outbox, holding: np.ndarray, prices: np.ndarray) -> None:
+        """Members that re-enter and hold nothing (``holding``: (n,)) forget their stops
+        and start an exponential wait; those whose wait is over enter."""
+        due = np.flatnonzero(self.enter_at <= self.exchange.time)  # inf: not waiting
+        start = np.flatnonzero(self.reenters & ~holding & np.isinf(self.enter_at))
         if len(start):
+            self.stop_price[start] = np.nan  # its stops went with its positions
             self.enter_at[start] = self.waits(self.draws, self.reentry[start])
-        due = np.flatnonzero(waiting & ~idle & (self.exchange.time >= self.enter_at))
         if len(due):
             self.enter(out, due, prices)
 
@@ -292,9 +295,9 @@ class LeveragedHolder(Population):
             cost = ex.fees.taker + np.maximum(0.0, sign * (limit / float(ex.marks[m]) - 1.0))
             notional = ex.instruments[m].tiers.max_notional(margin, self.leverage[members], cost)
             sent |= out.add(m, members, sign, notional / limit, limit, OrderType.IOC)
-        self.reentry[members[~sent]] = np.nan  # too little equity for a lot: it leaves the venue
+        self.reenters[members[~sent]] = False  # too little equity for a lot: it leaves the venue
+        self.enter_at[members] = np.inf
         entered = members[sent]
-        self.enter_at[entered] = np.inf
         self.exit_at[entered] = self.waits(self.draws, self.holding[entered])
 
     def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
