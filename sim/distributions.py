@@ -71,8 +71,3 @@ def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
     if isinstance(dist, Choice):
         return rng.choice(np.array(dist.choice), n)
     return np.full(n, float(dist))
-
-
-def draw(dist: Distribution, rng: np.random.Generator) -> float:
-    """One value of ``dist``."""
-    return float(sample(dist, rng, 1)[0])
