@@ -41,6 +41,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_book.py
 	$(PY) bench/bench_margin.py
 	$(PY) bench/bench_liquidation.py
+	$(PY) bench/bench_agents.py
 	$(PY) bench/bench_run.py
 	$(PY) bench/bench_sweep.py
 

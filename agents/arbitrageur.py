@@ -23,9 +23,12 @@ not part of its cost.
 
 from __future__ import annotations
 
-from agents.base import NonNegativeDist, PositiveDist, StrictParams, Trader
-from sim.distributions import draw
-from sim.types import OrderType, Side
+import numpy as np
+
+from agents.base import NonNegativeDist, Population, PositiveDist, StrictParams
+from agents.orders import MemberOrders, Outbox
+from sim.distributions import sample
+from sim.types import OrderType
 
 
 class ArbitrageurParams(StrictParams):
@@ -45,18 +48,25 @@ class ArbitrageurParams(StrictParams):
     capacity_notional_per_second: PositiveDist = 10_000.0
 
 
-class Arbitrageur(Trader):
+class Arbitrageur(Population):
+    """Every member reads the same basis per instrument; its own margin, exit band,
+    budget and position decide what it sends (module docstring). A member's orders of
+    a step go in under one margin check."""
+
     Params = ArbitrageurParams
     kind = "arbitrageur"
 
-    def __init__(self, model, account, instruments, leverage, params: ArbitrageurParams, rng):
-        super().__init__(model, account, instruments, leverage, params, rng)
-        self.margin = draw(params.margin_bps, rng) / 1e4
-        self.exit = None if params.exit_bps is None else draw(params.exit_bps, rng) / 1e4
-        self.rate = draw(params.capacity_notional_per_second, rng)
+    def __init__(self, model, first_account, instruments, leverage, params: ArbitrageurParams, setup, rng):
+        super().__init__(model, first_account, instruments, leverage, params, setup, rng)
+        #: (n,) required edge [fraction], exit band [fraction, NaN = half the entry
+        #: cost] and rate [USD/s].
+        self.margin = sample(params.margin_bps, setup, self.n) / 1e4
+        self.exit = np.full(self.n, np.nan) if params.exit_bps is None else sample(params.exit_bps, setup, self.n) / 1e4
+        self.rate = sample(params.capacity_notional_per_second, setup, self.n)
 
-    def entry_cost(self) -> float:
-        """Basis (fraction) beyond which it trades: taker fees on both legs + margin."""
+    def entry_cost(self) -> np.ndarray:
+        """(n,) basis (fraction) beyond which each member trades: taker fees on both
+        legs + its margin."""
         return 2.0 * self.exchange.fees.taker + self.margin
 
     def basis(self, m: int) -> float | None:
@@ -69,26 +79,33 @@ class Arbitrageur(Trader):
                 return None
         return venue / float(market.index[m]) - 1.0
 
-    def step(self) -> None:
+    def decide(self) -> list[MemberOrders]:
+        market = self.market
         equity = self.equity()
-        budget = self.rate * self.market.step_seconds  # USD this step
+        budget = self.rate * market.step_seconds  # (n,) USD this step
         cost = self.entry_cost()
-        exit_band = 0.5 * cost if self.exit is None else self.exit
-        for m in self.instruments:
-            if budget <= 0:
-                return
+        exit_band = np.where(np.isnan(self.exit), 0.5 * cost, self.exit)
+        held = self.lots()
+        lot_sizes = np.array([self.exchange.instruments[m].lot_size for m in self.instruments])
+        out = Outbox(self)
+        for j, m in enumerate(self.instruments):
             basis = self.basis(m)
             if basis is None:
                 continue
-            index = float(self.market.index[m])
-            if abs(basis) > cost and equity > 0:
-                side = Side.BUY if basis < 0 else Side.SELL
-                room = self.leverage * equity / index - side * self.position(m)
-                qty = min(budget / index, room)
-                if qty > 0 and self.submit(m, side, qty, index, OrderType.IOC) is not None:
-                    budget -= qty * index
-            elif abs(basis) <= exit_band and self.position(m) != 0:
-                side = Side.SELL if self.position(m) > 0 else Side.BUY
-                qty = min(budget / index, abs(self.position(m)))
-                if self.reduce(m, qty, index * (1 + side * exit_band)) is not None:
-                    budget -= qty * index
+            index = float(market.index[m])
+            has_budget = budget > 0
+            position = held[:, j] * lot_sizes[j]
+            entering = (abs(basis) > cost) & (equity > 0)
+            enter = np.flatnonzero(has_budget & entering)
+            side = 1 if basis < 0 else -1
+            room = self.leverage[enter] * equity[enter] / index - side * position[enter]
+            qty = np.minimum(budget[enter] / index, room)
+            sides = np.full(len(enter), side)
+            sent = out.add(m, enter, sides, qty, np.full(len(enter), index), OrderType.IOC)
+            budget[enter[sent]] -= qty[sent] * index
+            leave = np.flatnonzero(has_budget & ~entering & (abs(basis) <= exit_band) & (held[:, j] != 0))
+            qty = np.minimum(budget[leave] / index, np.abs(position[leave]))
+            limit = index * (1 - np.sign(held[leave, j]) * exit_band[leave])
+            sent = out.reduce(m, leave, held[leave, j], qty, limit)
+            budget[leave[sent]] -= qty[sent] * index
+        return out.orders()

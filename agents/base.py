@@ -1,8 +1,12 @@
-"""The trader agent base class and the market view agents read.
+"""The population base class and the market view its members read.
 
-Agents hold an account id, never a ledger: positions and margin are read from the
-exchange's arrays through `Trader` properties. They see only public data (index, mark,
-last trade, the books, price history) through `MarketView`, and their own account.
+A population is one Mesa agent standing for all its members (traders): member j owns
+ledger row ``first_account + j`` and never a ledger. Members see only public data
+(index, mark, last trade, the books, price history) through `MarketView`, and their
+own account rows as of the start of the step (`Population.equity`, `margin_ratio`,
+`lots`). A population decides for all its members at once with numpy (`decide`) and
+hands back one `agents.orders.MemberOrders` per member that acts; the model sends them
+to the exchange in one shuffled arrival order with every other population's.
 
 Time: every window, lifetime, interval and refill time in agent parameters is in
 simulated *seconds*; `MarketView.steps_for` and `MarketView.chance` convert them with
@@ -20,9 +24,10 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from sim.distributions import Choice, Distribution, Exponential, LogNormal, Uniform
-from sim.types import OrderRequest, OrderType, Side, SubmitResult
+from sim.types import Side, SubmitResult
 
 if TYPE_CHECKING:
+    from agents.orders import MemberOrders
     from sim.exchange import Exchange
 
 
@@ -104,11 +109,16 @@ class MarketView:
         """A duration in seconds as a whole number of steps (at least 1)."""
         return max(1, round(seconds / self.step_seconds))
 
-    def chance(self, interval_seconds: float) -> float:
-        """Probability per step of acting, for an agent that acts at most once a step and
+    def steps_for_many(self, seconds: np.ndarray) -> np.ndarray:
+        """(k,) `steps_for` of (k,) durations in seconds (the same half-to-even rounding)."""
+        return np.maximum(1, np.round(np.asarray(seconds) / self.step_seconds)).astype(np.int64)
+
+    def chance(self, interval_seconds: float | np.ndarray) -> float | np.ndarray:
+        """Probability per step of acting, for a member that acts at most once a step and
         on average once every ``interval_seconds``: ``step_seconds / interval`` (the
-        mean of the geometric waiting time is then the interval), at most 1."""
-        return min(1.0, self.step_seconds / interval_seconds)
+        mean of the geometric waiting time is then the interval), at most 1. Elementwise
+        on an array of intervals."""
+        return np.minimum(1.0, self.step_seconds / interval_seconds)
 
     def advance(self, step: int) -> None:
         """Start a new step: record the index (and provisional mark and venue price)."""
@@ -185,6 +195,10 @@ class MarketView:
         """(I,) `venue_price` of every instrument."""
         return np.array([self.venue_price(m) for m in range(len(self.exchange.instruments))])
 
+    def venue_mids(self) -> np.ndarray:
+        """(I,) `venue_mid` of every instrument."""
+        return np.array([self.venue_mid(m) for m in range(len(self.exchange.instruments))])
+
     # ------------------------------------------------------------- statistics
     def venue_return(self, m: int, seconds: float) -> float:
         """Log return of the venue price over the last ``seconds`` (from the end of the
@@ -198,6 +212,14 @@ class MarketView:
         """Mean log return per second of the venue price over the last ``seconds``."""
         k = min(self.steps_for(seconds), self.step)
         return self.venue_return(m, seconds) / (k * self.step_seconds) if k > 0 else 0.0
+
+    def venue_drifts(self, m: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """(k,) `venue_drift` of instruments (k,) ``m`` over windows (k,) ``seconds``."""
+        k = np.minimum(self.steps_for_many(seconds), self.step)
+        if self.step <= 0:
+            return np.zeros(len(k))
+        now = self.venue_prices()[m]
+        return np.log(now / self.venue_history[self.step - k, m]) / (k * self.step_seconds)
 
     def venue_vol(self, m: int, seconds: float) -> float:
         """Short-run volatility of the venue price per sqrt(second): the standard
@@ -223,45 +245,61 @@ class MarketView:
         return vol
 
 
-# --------------------------------------------------------------------- traders
-class Trader(mesa.Agent):
-    """A trader: one ledger account, a strategy in `step`.
+# ----------------------------------------------------------------- populations
+class Population(mesa.Agent):
+    """All members of one configured population: their parameters and state as (n,)
+    arrays (member j at ledger row ``first_account + j``), their strategy in `decide`.
 
     Args:
         model: The market model (provides ``exchange``, ``market`` and ``health``).
-        account: Ledger row of this trader.
-        instruments: Indices of the instruments it trades.
-        leverage: Its leverage (notional / collateral value) target or limit.
+        first_account: Ledger row of member 0; the members' rows are consecutive.
+        instruments: Indices of the Ip instruments its members trade (column j of the
+            per-instrument arrays is instrument ``instruments[j]``).
+        leverage: (n,) each member's leverage (notional / collateral value) target or limit.
         params: Its strategy parameters (an instance of the class's ``Params``).
-        rng: Its own random stream (``self.draws``; Mesa reserves ``rng`` for the model's).
-            Subclasses draw their per-agent parameters from it in ``__init__``.
+        setup: The population's setup stream; subclasses draw their (n,) per-member
+            parameters from it in ``__init__``, one array per parameter.
+        rng: The population's step stream (``self.draws``; Mesa reserves ``rng`` for
+            the model's): every draw of a step is one array over the members concerned.
     """
 
     Params: ClassVar[type[StrictParams]] = StrictParams
-    kind: ClassVar[str] = "trader"
-    #: False for agents whose `step` does nothing: the model does not schedule them.
-    #: An instance may set it to False when its own parameters switch everything off.
-    acts: ClassVar[bool] = True
+    kind: ClassVar[str] = "population"
 
-    # The margin ratios of the Health object seen last (one array for all traders).
-    _ratios_of: ClassVar[object] = None
-    _ratios: ClassVar[np.ndarray] = np.zeros(0)
-
-    def __init__(self, model, account: int, instruments: list[int], leverage: float, params, rng: np.random.Generator):
+    def __init__(
+        self,
+        model,
+        first_account: int,
+        instruments: list[int],
+        leverage: np.ndarray,
+        params,
+        setup: np.random.Generator,
+        rng: np.random.Generator,
+    ):
         super().__init__(model)
-        self.account = account
-        #: Ids of orders this trader left resting (some may have filled since).
-        self.resting: list[int] = []
-        self.instruments = instruments
-        self.leverage = leverage
+        n = len(leverage)
+        #: (n,) ledger rows of the members.
+        self.accounts = np.arange(first_account, first_account + n)
+        self.rows = slice(first_account, first_account + n)
+        self.instruments = list(instruments)
+        self.cols = np.array(self.instruments, dtype=np.int64)
+        self.leverage = np.asarray(leverage, dtype=float)
         self.params = params
         self.draws = rng
+        #: member -> ids of orders it left resting (some may have filled since).
+        self.resting: dict[int, list[int]] = {}
+        #: False when no member's strategy does anything: the model does not schedule it.
+        self.acts = n > 0
 
-    def opening_positions(self) -> list[tuple[int, int, float]]:
-        """Positions the trader holds when the run starts: ``(instrument, signed lots,
-        price USD)`` each, given to it by the model as trades against the genesis
-        account. None by default."""
-        return []
+    @property
+    def n(self) -> int:
+        """Number of members."""
+        return len(self.accounts)
+
+    def opening_positions(self) -> np.ndarray | None:
+        """(n, Ip) signed lots each member holds when the run starts, given to it by the
+        model as trades against the genesis account at the index; None for none."""
+        return None
 
     # ---------------------------------------------------------------- views
     @property
@@ -272,84 +310,42 @@ class Trader(mesa.Agent):
     def market(self) -> MarketView:
         return self.model.market
 
-    def position(self, m: int) -> float:
-        """Signed position in instrument m, base units."""
-        return int(self.exchange.ledger.positions[self.account, m]) * self.exchange.instruments[m].lot_size
+    def lots(self) -> np.ndarray:
+        """(n, Ip) signed positions of the members in lots, now."""
+        return self.exchange.ledger.positions[self.rows][:, self.cols]
 
-    def equity(self) -> float:
-        """Account equity (USD) as of the start of this step's trading."""
-        return float(self.model.health.equity[self.account])
+    def positions(self) -> np.ndarray:
+        """(n, Ip) signed positions of the members in base units, now."""
+        lot_sizes = np.array([self.exchange.instruments[m].lot_size for m in self.instruments])
+        return self.lots() * lot_sizes
 
-    def margin_ratio(self) -> float:
-        """Own maintenance margin over equity as of the start of the step (>= 1 means
-        liquidatable). The model's ``health`` computes the ratio of every account on
-        access; it is computed once per Health object and shared, and a trader reads
-        only its own row."""
-        health = self.model.health
-        if health is not Trader._ratios_of:
-            Trader._ratios = health.margin_ratio
-            Trader._ratios_of = health
-        return Trader._ratios[self.account]
+    def position(self, member: int, m: int) -> float:
+        """Signed position of one member in instrument m, base units."""
+        ex = self.exchange
+        return int(ex.ledger.positions[self.accounts[member], m]) * ex.instruments[m].lot_size
+
+    def equity(self) -> np.ndarray:
+        """(n,) the members' equity (USD) as of the start of this step's trading."""
+        return self.model.health.equity[self.rows]
+
+    def margin_ratio(self) -> np.ndarray:
+        """(n,) the members' maintenance margin over equity as of the start of the step
+        (>= 1 means liquidatable)."""
+        return self.model.health.margin_ratio[self.rows]
 
     # --------------------------------------------------------------- orders
-    def order(
-        self, m: int, side: Side, qty: float, price: float | None = None, kind: OrderType = OrderType.LIMIT
-    ) -> OrderRequest | None:
-        """An order with its size floored to lots and its price rounded away from the
-        touch (bids down, asks up) to the tick; None if it rounds to nothing."""
-        inst = self.exchange.instruments[m]
-        lots = inst.lots_down(qty)
-        if lots <= 0:
-            return None
-        if price is not None:
-            ticks = inst.ticks_toward(price, side)
-            if ticks <= 0:
-                return None
-            price = inst.price(ticks)
-        return OrderRequest(m, side, inst.qty(lots), price, kind)
+    def decide(self) -> list[MemberOrders]:
+        """The orders (and cancels) of every member that acts this step, from the public
+        state and the members' start-of-step rows."""
+        return []
 
-    def send(self, request: OrderRequest | None) -> SubmitResult | None:
-        """Send one order without tracking it in ``resting`` (for traders that track
-        their own orders); None for no order."""
-        if request is None:
-            return None
-        return self.exchange.submit(
-            self.account, request.instrument, request.side, request.qty, request.price, request.kind
-        )
+    def cancels(self, member: int) -> list[int]:
+        """Ids of the orders ``member`` left resting, forgotten here (to cancel them)."""
+        return self.resting.pop(member, [])
 
-    def submit(
-        self, m: int, side: Side, qty: float, price: float | None = None, kind: OrderType = OrderType.LIMIT
-    ) -> SubmitResult | None:
-        """Send one order (see `order`); None if it rounds to nothing."""
-        result = self.send(self.order(m, side, qty, price, kind))
-        if result is not None and result.rested:
-            self.resting.append(result.order_id)
-        return result
-
-    def submit_many(self, requests: list[OrderRequest | None]) -> list[SubmitResult]:
-        """Send several orders under one margin check (`Exchange.submit_many`)."""
-        results = self.exchange.submit_many(self.account, [r for r in requests if r is not None])
-        self.resting += [r.order_id for r in results if r.rested]
-        return results
-
-    def reduce(self, m: int, qty: float, limit: float) -> SubmitResult | None:
-        """Shrink the position in m by up to ``qty`` base units (floored to lots) with a
-        reduce-only IOC order limited at ``limit`` USD; None when flat or nothing to send."""
-        lots = int(self.exchange.ledger.positions[self.account, m])
-        inst = self.exchange.instruments[m]
-        size_lots = min(abs(lots), inst.lots_down(qty))
-        if size_lots <= 0:
-            return None
-        side = Side.SELL if lots > 0 else Side.BUY
-        size = inst.qty(size_lots)
-        ticks = inst.ticks_toward(limit, side)
-        if ticks <= 0:
-            ticks = 1
-        return self.exchange.submit(self.account, m, side, size, inst.price(ticks), OrderType.IOC, reduce_only=True)
-
-    def cancel_all(self) -> None:
-        """Cancel the orders this trader left resting (by id: O(own orders))."""
-        cancel = self.exchange.cancel
-        for order_id in self.resting:
-            cancel(order_id)
-        self.resting.clear()
+    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
+        """What the exchange did with one member's orders (one result per request):
+        remembers the ids of those that rest. Never draws."""
+        rested = [r.order_id for r in results if r.rested]
+        if rested:
+            self.resting.setdefault(orders.member, []).extend(rested)

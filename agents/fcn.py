@@ -4,7 +4,8 @@ The rule of Chiarella, Iori & Perelló (2009) as PAMS implements it (``FCNAgent`
 Hirano & Izumi's PAMS; Rao 2025 uses it for perpetuals). Each agent i holds weights
 ``g1`` (fundamental), ``g2`` (chartist) and ``n`` (noise), a chartist window ``L_i``, a
 mean-reversion time ``tau_F``, an order margin ``k`` and an order lifetime, all drawn
-once from its own generator. When it acts it expects the per-second log return
+once per agent (elements of its population's arrays). When it acts it expects the
+per-second log return
 
     r = (g1 * ln(I / p) / tau_F + g2 * C + n * eps) / (g1 + g2 + n)
 
@@ -27,12 +28,14 @@ size of BTC's moves over it (about 1e-4 per sqrt(second), i.e. ~60 % a year).
 
 from __future__ import annotations
 
-import math
-from collections import deque
+import heapq
 
-from agents.base import FractionDist, NonNegativeDist, PositiveDist, StrictParams, Trader
-from sim.distributions import Exponential, Uniform, draw
-from sim.types import OrderType, Side
+import numpy as np
+
+from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams
+from agents.orders import MemberOrders, Outbox
+from sim.distributions import Exponential, Uniform, sample
+from sim.types import OrderType, SubmitResult
 
 
 class FCNParams(StrictParams):
@@ -74,66 +77,79 @@ class FCNParams(StrictParams):
     order_notional: PositiveDist = 2_000.0
 
 
-class FCNTrader(Trader):
-    """See the module docstring. Attributes drawn per agent: ``g1, g2, n, noise,
-    window, tau_f, lifetime, margin, interval, notional`` (seconds and USD)."""
+class FCNTrader(Population):
+    """See the module docstring. (n,) arrays drawn per member: ``g1, g2, noise_weight,
+    noise, window, tau_f, lifetime, margin, interval, notional`` (seconds and USD).
+    Draws per step: one uniform per member (does it act?), then for the k acting
+    members an instrument (with several) and a standard normal (k each)."""
 
     Params = FCNParams
     kind = "fcn"
 
-    def __init__(self, model, account, instruments, leverage, params: FCNParams, rng):
-        super().__init__(model, account, instruments, leverage, params, rng)
-        self.g1 = draw(params.fundamental_weight, rng)
-        self.g2 = draw(params.chart_weight, rng)
-        self.n = draw(params.noise_weight, rng)
-        self.noise = draw(params.noise_scale, rng)
-        self.window = draw(params.window_seconds, rng)
-        self.tau_f = draw(params.mean_reversion_seconds, rng)
-        self.lifetime = self.window if params.lifetime_seconds is None else draw(params.lifetime_seconds, rng)
-        self.margin = draw(params.order_margin, rng)
-        self.interval = draw(params.interval_seconds, rng)
-        self.notional = draw(params.order_notional, rng)
+    def __init__(self, model, first_account, instruments, leverage, params: FCNParams, setup, rng):
+        super().__init__(model, first_account, instruments, leverage, params, setup, rng)
+        n = self.n
+        self.g1 = sample(params.fundamental_weight, setup, n)
+        self.g2 = sample(params.chart_weight, setup, n)
+        self.noise_weight = sample(params.noise_weight, setup, n)
+        self.noise = sample(params.noise_scale, setup, n)
+        self.window = sample(params.window_seconds, setup, n)
+        self.tau_f = sample(params.mean_reversion_seconds, setup, n)
+        lifetime = params.lifetime_seconds
+        self.lifetime = self.window.copy() if lifetime is None else sample(lifetime, setup, n)
+        self.margin = sample(params.order_margin, setup, n)
+        self.interval = sample(params.interval_seconds, setup, n)
+        self.notional = sample(params.order_notional, setup, n)
         market = model.market
-        self._chance = market.chance(self.interval)
-        self._lifetime_steps = market.steps_for(self.lifetime)
-        #: (expiry step, order id) of its resting orders, oldest first.
-        self.expiring: deque[tuple[int, int]] = deque()
+        self.chance = market.chance(self.interval)
+        self.lifetime_steps = market.steps_for_many(self.lifetime)
+        #: Heap of (expiry step, order id, member) of the members' resting orders.
+        self.expiring: list[tuple[int, int, int]] = []
 
-    def expected_price(self, m: int, eps: float) -> tuple[float, float]:
-        """``(p, p_hat)``: the venue price now and the price it expects over its horizon,
-        given the noise draw ``eps`` (already scaled)."""
+    def expected_prices(self, members: np.ndarray, cols: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(p, p_hat)``, (k,) each: the venue price now of each member's instrument
+        (column ``cols``) and the price it expects over its horizon, given its noise draw
+        ``eps`` (already scaled)."""
         market = self.market
-        p = market.venue_price(m)
-        total = self.g1 + self.g2 + self.n
-        if total <= 0:
-            return p, p
-        fundamental = math.log(float(market.index[m]) / p) / self.tau_f
-        chart = market.venue_drift(m, self.window)
-        r = (self.g1 * fundamental + self.g2 * chart + self.n * eps) / total
-        return p, p * math.exp(r * self.window)
+        m = self.cols[cols]
+        p = market.venue_prices()[m]
+        g1, g2, n = self.g1[members], self.g2[members], self.noise_weight[members]
+        window = self.window[members]
+        total = g1 + g2 + n
+        fundamental = np.log(market.index[m] / p) / self.tau_f[members]
+        chart = market.venue_drifts(m, window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (g1 * fundamental + g2 * chart + n * eps) / total
+        return p, np.where(total > 0, p * np.exp(np.where(total > 0, r, 0.0) * window), p)
 
-    def step(self) -> None:
+    def decide(self) -> list[MemberOrders]:
         t = self.market.step
+        out = Outbox(self)
         expiring = self.expiring
         while expiring and expiring[0][0] <= t:
-            self.exchange.cancel(expiring.popleft()[1])
+            _, order_id, member = heapq.heappop(expiring)
+            out.cancel(member, [order_id])
         rng = self.draws
-        if rng.random() >= self._chance:
-            return
-        instruments = self.instruments
-        m = instruments[0] if len(instruments) == 1 else instruments[rng.integers(len(instruments))]
-        p, p_hat = self.expected_price(m, self.noise * float(rng.standard_normal()))
-        if p_hat > p:
-            side, price = Side.BUY, p_hat * (1 - self.margin)
-        elif p_hat < p:
-            side, price = Side.SELL, p_hat * (1 + self.margin)
-        else:
-            return
-        equity = self.equity()
-        room = self.leverage * equity / p - side * self.position(m)
-        qty = min(self.notional / p, room)
-        if qty <= 0:
-            return
-        result = self.send(self.order(m, side, qty, price, OrderType.LIMIT))
-        if result is not None and result.rested:
-            expiring.append((t + self._lifetime_steps, result.order_id))
+        acting = np.flatnonzero(rng.random(self.n) < self.chance)
+        k = len(acting)
+        if k == 0:
+            return out.orders()
+        n_inst = len(self.instruments)
+        col = rng.integers(n_inst, size=k) if n_inst > 1 else np.zeros(k, dtype=np.int64)
+        p, p_hat = self.expected_prices(acting, col, self.noise[acting] * rng.standard_normal(k))
+        side = np.sign(p_hat - p).astype(np.int64)
+        margin = self.margin[acting]
+        price = np.where(side > 0, p_hat * (1 - margin), p_hat * (1 + margin))
+        room = self.leverage[acting] * self.equity()[acting] / p - side * self.positions()[acting, col]
+        qty = np.minimum(self.notional[acting] / p, room)
+        for j, m in enumerate(self.instruments):
+            pick = (col == j) & (side != 0) & (qty > 0)
+            out.add(m, acting[pick], side[pick], qty[pick], price[pick], OrderType.LIMIT)
+        return out.orders()
+
+    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
+        """A resting order is cancelled when its member's lifetime ends."""
+        expiry = self.market.step + int(self.lifetime_steps[orders.member])
+        for result in results:
+            if result.rested:
+                heapq.heappush(self.expiring, (expiry, result.order_id, orders.member))

@@ -8,14 +8,16 @@ and the entry order's slippage): a 60x draw on an instrument whose tiers allow 5
 holds a 50x position, as a venue's order form would allow.
 
 Each step it reads its own margin ratio (maintenance margin / equity at the start of
-the step, `Trader.margin_ratio`) and, in this order:
+the step, `Population.margin_ratio`), its position at the start of the step and the
+venue price, and:
 
 - **top-up**: at ``top_up_margin_ratio`` or above, it deposits USD from a finite
-  ``wallet`` (`Exchange.deposit`) to bring its ratio back to ``top_up_target``, until
-  the wallet is empty;
+  ``wallet`` (`Exchange.deposit`, at once, before any order of the step arrives) to
+  bring its ratio back to ``top_up_target``, until the wallet is empty;
 - **cut**: at ``cut_margin_ratio`` or above, it closes ``cut_fraction`` of every
   position (at least one lot) with reduce-only IOC orders limited ``max_slippage_bps``
-  from the venue price; it does so again every step while the ratio stays there;
+  from the venue price; it does so again every step while the ratio stays there (where
+  a cut and a stop or an exit fall in the same step, the whole position is closed);
 - **stop-loss**: a share ``stop_share`` of holders has a stop ``stop_loss`` away from
   its entry, rounded *away* to a round number (three significant digits: 47,523 ->
   47,500 for a long, as Osler 2005 finds stop-loss orders clustered at round numbers);
@@ -32,21 +34,23 @@ the step, `Trader.margin_ratio`) and, in this order:
   population keeps positions opened near the current price instead of ageing into
   survivors far from their liquidation prices, as a venue's open interest turns over.
 
-Every reaction is off by default (a plain holder only holds, and the model does not
-schedule it). A holder with reactions costs one cached array read and a few
-comparisons per step when nothing triggers.
+Every reaction is off by default (a population of plain holders only holds, and the
+model does not schedule it). A population decides with a few (n,) and (n, Ip) array
+operations, only for the reactions some member has on; Python work is spent only on
+the members that send an order or deposit.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
-from agents.base import FractionDist, NonNegativeDist, PositiveDist, StrictParams, Trader, within
-from sim.distributions import Distribution, Uniform, draw
-from sim.types import OrderType, Side
+from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams, within
+from agents.orders import MemberOrders, Outbox
+from sim.distributions import Distribution, Uniform, sample
+from sim.types import OrderType, SubmitResult
 
 #: A margin ratio threshold: in (0, 1] (1 is where the venue liquidates).
 RatioDist = Annotated[Distribution, within(0.0, 1.0, strict_low=True)]
@@ -96,181 +100,212 @@ class HolderParams(StrictParams):
     entry_slippage_bps: NonNegativeDist = 10.0
 
 
-def round_number(price: float, down: bool) -> float:
+def round_number(price, down):
     """``price`` rounded to three significant digits, down or up (Osler 2005's round
-    numbers: 47,523 -> 47,500 down, 47,600 up)."""
-    if price <= 0:
-        return price
-    unit = 10.0 ** (math.floor(math.log10(price)) - 2)
-    return (math.floor if down else math.ceil)(price / unit) * unit
+    numbers: 47,523 -> 47,500 down, 47,600 up). Elementwise over arrays."""
+    price = np.asarray(price, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = 10.0 ** (np.floor(np.log10(price)) - 2)
+        rounded = np.where(down, np.floor(price / unit), np.ceil(price / unit)) * unit
+    out = np.where(price > 0, rounded, price)
+    return float(out) if out.ndim == 0 else out
 
 
-class LeveragedHolder(Trader):
-    """Opens nothing itself at first: the model gives it its position at the start (see
-    `opening_positions`), sized ``leverage x collateral value`` split equally over its
-    instruments (within the margin tiers). Then it holds, defends its position, or
-    turns it over (module docstring)."""
+def optional(dist: Distribution | None, rng: np.random.Generator, n: int, off: float) -> np.ndarray:
+    """(n,) draws of an optional parameter; ``off`` everywhere (no draw) when it is None."""
+    return np.full(n, off) if dist is None else sample(dist, rng, n)
+
+
+class LeveragedHolder(Population):
+    """Opens nothing itself at first: the model gives each member its position at the
+    start (see `opening_positions`), sized ``leverage x collateral value`` split equally
+    over its instruments (within the margin tiers). Then it holds, defends its position,
+    or turns it over (module docstring).
+
+    Per-member state, (n,) unless said: thresholds ``cut_at``, ``top_up_at`` (inf =
+    off), ``wallet`` [USD], ``stop_loss`` (NaN = no stop), mean times ``holding`` and
+    ``reentry`` [s] (NaN = off; ``reenters`` turns False for a member that leaves),
+    and (n, Ip) ``stop_price`` [USD] (NaN = none) with
+    ``stop_sign`` (+1 long, -1 short); ``exit_at`` and ``enter_at`` [s] (inf = none
+    due). Draws per step: an exponential wait for each member that starts waiting to
+    enter, a side (with ``side = "random"``) and an exponential holding time for each
+    member that enters.
+    """
 
     Params = HolderParams
     kind = "leveraged_holder"
 
-    def __init__(self, model, account, instruments, leverage, params: HolderParams, rng):
-        super().__init__(model, account, instruments, leverage, params, rng)
-        # Only reactions that are on draw, so plain holders draw what they always did.
-        off = math.inf
-        self.cut_at = off if params.cut_margin_ratio is None else draw(params.cut_margin_ratio, rng)
-        self.cut_fraction = draw(params.cut_fraction, rng) if self.cut_at < off else 0.0
-        self.wallet = draw(params.wallet, rng)
-        self.top_up_at = off
-        if params.top_up_margin_ratio is not None and self.wallet > 0:
-            self.top_up_at = draw(params.top_up_margin_ratio, rng)
-            self.top_up_target = draw(params.top_up_target, rng)
-        self.stop_loss = None
-        if params.stop_share > 0 and rng.random() < params.stop_share:
-            self.stop_loss = draw(params.stop_loss, rng)
-        #: Mean holding time and mean wait before re-entry [s]; None = off.
-        self.holding = None if params.holding_seconds is None else draw(params.holding_seconds, rng)
-        self.reentry = None if params.reentry_seconds is None else draw(params.reentry_seconds, rng)
-        self.entry_slippage = draw(params.entry_slippage_bps, rng) / 1e4 if self.reentry is not None else 0.0
-        self.slippage = draw(params.max_slippage_bps, rng) / 1e4 if self.reacts else 0.0
-        #: instrument -> (stop price USD, +1 long / -1 short).
-        self.stops: dict[int, tuple[float, int]] = {}
-        #: Simulated times [s] of its next exit and next entry (inf: none due).
-        self.exit_at = off
-        self.enter_at = off
-        if not self.reacts:
-            self.acts = False  # nothing to do: the model need not schedule it
+    def __init__(self, model, first_account, instruments, leverage, params: HolderParams, setup, rng):
+        super().__init__(model, first_account, instruments, leverage, params, setup, rng)
+        n = self.n
+        off = np.full(n, np.inf)
+        # Only reactions that are on draw.
+        self.cut_at = optional(params.cut_margin_ratio, setup, n, np.inf)
+        cutting = params.cut_margin_ratio is not None
+        self.cut_fraction = sample(params.cut_fraction, setup, n) if cutting else np.zeros(n)
+        self.wallet = sample(params.wallet, setup, n)
+        self.top_up_at, self.top_up_target = off.copy(), np.full(n, np.nan)
+        if params.top_up_margin_ratio is not None:
+            self.top_up_at = np.where(self.wallet > 0, sample(params.top_up_margin_ratio, setup, n), np.inf)
+            self.top_up_target = sample(params.top_up_target, setup, n)
+        self.stop_loss = np.full(n, np.nan)
+        if params.stop_share > 0:
+            keeps = setup.random(n) < params.stop_share
+            self.stop_loss = np.where(keeps, sample(params.stop_loss, setup, n), np.nan)
+        self.holding = optional(params.holding_seconds, setup, n, np.nan)
+        self.reentry = optional(params.reentry_seconds, setup, n, np.nan)
+        slip = params.entry_slippage_bps
+        self.entry_slippage = np.zeros(n) if params.reentry_seconds is None else sample(slip, setup, n) / 1e4
+        self.slippage = sample(params.max_slippage_bps, setup, n) / 1e4
+        n_inst = len(instruments)
+        self.stop_price = np.full((n, n_inst), np.nan)
+        self.stop_sign = np.zeros((n, n_inst), dtype=np.int64)
+        self.exit_at = off.copy()
+        self.enter_at = off.copy()
+        #: (n,) members that open a new position once flat (False once one leaves).
+        self.reenters = ~np.isnan(self.reentry)
+        turns_over = ~np.isnan(self.holding) | self.reenters
+        reacts = np.isfinite(self.cut_at) | np.isfinite(self.top_up_at) | ~np.isnan(self.stop_loss) | turns_over
+        self.acts = bool(reacts.any())  # plain holders only hold: not scheduled
+        # which checks a step needs at all (each costs O(n) array work)
+        self.keeps_stops = bool((~np.isnan(self.stop_loss)).any())
+        self.any_turnover = bool(turns_over.any())
+        self.any_margin_reaction = bool(np.isfinite(self.cut_at).any() or np.isfinite(self.top_up_at).any())
+        self._setup = setup
 
-    @property
-    def reacts(self) -> bool:
-        return (
-            self.cut_at < math.inf
-            or self.top_up_at < math.inf
-            or self.stop_loss is not None
-            or self.holding is not None
-            or self.reentry is not None
-        )
-
-    def opening_positions(self) -> list[tuple[int, int, float]]:
+    def opening_positions(self) -> np.ndarray:
         ex = self.exchange
-        value = float(ex.ledger.balances[self.account] @ ex.asset_prices)
-        sign = self.side()
+        value = ex.ledger.balances[self.rows] @ ex.asset_prices
+        sign = self.sides(self._setup, self.n)
         margin = value / len(self.instruments)
-        opened = []
-        for m in self.instruments:
+        lots = np.zeros((self.n, len(self.instruments)), dtype=np.int64)
+        for j, m in enumerate(self.instruments):
             price = float(ex.index[m])
             inst = ex.instruments[m]
-            lots = int(inst.tiers.max_notional(margin, self.leverage) / price / inst.lot_size)
-            opened.append((m, sign * lots, price))
-            if lots:
-                self.set_stop(m, price, sign)
-        self.exit_at = self.wait(self.holding)
-        return opened
+            size = inst.tiers.max_notional(margin, self.leverage) / price / inst.lot_size
+            lots[:, j] = sign * size.astype(np.int64)  # truncated to whole lots
+            opened = np.flatnonzero(lots[:, j])
+            self.set_stops(opened, j, np.full(len(opened), price), sign[opened])
+        self.exit_at = self.waits(self._setup, self.holding)
+        del self._setup  # the setup stream's last use
+        return lots
 
-    def side(self) -> int:
-        """+1 long or -1 short: its fixed side, or long with probability ``long_share``."""
+    def sides(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        """(k,) +1 long or -1 short: its fixed side, or long with probability
+        ``long_share`` (one uniform per member)."""
         side = self.params.side
         if side == "random":
-            side = "long" if self.draws.random() < self.params.long_share else "short"
-        return 1 if side == "long" else -1
+            return np.where(rng.random(k) < self.params.long_share, 1, -1)
+        return np.full(k, 1 if side == "long" else -1)
 
-    def set_stop(self, m: int, entry: float, sign: int) -> None:
-        """Its stop in m, ``stop_loss`` from ``entry`` rounded away (if it keeps one)."""
-        if self.stop_loss is not None:
-            self.stops[m] = (round_number(entry * (1 - sign * self.stop_loss), down=sign > 0), sign)
+    def set_stops(self, members: np.ndarray, j: int, entry: np.ndarray, sign: np.ndarray) -> None:
+        """The stops in column j of (k,) ``members`` (those that keep one): ``stop_loss``
+        from their (k,) ``entry`` prices, rounded away, for positions of (k,) ``sign``."""
+        keeps = ~np.isnan(self.stop_loss[members])
+        members, price, s = members[keeps], entry[keeps], sign[keeps]
+        self.stop_price[members, j] = round_number(price * (1 - s * self.stop_loss[members]), down=s > 0)
+        self.stop_sign[members, j] = s
 
-    def wait(self, mean: float | None) -> float:
-        """The simulated time [s] an exponential wait of ``mean`` seconds from now ends
-        (inf without a mean)."""
-        return math.inf if mean is None else self.exchange.time + float(self.draws.exponential(mean))
+    def waits(self, rng: np.random.Generator, means: np.ndarray) -> np.ndarray:
+        """The simulated times [s] exponential waits of (k,) ``means`` seconds from now
+        end (inf where the mean is NaN: off); one draw per finite mean."""
+        ends = np.full(len(means), np.inf)
+        on = ~np.isnan(means)
+        ends[on] = self.exchange.time + rng.exponential(means[on])
+        return ends
 
-    def step(self) -> None:
-        ratio = self.margin_ratio()
-        if ratio >= self.top_up_at:
-            self.top_up(ratio)
-        if ratio >= self.cut_at:
-            self.cut()
-        if self.stops:
-            self.check_stops()
-        if self.holding is not None or self.reentry is not None:
-            self.turn_over()
-
-    def top_up(self, ratio: float) -> None:
-        """Deposit what brings the ratio back to its target (the whole wallet at most)."""
-        equity = self.equity()
-        need = self.wallet if not math.isfinite(ratio) or equity <= 0 else equity * (ratio / self.top_up_target - 1)
-        amount = min(self.wallet, need)
-        if amount > 0:
-            self.exchange.deposit(self.account, amount)
-            self.wallet -= amount
-
-    def cut(self) -> None:
-        """Close ``cut_fraction`` of every position (at least one lot)."""
-        market = self.market
-        for m in self.instruments:
-            size = abs(self.position(m))
-            if size:
-                qty = max(self.cut_fraction * size, self.exchange.instruments[m].lot_size)
-                sign = 1 if self.position(m) > 0 else -1
-                self.reduce(m, qty, market.venue_price(m) * (1 - sign * self.slippage))
-
-    def check_stops(self) -> None:
-        """Close the whole position where the venue price crossed the stop."""
-        market = self.market
-        for m, (stop, sign) in list(self.stops.items()):
-            price = market.venue_price(m)
-            if (price - stop) * sign > 0:
-                continue
-            if not self.close(m):
-                del self.stops[m]
-
-    def close(self, m: int) -> bool:
-        """Send a reduce-only IOC for the whole position in m, ``max_slippage_bps`` from
-        the venue price; False when already flat there."""
-        size = self.position(m)
-        if size == 0:
-            return False
-        price = self.market.venue_price(m)
-        self.reduce(m, abs(size), price * (1 - (1 if size > 0 else -1) * self.slippage))
-        return True
-
-    def turn_over(self) -> None:
-        """Exit when the holding time is up; once flat, wait, then enter again."""
-        if self.exchange.ledger.positions[self.account].any():
-            if self.exchange.time >= self.exit_at:
-                for m in self.instruments:
-                    self.close(m)
-            return
-        self.stops.clear()
-        if self.reentry is None:
-            return
-        if self.enter_at == math.inf:
-            self.enter_at = self.wait(self.reentry)
-        elif self.exchange.time >= self.enter_at:
-            self.enter()
-
-    def enter(self) -> None:
-        """Open a position at its leverage in every instrument with its equity: IOC
-        orders ``entry_slippage`` from the venue price, sized to what the margin tiers
-        allow after the taker fee and the limit's distance from the mark (which the
-        venue's margin check charges). A holder that cannot open a lot any more leaves."""
+    def decide(self) -> list[MemberOrders]:
         ex = self.exchange
-        sign = self.side()
-        margin = self.equity() / len(self.instruments)
-        orders = {}  # instrument -> its entry order (none where it rounds to no lot)
-        for m in self.instruments:
-            price = self.market.venue_price(m)
-            limit = price * (1 + sign * self.entry_slippage)
-            cost = ex.fees.taker + max(0.0, sign * (limit / float(ex.marks[m]) - 1.0))
-            notional = ex.instruments[m].tiers.max_notional(margin, self.leverage, cost)
-            order = self.order(m, Side(sign), notional / limit, limit, OrderType.IOC)
-            if order is not None:
-                orders[m] = order
-        if not orders:
-            self.reentry = None  # too little equity for a lot: it leaves the venue
+        now = ex.time
+        lots = self.lots()
+        held = lots != 0
+        prices = self.market.venue_prices()[self.cols]  # (Ip,)
+        close = np.zeros(held.shape, dtype=bool)  # whole positions to close
+        if self.keeps_stops:
+            with np.errstate(invalid="ignore"):
+                crossed = self.stop_sign * (prices[None, :] - self.stop_price) <= 0  # NaN: no stop
+            gone = crossed & ~held
+            if gone.any():
+                self.stop_price[gone] = np.nan  # a stop of a position gone
+            close |= crossed & held
+        if self.any_turnover:
+            holding = held.any(axis=1)
+            due = np.flatnonzero(self.exit_at <= now)  # holding time up (inf: none running)
+            self.exit_at[due[~holding[due]]] = np.inf  # flat: nothing left to exit
+            exiting = due[holding[due]]
+            close[exiting] |= held[exiting]
+        cut = np.zeros(self.n, dtype=bool)
+        if self.any_margin_reaction:
+            ratio = self.margin_ratio()
+            self.top_up(ratio)
+            cut = np.isfinite(self.cut_at) & (ratio >= self.cut_at)
+        out = Outbox(self)
+        for j, m in enumerate(self.instruments):
+            members = np.flatnonzero(close[:, j] | (cut & held[:, j]))
+            if not len(members):
+                continue
+            lot = ex.instruments[m].lot_size
+            signed = lots[members, j]
+            size = np.abs(signed) * lot
+            qty = np.where(close[members, j], size, np.maximum(self.cut_fraction[members] * size, lot))
+            limit = prices[j] * (1 - np.sign(signed) * self.slippage[members])
+            out.reduce(m, members, signed, qty, limit)
+        if self.any_turnover:
+            self.turn_over(out, holding, prices)
+        return out.orders()
+
+    def top_up(self, ratio: np.ndarray) -> None:
+        """Members at their top-up ratio deposit what brings the ratio back to their
+        target (their whole wallet at most), at once."""
+        due = np.flatnonzero((ratio >= self.top_up_at) & (self.wallet > 0))
+        if not len(due):
             return
-        for m, result in zip(orders, self.submit_many(list(orders.values())), strict=True):
-            if result.fills:
-                self.set_stop(m, self.market.venue_price(m), sign)
-        self.enter_at = math.inf
-        self.exit_at = self.wait(self.holding)
+        equity, r, wallet = self.equity()[due], ratio[due], self.wallet[due]
+        with np.errstate(invalid="ignore"):
+            need = np.where(~np.isfinite(r) | (equity <= 0), wallet, equity * (r / self.top_up_target[due] - 1))
+        amount = np.minimum(wallet, need)
+        for member, usd in zip(due.tolist(), amount.tolist(), strict=True):
+            if usd > 0:
+                self.exchange.deposit(int(self.accounts[member]), usd)
+                self.wallet[member] -= usd
+
+    def turn_over(self, out: Outbox, holding: np.ndarray, prices: np.ndarray) -> None:
+        """Members that re-enter and hold nothing (``holding``: (n,)) forget their stops
+        and start an exponential wait; those whose wait is over enter."""
+        due = np.flatnonzero(self.enter_at <= self.exchange.time)  # inf: not waiting
+        start = np.flatnonzero(self.reenters & ~holding & np.isinf(self.enter_at))
+        if len(start):
+            self.stop_price[start] = np.nan  # its stops went with its positions
+            self.enter_at[start] = self.waits(self.draws, self.reentry[start])
+        if len(due):
+            self.enter(out, due, prices)
+
+    def enter(self, out: Outbox, members: np.ndarray, prices: np.ndarray) -> None:
+        """(k,) members open a position at their leverage in every instrument with their
+        equity: IOC orders ``entry_slippage`` from the venue price, sized to what the
+        margin tiers allow after the taker fee and the limit's distance from the mark
+        (which the venue's margin check charges). A member that cannot open a lot any
+        more leaves (its re-entry is off)."""
+        ex = self.exchange
+        sign = self.sides(self.draws, len(members))
+        margin = self.equity()[members] / len(self.instruments)
+        sent = np.zeros(len(members), dtype=bool)
+        for j, m in enumerate(self.instruments):
+            limit = prices[j] * (1 + sign * self.entry_slippage[members])
+            cost = ex.fees.taker + np.maximum(0.0, sign * (limit / float(ex.marks[m]) - 1.0))
+            notional = ex.instruments[m].tiers.max_notional(margin, self.leverage[members], cost)
+            sent |= out.add(m, members, sign, notional / limit, limit, OrderType.IOC)
+        self.reenters[members[~sent]] = False  # too little equity for a lot: it leaves the venue
+        self.enter_at[members] = np.inf
+        entered = members[sent]
+        self.exit_at[entered] = self.waits(self.draws, self.holding[entered])
+
+    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
+        """An entry that filled sets the member's stop from its fill price (if it keeps
+        a stop)."""
+        for request, result in zip(orders.requests, results, strict=True):
+            if request.reduce_only or not result.fills:
+                continue
+            j = self.instruments.index(request.instrument)
+            entry = self.exchange.instruments[request.instrument].price(result.fills[-1].price)
+            self.set_stops(np.array([orders.member]), j, np.array([entry]), np.array([int(request.side)]))

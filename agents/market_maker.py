@@ -23,8 +23,8 @@ dimensionless: AS's example (gamma = 0.1 per share at s = 100) is gamma = 10 her
 Levels: ``levels`` per side at ``r * exp(-+(d + j * level_step))``, j = 0, 1, ...,
 post-only, each of ``capacity * order_notional`` USD. A quote that would cross is
 rejected by the venue (a value, not an error). It cancels and requotes every step
-(one margin check per batch through `Trader.submit_many`): simple, and its quotes
-always reflect the current state.
+(its quotes of a step go in under one margin check, `Exchange.submit_many`): simple,
+and its quotes always reflect the state at the start of the step.
 
 Risk limits (liquidity that withdraws in stress: Kirilenko, Kyle, Samadi & Tuzun 2017
 on the 2010 Flash Crash; book depth fell by over 90 % on major venues on 2025-10-10):
@@ -39,14 +39,15 @@ recovers toward a higher one exponentially with time constant ``refill_seconds``
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
-from agents.base import FractionDist, PositiveDist, StrictParams, Trader
-from sim.distributions import Uniform, draw
-from sim.types import OrderRequest, OrderType, Side
+from agents.base import FractionDist, Population, PositiveDist, StrictParams
+from agents.orders import MemberOrders, Outbox
+from sim.distributions import Uniform, sample
+from sim.types import OrderType
 
 #: Widest half-spread a maker quotes, log units (a factor e either side of its
 #: reservation price); the A-S spread passes it only in a volatility spike far beyond
@@ -101,104 +102,115 @@ class MarketMakerParams(StrictParams):
     refill_seconds: PositiveDist = Uniform(uniform=(30.0, 300.0))
 
 
-class MarketMaker(Trader):
-    """See the module docstring. ``capacity[j]`` is its current capacity in the j-th
-    of its instruments."""
+class MarketMaker(Population):
+    """See the module docstring. Arrays are (n,) per member or (n, Ip) per member and
+    instrument; ``capacity[i, j]`` is member i's current capacity in its j-th
+    instrument. Every member cancels and requotes every step; no draws per step."""
 
     Params = MarketMakerParams
     kind = "market_maker"
 
-    def __init__(self, model, account, instruments, leverage, params: MarketMakerParams, rng):
-        super().__init__(model, account, instruments, leverage, params, rng)
-        self.notional = draw(params.order_notional, rng)
-        self.gamma = draw(params.risk_aversion, rng)
-        self.kappa = draw(params.arrival_decay, rng)
-        self.horizon = draw(params.horizon_seconds, rng)
-        self.index_weight = draw(params.index_weight, rng)
-        self.vol_tolerance = draw(params.vol_tolerance, rng)
-        self.loss_limit = draw(params.loss_limit, rng)
-        self.refill = draw(params.refill_seconds, rng)
-        self.capacity = [1.0] * len(instruments)
-        self.peak_equity = 0.0
+    def __init__(self, model, first_account, instruments, leverage, params: MarketMakerParams, setup, rng):
+        super().__init__(model, first_account, instruments, leverage, params, setup, rng)
+        n = self.n
+        self.notional = sample(params.order_notional, setup, n)
+        self.gamma = sample(params.risk_aversion, setup, n)
+        self.kappa = sample(params.arrival_decay, setup, n)
+        self.horizon = sample(params.horizon_seconds, setup, n)
+        self.index_weight = sample(params.index_weight, setup, n)
+        self.vol_tolerance = sample(params.vol_tolerance, setup, n)
+        self.loss_limit = sample(params.loss_limit, setup, n)
+        self.refill = sample(params.refill_seconds, setup, n)
+        self.capacity = np.ones((n, len(instruments)))
+        self.peak_equity = np.zeros(n)
         self._updated = None  # step of the last capacity update
 
     # -------------------------------------------------------------- risk limits
-    def capacity_targets(self, equity: float) -> list[float]:
-        """Target capacity per instrument from volatility and drawdown (docstring)."""
+    def capacity_targets(self, equity: np.ndarray) -> np.ndarray:
+        """(n, Ip) target capacity from volatility and drawdown (module docstring), for
+        (n,) equities."""
         p: MarketMakerParams = self.params
-        self.peak_equity = max(self.peak_equity, equity)
-        loss = 1.0 - equity / self.peak_equity if self.peak_equity > 0 else 1.0
-        f_loss = min(1.0, max(0.0, 1.0 - loss / self.loss_limit))
-        short = self.market.venue_vols(p.vol_seconds)
-        long = self.market.venue_vols(p.long_vol_seconds)
-        targets = []
-        for m in self.instruments:
-            ratio = short[m] / long[m] if long[m] > 0 else 0.0
-            f_vol = min(1.0, max(0.0, 2.0 - ratio / self.vol_tolerance))
-            targets.append(f_vol * f_loss)
-        return targets
+        self.peak_equity = np.maximum(self.peak_equity, equity)
+        peak = self.peak_equity
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss = np.where(peak > 0, 1.0 - equity / peak, 1.0)
+        f_loss = np.clip(1.0 - loss / self.loss_limit, 0.0, 1.0)
+        short = self.market.venue_vols(p.vol_seconds)[self.cols]
+        long = self.market.venue_vols(p.long_vol_seconds)[self.cols]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(long > 0, short / long, 0.0)
+        f_vol = np.clip(2.0 - ratio[None, :] / self.vol_tolerance[:, None], 0.0, 1.0)
+        return f_vol * f_loss[:, None]
 
-    def update_capacity(self, equity: float) -> None:
+    def update_capacity(self, equity: np.ndarray) -> None:
         """Move each capacity to its target: down at once, up with time constant
         ``refill`` over the seconds since the last update."""
         t = self.market.step
         elapsed = 0.0 if self._updated is None else (t - self._updated) * self.market.step_seconds
         self._updated = t
-        keep = math.exp(-elapsed / self.refill)
-        for j, target in enumerate(self.capacity_targets(equity)):
-            cap = self.capacity[j]
-            self.capacity[j] = target if target <= cap else target - (target - cap) * keep
+        keep = np.exp(-elapsed / self.refill)[:, None]
+        target, cap = self.capacity_targets(equity), self.capacity
+        self.capacity = np.where(target <= cap, target, target - (target - cap) * keep)
 
     # ------------------------------------------------------------------ quoting
-    def fair_value(self, m: int) -> float:
-        """``(1 - w) * venue reference + w * index``, USD."""
+    def fair_values(self) -> np.ndarray:
+        """(n, Ip) ``(1 - w) * venue reference + w * index``, USD."""
         market = self.market
-        venue = market.microprice(m) if self.params.reference == "microprice" else market.mid(m)
-        if venue is None:
-            venue = market.venue_mid(m)  # one side empty: last trade, then index
-        return (1.0 - self.index_weight) * venue + self.index_weight * float(market.index[m])
+        venue = np.empty(len(self.instruments))
+        for j, m in enumerate(self.instruments):
+            ref = market.microprice(m) if self.params.reference == "microprice" else market.mid(m)
+            venue[j] = market.venue_mid(m) if ref is None else ref  # one side empty: last trade, then index
+        w = self.index_weight[:, None]
+        return (1.0 - w) * venue[None, :] + w * market.index[self.cols][None, :]
 
-    def reservation(self, m: int, fair: float | None = None) -> tuple[float, float]:
-        """``(r, d)``: reservation price (USD) and half-spread (log units), around its fair
-        value (computed unless given)."""
-        fair = self.fair_value(m) if fair is None else fair
-        sigma = self.market.venue_vol(m, self.params.vol_seconds)
-        risk = self.gamma * sigma * sigma * self.horizon
-        q = self.position(m) * fair / self.notional
-        half = 0.5 * risk + math.log1p(self.gamma / self.kappa) / self.gamma
-        if not half <= MAX_HALF_SPREAD:  # NaN or beyond any sensible quote: it stays out
-            return fair, math.inf
-        shift = max(-half, min(half, q * risk))  # never quote through its own fair value
-        return fair * math.exp(-shift), half
+    def reservations(self, fair: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(r, d)``, (n, Ip) each: reservation price (USD) and half-spread (log units;
+        inf where a volatility spike leaves no sensible quote), around the fair values
+        (computed unless given)."""
+        fair = self.fair_values() if fair is None else fair
+        sigma = self.market.venue_vols(self.params.vol_seconds)[self.cols][None, :]
+        gamma = self.gamma[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            risk = gamma * sigma * sigma * self.horizon[:, None]
+            q = self.positions() * fair / self.notional[:, None]
+            half = 0.5 * risk + (np.log1p(self.gamma / self.kappa) / self.gamma)[:, None]
+            out = ~(half <= MAX_HALF_SPREAD)  # NaN or beyond any sensible quote: it stays out
+            shift = np.clip(np.where(out, 0.0, q * risk), -half, half)  # never through its fair value
+            reservation = np.where(out, fair, fair * np.exp(-shift))
+        return reservation, np.where(out, np.inf, half)
 
-    def step(self) -> None:
-        self.cancel_all()
+    def decide(self) -> list[MemberOrders]:
+        out = Outbox(self)
+        for member in range(self.n):
+            out.cancel(member, self.cancels(member))
         equity = self.equity()
         self.update_capacity(equity)
-        if equity <= 0:
-            return
-        quotes: list[OrderRequest | None] = []
-        for j, m in enumerate(self.instruments):
-            if self.capacity[j] > 0:
-                quotes += self._quotes(m, self.capacity[j], equity)
-        if quotes:
-            self.submit_many(quotes)
+        self.quote(out, equity)
+        return out.orders()
 
-    def _quotes(self, m: int, capacity: float, equity: float) -> list[OrderRequest | None]:
+    def quote(self, out: Outbox, equity: np.ndarray) -> None:
+        """Every solvent member's quotes: per instrument with capacity, ``levels`` bids
+        and asks (bids while its inventory is under ``leverage x equity``, asks while it
+        is over minus that), each of ``capacity x order_notional`` USD."""
         p: MarketMakerParams = self.params
-        fair = self.fair_value(m)
-        r, half = self.reservation(m, fair)
-        if not math.isfinite(half):
-            return []  # a volatility spike this large leaves no sensible quote: it stays out
-        limit = self.leverage * equity
-        inventory = self.position(m) * fair
-        size = capacity * self.notional / fair
+        fair = self.fair_values()
+        r, half = self.reservations(fair)
+        limit = (self.leverage * equity)[:, None]
+        inventory = self.positions() * fair
+        size = self.capacity * self.notional[:, None] / fair
+        quoting = (equity > 0)[:, None] & (self.capacity > 0) & np.isfinite(half)
         step = p.level_step_bps / 1e4
-        quotes = []
-        for level in range(p.levels):
-            offset = half + level * step
-            if inventory < limit:
-                quotes.append(self.order(m, Side.BUY, size, r * math.exp(-offset), OrderType.POST_ONLY))
-            if inventory > -limit:
-                quotes.append(self.order(m, Side.SELL, size, r * math.exp(offset), OrderType.POST_ONLY))
-        return quotes
+        bidding, asking = quoting & (inventory < limit), quoting & (inventory > -limit)
+        # one order per (level, side, member), levels outermost: each member's quotes
+        # go in as level 0 bid, level 0 ask, level 1 bid, ...
+        levels = np.arange(p.levels)[:, None, None]
+        sides = np.array([1, -1])[None, :, None]
+        members = np.broadcast_to(np.arange(self.n)[None, None, :], (p.levels, 2, self.n))
+        for j, m in enumerate(self.instruments):
+            offset = half[:, j] + levels * step  # (levels, 1, n)
+            with np.errstate(over="ignore", invalid="ignore"):
+                price = r[:, j] * np.exp(-sides * offset)  # (levels, 2, n)
+            quotes = np.broadcast_to(np.stack([bidding[:, j], asking[:, j]])[None], price.shape)
+            side = np.broadcast_to(sides, price.shape)
+            qty = np.broadcast_to(size[:, j], price.shape)
+            out.add(m, members[quotes], side[quotes], qty[quotes], price[quotes], OrderType.POST_ONLY)

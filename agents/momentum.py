@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field
 
-from agents.base import StrictParams, Trader
-from sim.types import OrderRequest, OrderType, Side
+from agents.base import Population, StrictParams
+from agents.orders import MemberOrders, Outbox
+from sim.types import OrderType
 
 
 class MomentumParams(StrictParams):
@@ -32,27 +34,33 @@ class MomentumParams(StrictParams):
     max_slippage_bps: Annotated[float, Field(ge=0)] = 50.0
 
 
-class Momentum(Trader):
+class Momentum(Population):
+    """Every member reads the same venue return; those with positive equity whose
+    position is off their target by more than the band trade toward it (at most
+    ``max_order_notional`` per instrument and step). No draws."""
+
     Params = MomentumParams
     kind = "momentum"
 
-    def step(self) -> None:
+    def decide(self) -> list[MemberOrders]:
         p: MomentumParams = self.params
+        market = self.market
+        returns = np.array([market.venue_return(m, p.lookback_seconds) for m in self.instruments])
+        if not (np.abs(returns) >= p.threshold).any():
+            return []  # no trend anywhere: every member holds
         equity = self.equity()
-        if equity <= 0:
-            return
-        orders: list[OrderRequest | None] = []
-        for m in self.instruments:
-            ret = self.market.venue_return(m, p.lookback_seconds)
+        solvent = equity > 0
+        held = self.positions()
+        out = Outbox(self)
+        for j, m in enumerate(self.instruments):
+            ret = returns[j]
             if abs(ret) < p.threshold:
                 continue
-            mark = float(self.market.mark[m])
+            mark = float(market.mark[m])
             target = (1 if ret > 0 else -1) * self.leverage * equity / mark / len(self.instruments)
-            gap = target - self.position(m)
-            if abs(gap) <= p.band * abs(target):
-                continue
-            side = Side.BUY if gap > 0 else Side.SELL
-            qty = min(abs(gap), p.max_order_notional / mark)
-            orders.append(self.order(m, side, qty, mark * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC))
-        if orders:
-            self.submit_many(orders)
+            gap = target - held[:, j]
+            trading = np.flatnonzero(solvent & (np.abs(gap) > p.band * np.abs(target)))
+            side = np.where(gap[trading] > 0, 1, -1)
+            qty = np.minimum(np.abs(gap[trading]), p.max_order_notional / mark)
+            out.add(m, trading, side, qty, mark * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC)
+        return out.orders()

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field
 
-from agents.base import PositiveDist, StrictParams, Trader
-from sim.distributions import draw
-from sim.types import OrderType, Side
+from agents.base import Population, PositiveDist, StrictParams
+from agents.orders import MemberOrders, Outbox
+from sim.distributions import sample
+from sim.types import OrderType
 
 
 class NoiseParams(StrictParams):
@@ -34,31 +36,45 @@ class NoiseParams(StrictParams):
     limit_range_bps: Annotated[float, Field(ge=0)] = 30.0
 
 
-class Noise(Trader):
+class Noise(Population):
+    """Each step every member acts with probability ``step_seconds / interval``; an acting
+    member cancels its resting orders and sends one order (module docstring) within its
+    position limit ``leverage x equity``. Draws per step: one uniform per member, then
+    for the k acting members an instrument (with several), a side, a size and a limit
+    offset (k each)."""
+
     Params = NoiseParams
     kind = "noise"
 
-    def __init__(self, model, account, instruments, leverage, params: NoiseParams, rng):
-        super().__init__(model, account, instruments, leverage, params, rng)
-        self.interval = draw(params.interval_seconds, rng)
-        self._chance = model.market.chance(self.interval)
+    def __init__(self, model, first_account, instruments, leverage, params: NoiseParams, setup, rng):
+        super().__init__(model, first_account, instruments, leverage, params, setup, rng)
+        #: (n,) mean time between its actions [s] and the chance per step of acting.
+        self.interval = sample(params.interval_seconds, setup, self.n)
+        self.chance = model.market.chance(self.interval)
 
-    def step(self) -> None:
+    def decide(self) -> list[MemberOrders]:
         p: NoiseParams = self.params
         rng = self.draws
-        if rng.random() >= self._chance:
-            return
-        self.cancel_all()
-        m = self.instruments[rng.integers(len(self.instruments))]
-        side = Side.BUY if rng.random() < 0.5 else Side.SELL
-        price = self.market.venue_mid(m)
-        qty = p.order_notional * float(rng.lognormal(0.0, 1.0)) / price
-        room = self.leverage * max(self.equity(), 0.0) / price - side * self.position(m)
-        qty = min(qty, room)
-        if qty <= 0:
-            return
-        if rng.random() < p.market_share:
-            self.submit(m, side, qty, price * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC)
-        else:
-            offset = float(rng.uniform(0.0, p.limit_range_bps)) / 1e4
-            self.submit(m, side, qty, price * (1 - side * offset), OrderType.POST_ONLY)
+        acting = np.flatnonzero(rng.random(self.n) < self.chance)
+        k = len(acting)
+        if k == 0:
+            return []
+        out = Outbox(self)
+        for member in acting.tolist():
+            out.cancel(member, self.cancels(member))
+        n_inst = len(self.instruments)
+        col = rng.integers(n_inst, size=k) if n_inst > 1 else np.zeros(k, dtype=np.int64)
+        side = np.where(rng.random(k) < 0.5, 1, -1)
+        size = p.order_notional * rng.lognormal(0.0, 1.0, k)
+        market = rng.random(k) < p.market_share
+        offset = rng.uniform(0.0, p.limit_range_bps, k) / 1e4
+        mid = self.market.venue_mids()[self.cols][col]
+        held = self.positions()[acting, col]
+        room = self.leverage[acting] * np.maximum(self.equity()[acting], 0.0) / mid - side * held
+        qty = np.minimum(size / mid, room)
+        price = np.where(market, mid * (1 + side * p.max_slippage_bps / 1e4), mid * (1 - side * offset))
+        for j, m in enumerate(self.instruments):
+            for kind, chosen in ((OrderType.IOC, market), (OrderType.POST_ONLY, ~market)):
+                pick = (col == j) & chosen & (qty > 0)
+                out.add(m, acting[pick], side[pick], qty[pick], price[pick], kind)
+        return out.orders()

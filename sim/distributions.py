@@ -3,7 +3,8 @@
 A value is a number (fixed), ``{ uniform = [low, high] }``, ``{ lognormal = [median,
 sigma] }`` (sigma in log space), ``{ exponential = mean }`` or ``{ choice = [a, b, ...] }``.
 Agent parameters and population settings (collateral, leverage) accept them; each agent
-draws its own value from its own generator, so populations are heterogeneous.
+gets its own value (one element of its population's `sample` array), so populations are
+heterogeneous.
 """
 
 from __future__ import annotations
@@ -70,8 +71,3 @@ def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
     if isinstance(dist, Choice):
         return rng.choice(np.array(dist.choice), n)
     return np.full(n, float(dist))
-
-
-def draw(dist: Distribution, rng: np.random.Generator) -> float:
-    """One value of ``dist``."""
-    return float(sample(dist, rng, 1)[0])

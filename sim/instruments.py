@@ -68,21 +68,22 @@ class MarginTiers:
         """Index of the tier a notional (USD) falls in."""
         return int(np.searchsorted(self.floors, notional, side="right")) - 1
 
-    def max_notional(self, margin: float, leverage: float = math.inf, cost_rate: float = 0.0) -> float:
+    def max_notional(self, margin, leverage=math.inf, cost_rate=0.0):
         """The largest position (USD notional) that ``margin`` USD can open: at most
         ``leverage x margin``, and within the venue's initial margin with ``cost_rate``
         of the notional paid on top (taker fee and slippage), i.e. the largest N with
         ``N / max_leverage(N) + cost_rate x N <= margin``, as a venue's "max open"
-        calculator gives it. 0 for no margin."""
-        if margin <= 0:
-            return 0.0
-        best = 0.0
+        calculator gives it. 0 for no margin. Elementwise over arrays (numpy
+        broadcasting: a population's members at once); a float for floats."""
+        margin = np.asarray(margin, dtype=float)
+        best = np.zeros(np.broadcast(margin, leverage, cost_rate).shape)
         ceilings = (*self.floors[1:], math.inf)
         for floor, ceiling, lev in zip(self.floors, ceilings, self.max_leverage, strict=True):
             fits = margin / (1.0 / lev + cost_rate)
-            if fits >= floor:
-                best = max(best, min(fits, math.nextafter(ceiling, 0.0)))
-        return min(best, leverage * margin)
+            best = np.where(fits >= floor, np.maximum(best, np.minimum(fits, math.nextafter(ceiling, 0.0))), best)
+        with np.errstate(invalid="ignore"):  # inf leverage x no margin
+            out = np.where(margin > 0, np.minimum(best, leverage * margin), 0.0)
+        return float(out) if out.ndim == 0 else out
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,15 @@ class Instrument:
         (side > 0), up for a sell, so the order never becomes more aggressive."""
         return _snap(price / self.tick_size, math.floor if side > 0 else math.ceil)
 
+    def lots_down_many(self, qty: np.ndarray) -> np.ndarray:
+        """(k,) int64 `lots_down` of (k,) sizes (finite ones)."""
+        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, np.floor)
+
+    def ticks_toward_many(self, price: np.ndarray, side: np.ndarray) -> np.ndarray:
+        """(k,) int64 `ticks_toward` of (k,) finite prices for (k,) sides (+1 / -1)."""
+        units = np.asarray(price, dtype=float) / self.tick_size
+        return np.where(np.asarray(side) > 0, _snap_many(units, np.floor), _snap_many(units, np.ceil))
+
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
 
@@ -149,6 +159,13 @@ def _snap(units: float, rounding) -> int:
     if abs(units - nearest) <= GRID_TOLERANCE * max(1.0, abs(units)):
         return int(nearest)
     return int(rounding(units))
+
+
+def _snap_many(units: np.ndarray, rounding) -> np.ndarray:
+    """`_snap` elementwise: ``rounding`` is np.floor or np.ceil."""
+    nearest = np.round(units)
+    near = np.abs(units - nearest) <= GRID_TOLERANCE * np.maximum(1.0, np.abs(units))
+    return np.where(near, nearest, rounding(units)).astype(np.int64)
 
 
 def _on_grid(value: float, step: float) -> int | None:

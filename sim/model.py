@@ -1,17 +1,34 @@
 """The Mesa model that steps the whole market.
 
 One step: the index moves to the step's exogenous price times the decayed impact of the
-venue's past flow -> marks -> agents act (``shuffle_do`` over the agents whose strategy
-does something) -> their taker flow of the step moves the index (one propagator term per
-instrument) -> the backstop vault sells a slice of what it took over -> funding ->
-liquidation rounds (each liquidation's fills move the index and the marks before the
-next health check) -> the mark rule observes the book -> record.
+venue's past flow -> marks -> traders act (every population decides for all its
+members, then their orders reach the books in one shuffled arrival order) -> their
+taker flow of the step moves the index (one propagator term per instrument) -> the
+backstop vault sells a slice of what it took over -> funding -> liquidation rounds
+(each liquidation's fills move the index and the marks before the next health check)
+-> the mark rule observes the book -> record.
+
+Mesa: the model is a `mesa.Model` and each configured population is *one*
+`mesa.Agent` (`agents.base.Population`) holding its members as arrays; the model steps
+the populations that act (an `AgentSet`, in config order) with ``map("decide")``.
+Not one Mesa agent per trader: a Python call per trader and step is the cost that
+grows with the number of accounts (~6 us per holder per step), while a population
+decides for all its members with a few numpy operations and spends Python only on the
+members that send something. Not Mesa's shuffle either: what must be fair is the
+order in which *orders* arrive, so every population's orders of the step are
+shuffled together (no population always goes first) and sent through
+`agents.orders.send`.
 
 Randomness: one `numpy.random.SeedSequence` from the config's seed is spawned into
-independent streams: price paths, Mesa's shuffling, and one child per population whose
-own children give each agent its generator (agent j of a population always gets child
-j, so adding agents or populations never shifts anyone else's draws). Each agent draws
-its own collateral, leverage and parameters from its generator.
+three children: price paths, the model's shuffle stream (Mesa's ``rng``: one
+permutation of the step's `MemberOrders` per step) and the populations. The latter is
+spawned into one child per population (so adding a population never shifts another's
+draws), and each population's child into two streams: *setup* (in this order: each
+collateral asset's (n,) deposits, the (n,) leverages, the strategy's (n,) parameters in
+its ``__init__``, then its opening draws) and *step* (the strategy's per-step draws,
+one array over the members concerned; see each population's docstring). A member's
+draws are elements of its population's arrays, so changing a population's ``count``
+changes its own members' draws, not anyone else's.
 
 Starting positions (an agent's `opening_positions`, ``[[accounts]]`` positions) are
 trades at the given or initial price against the *genesis* system account. An account
@@ -28,9 +45,10 @@ import mesa
 import numpy as np
 from mesa.agent import AgentSet
 
-from agents import AGENT_TYPES, MarketView
+from agents import AGENT_TYPES, MarketView, Population
+from agents.orders import send
 from sim.config import Config
-from sim.distributions import draw
+from sim.distributions import sample
 from sim.exchange import Exchange, FeeSchedule
 from sim.funding import Funding, FundingRules
 from sim.impact import ImpactParams, Propagator, VenueIndex
@@ -147,7 +165,7 @@ class MarketModel(mesa.Model):
         self.account_types: list[str] = [f"system:{name}" for name in SYSTEM_NAMES]
         self._create_populations(agents_seq)
         self._create_accounts()
-        #: The agents that act, in creation order; Mesa's shuffle is over these only.
+        #: The populations that act, in config order.
         self.actors = AgentSet([a for a in self.agents if a.acts], random=self.random)
         self.health = self.exchange.health()
         self.recorder = Recorder(
@@ -159,22 +177,35 @@ class MarketModel(mesa.Model):
     def _create_populations(self, agents_seq: np.random.SeedSequence) -> None:
         config = self.config
         names = list(config.instruments)
+        ledger = self.exchange.ledger
         for pop, pop_seq in zip(config.populations, agents_seq.spawn(len(config.populations)), strict=True):
             cls = AGENT_TYPES[pop.type]
             params = cls.Params.model_validate(pop.params)
             instruments = [names.index(n) for n in (pop.instruments or names)]
-            for agent_seq in pop_seq.spawn(pop.count):
-                rng = np.random.default_rng(agent_seq)
-                account = len(self.account_types)
-                self.account_types.append(pop.type)
+            setup_seq, step_seq = pop_seq.spawn(2)
+            setup = np.random.default_rng(setup_seq)
+            first, n = len(self.account_types), pop.count
+            accounts = range(first, first + n)
+            self.account_types += [pop.type] * n
+            for account in accounts:
                 self._set_mode(account, pop.margin_mode)
-                for asset, dist in pop.collateral.items():
-                    amount = draw(dist, rng)
-                    self.exchange.ledger.deposit(account, self._asset(asset), max(amount, 0.0))
-                leverage = draw(pop.leverage, rng)
-                agent = cls(self, account, instruments, leverage, params, rng)
-                opened = [self._give(account, m, lots, price) for m, lots, price in agent.opening_positions()]
-                self._isolate(account, opened)
+            for asset, dist in pop.collateral.items():
+                amounts = np.maximum(sample(dist, setup, n), 0.0)
+                for account, amount in zip(accounts, amounts.tolist(), strict=True):
+                    ledger.deposit(account, self._asset(asset), amount)
+            leverage = sample(pop.leverage, setup, n)
+            population = cls(self, first, instruments, leverage, params, setup, np.random.default_rng(step_seq))
+            self._open(population)
+
+    def _open(self, population: Population) -> None:
+        """Give a population's members their opening positions (at the index)."""
+        lots = population.opening_positions()
+        if lots is None:
+            return
+        held = [(m, float(self.exchange.index[m])) for m in population.instruments]
+        for account, row in zip(population.accounts.tolist(), lots.tolist(), strict=True):
+            opened = [self._give(account, m, n, price) for (m, price), n in zip(held, row, strict=True)]
+            self._isolate(account, opened)
 
     def _create_accounts(self) -> None:
         names = list(self.config.instruments)
@@ -224,7 +255,7 @@ class MarketModel(mesa.Model):
         self.index.advance(t)
         self.market.advance(t)
         self.health = ex.health()
-        self.actors.shuffle_do("step")
+        self._traders_act()
         self._traders_flow()
         self.unwinder.step()
         self.funding.step(t)
@@ -232,6 +263,15 @@ class MarketModel(mesa.Model):
         self.market.close(t)
         self._observe(t)
         self.recorder.record(t, ex.health())
+
+    def _traders_act(self) -> None:
+        """Every acting population decides from the start-of-step state; the members'
+        orders reach the books in one arrival order drawn from the shuffle stream, and
+        each population learns what became of its members' orders."""
+        decided = [orders for batch in self.actors.map("decide") for orders in batch]
+        arrivals = [decided[i] for i in self.rng.permutation(len(decided))]
+        for orders, results in zip(arrivals, send(self.exchange, arrivals), strict=True):
+            orders.population.receive(orders, results)
 
     def _traders_flow(self) -> None:
         """The step's taker flow (USD, buys > 0) per instrument moves the index."""

@@ -1,9 +1,11 @@
-"""Each agent type in a small hand-built market: what it sends given what it sees,
-per-agent draws, and the same behaviour in seconds at 1-second and 5-second steps.
+"""Each population type in a small hand-built market: what its members send given what
+they see, per-member draws, and the same behaviour in seconds at 1-second and 5-second
+steps.
 
 States are built by hand: a liquidity account (``account:lp``) rests orders, the index
 is set directly, and the market view's step and history are written as a run would
-have left them. Agents' ``step`` is called directly (the model's loop is not run).
+have left them. `act` runs one population's decisions and sends them (the model's loop
+is not run); member 0 of a one-member population is "the" trader of a test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from agents import AGENT_TYPES
 from agents.market_maker import MAX_HALF_SPREAD
+from agents.orders import Outbox, send
 from sim.config import Config, ConfigError, load_config
 from sim.ledger import GENESIS
 from sim.model import MarketModel
@@ -55,7 +58,15 @@ def population(kind: str, params: str = "", count: int = 1, collateral: float = 
 
 
 def agents(model: MarketModel, kind: str) -> list:
+    """The populations of one type (one per ``[[populations]]`` entry of that type)."""
     return [a for a in model.agents if isinstance(a, AGENT_TYPES[kind])]
+
+
+def act(model: MarketModel, pop) -> None:
+    """One step of a population's members: decide, send in their order, learn the results."""
+    orders = pop.decide()
+    for member_orders, results in zip(orders, send(model.exchange, orders), strict=True):
+        pop.receive(member_orders, results)
 
 
 def lp(model: MarketModel) -> int:
@@ -71,9 +82,9 @@ def quote(model: MarketModel, bid: float | None, ask: float | None, qty: float =
         assert ex.submit(lp(model), 0, Side.SELL, qty, ask).rested
 
 
-def own_orders(model: MarketModel, agent) -> list[tuple[int, int, int, int, int]]:
+def own_orders(model: MarketModel, pop, member: int = 0) -> list[tuple[int, int, int, int, int]]:
     book = model.exchange.books[0]
-    return [book.order(oid) for oid in book.open_orders(agent.account)]
+    return [book.order(oid) for oid in book.open_orders(int(pop.accounts[member]))]
 
 
 def set_history(model: MarketModel, prices: np.ndarray, step: int) -> None:
@@ -122,11 +133,22 @@ def test_chance_per_step_keeps_the_rate_per_second():
     assert five.steps_for(100.0) == 20 and one.steps_for(100.0) == 100
 
 
-def test_order_helper_snaps_to_the_grid():
-    model = build(population("noise"))
-    noise = agents(model, "noise")[0]
-    request = noise.order(0, Side.BUY, 0.12345, 49_999.97, OrderType.LIMIT)
-    assert (request.qty, request.price) == (pytest.approx(0.123), pytest.approx(49_999.9))
+def test_outbox_snaps_orders_to_the_grid_and_drops_what_rounds_to_nothing():
+    model = build(population("noise", count=3))
+    out = Outbox(agents(model, "noise")[0])
+    sent = out.add(
+        0,
+        np.array([0, 1, 2]),
+        np.array([1, -1, 1]),
+        np.array([0.12345, 0.12345, 0.0009]),
+        np.array([49_999.97, 49_999.91, 50_000.0]),
+        OrderType.LIMIT,
+    )
+    assert sent.tolist() == [True, True, False]  # 0.0009 BTC is no lot
+    (buy,), (sell,) = (o.requests for o in out.orders())
+    assert (buy.qty, buy.price, buy.side) == (pytest.approx(0.123), pytest.approx(49_999.9), Side.BUY)
+    assert (sell.qty, sell.price, sell.side) == (pytest.approx(0.123), pytest.approx(50_000.0), Side.SELL)
+    assert [o.account for o in out.orders()] == agents(model, "noise")[0].accounts[:2].tolist()
 
 
 # ------------------------------------------------------------- noise, momentum
@@ -135,7 +157,7 @@ def test_noise_trader_quotes_around_the_venue_not_the_index():
     noise = agents(model, "noise")[0]
     quote(model, 48_950.0, 49_050.0)  # the venue at 49,000, the index at 50,000
     for _ in range(20):
-        noise.step()
+        act(model, noise)
         (order,) = own_orders(model, noise)
         assert 49_000 * (1 - 0.003) <= order[3] / 10 <= 49_000 * (1 + 0.003)
 
@@ -146,7 +168,7 @@ def test_noise_trader_acts_once_per_interval_on_average(step_seconds):
     noise = agents(model, "noise")[0]
     before = model.exchange.n_orders
     for _ in range(round(4_000 / step_seconds)):
-        noise.step()
+        act(model, noise)
     assert 400 * 0.85 < model.exchange.n_orders - before < 400 * 1.15
 
 
@@ -160,12 +182,12 @@ def test_momentum_buys_a_venue_uptrend_over_its_lookback_in_seconds(step_seconds
     model.market.venue_history[0, 0] = 49_000.0  # the venue 20 s ago
     model.market.step = k
     model.exchange.last_price[0] = 50_100.0  # +2.2 % over the lookback
-    momentum.step()
-    assert momentum.position(0) == 0.4  # max_order_notional (20,000) at the mark (50,000) per step
+    act(model, momentum)
+    assert momentum.position(0, 0) == 0.4  # max_order_notional (20,000) at the mark (50,000) per step
     model.market.step = k + 1  # now the lookback starts after the jump: nothing new
     model.market.venue_history[1, 0] = 50_100.0
-    momentum.step()
-    assert momentum.position(0) == 0.4
+    act(model, momentum)
+    assert momentum.position(0, 0) == 0.4
 
 
 # ---------------------------------------------------------------- market maker
@@ -178,7 +200,7 @@ MM = (
 def test_market_maker_quotes_the_avellaneda_stoikov_spread_around_its_fair_value():
     model = build(population("market_maker", MM, collateral=3_000_000.0))
     mm = agents(model, "market_maker")[0]
-    mm.step()
+    act(model, mm)
     half = math.log1p(10 / 2000) / 10  # no volatility yet: the base half-spread, ~5 bps
     orders = sorted(own_orders(model, mm), key=lambda o: o[2])
     assert [(o[2], o[3], o[4]) for o in orders] == [
@@ -191,11 +213,11 @@ def test_market_maker_fair_value_mixes_venue_and_index_by_its_weight():
     model = build(population("market_maker", MM.replace("index_weight = 0.0", "index_weight = 0.25"), count=1))
     mm = agents(model, "market_maker")[0]
     quote(model, 48_900.0, 49_100.0)
-    assert mm.fair_value(0) == pytest.approx(0.75 * 49_000.0 + 0.25 * 50_000.0)
+    assert mm.fair_values()[0, 0] == pytest.approx(0.75 * 49_000.0 + 0.25 * 50_000.0)
     micro = build(population("market_maker", MM + ', reference = "microprice"'))
     quote(micro, 48_900.0, None, qty=3.0)
     quote(micro, None, 49_100.0, qty=1.0)
-    assert agents(micro, "market_maker")[0].fair_value(0) == pytest.approx(49_050.0)  # leans to the thin ask
+    assert agents(micro, "market_maker")[0].fair_values()[0, 0] == pytest.approx(49_050.0)  # leans to the thin ask
 
 
 @pytest.mark.parametrize("step_seconds", [1.0, 5.0])
@@ -205,14 +227,15 @@ def test_market_maker_reservation_price_leans_against_inventory(step_seconds):
     sigma = 1e-3  # per sqrt(second)
     k = round(30 / step_seconds)
     set_history(model, alternating(k + 1, sigma * math.sqrt(step_seconds)), k + 1)
-    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 quote size
-    r, half = mm.reservation(0)
+    account = int(mm.accounts[0])
+    model.exchange.ledger.trade_between(account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 quote size
+    (r,), (half,) = mm.reservations()
     risk = 10 * sigma**2 * 60
-    assert half == pytest.approx(0.5 * risk + math.log1p(10 / 2000) / 10)
-    assert r == pytest.approx(50_000.0 * math.exp(-risk))  # q = 1
-    model.exchange.ledger.trade_between(mm.account, lp(model), 0, 9000, 50_000.0, 0.0)  # q = 10
-    r, half = mm.reservation(0)
-    assert r == pytest.approx(50_000.0 * math.exp(-half))  # capped: its ask stays at its fair value
+    assert half[0] == pytest.approx(0.5 * risk + math.log1p(10 / 2000) / 10)
+    assert r[0] == pytest.approx(50_000.0 * math.exp(-risk))  # q = 1
+    model.exchange.ledger.trade_between(account, lp(model), 0, 9000, 50_000.0, 0.0)  # q = 10
+    (r,), (half,) = mm.reservations()
+    assert r[0] == pytest.approx(50_000.0 * math.exp(-half[0]))  # capped: its ask stays at its fair value
 
 
 @pytest.mark.parametrize("step_seconds", [1.0, 5.0])
@@ -225,33 +248,34 @@ def test_market_maker_withdraws_in_a_volatility_spike_and_refills_over_seconds(s
     t = n_long + 1
     prices = np.concatenate([alternating(n_long + 1 - n_short, calm), alternating(n_short, wild)])
     set_history(model, prices, t)
-    mm.step()
-    assert mm.capacity == [0.0] and own_orders(model, mm) == []  # short-run vol > 2 x tolerance x long-run
+    act(model, mm)
+    assert mm.capacity[0, 0] == 0.0 and own_orders(model, mm) == []  # short-run vol > 2 x tolerance x long-run
     t2 = t + round(60 / s)
     set_history(model, alternating(round(60 / s), calm), t2)  # a calm minute after it
-    mm.step()
-    assert mm.capacity[0] == pytest.approx(1 - math.exp(-1))  # 60 s of a 60 s refill time
+    act(model, mm)
+    assert mm.capacity[0, 0] == pytest.approx(1 - math.exp(-1))  # 60 s of a 60 s refill time
     assert {o[4] for o in own_orders(model, mm)} == {632}  # 0.632 of 1 BTC per quote
     model.market.step = t2 + round(240 / s)
-    mm.step()
-    assert mm.capacity[0] == pytest.approx(1 - math.exp(-5))
+    act(model, mm)
+    assert mm.capacity[0, 0] == pytest.approx(1 - math.exp(-5))
 
 
 def test_market_maker_capacity_shrinks_partly_with_volatility_and_drawdown():
     model = build(population("market_maker", MM))
     mm = agents(model, "market_maker")[0]
-    mm.peak_equity = 1_000_000.0
-    assert mm.capacity_targets(950_000.0) == [pytest.approx(0.5)]  # 5 % of a 10 % loss limit
-    assert mm.capacity_targets(1_000_000.0) == [1.0]
+    mm.peak_equity[:] = 1_000_000.0
+    assert mm.capacity_targets(np.array([950_000.0]))[0, 0] == pytest.approx(0.5)  # 5 % of a 10 % loss limit
+    assert mm.capacity_targets(np.array([1_000_000.0]))[0, 0] == 1.0
     model.market.venue_vols = lambda seconds: np.array([3.0 if seconds == 30.0 else 1.0])  # ratio 3, tolerance 2
-    assert mm.capacity_targets(1_000_000.0) == [pytest.approx(0.5)]
+    assert mm.capacity_targets(np.array([1_000_000.0]))[0, 0] == pytest.approx(0.5)
 
 
 def test_market_makers_draw_their_own_risk_limits():
     model = build(population("market_maker", "", count=2))
-    a, b = agents(model, "market_maker")
+    (mm,) = agents(model, "market_maker")
     for name in ("index_weight", "vol_tolerance", "loss_limit", "refill"):
-        assert getattr(a, name) != getattr(b, name), name
+        a, b = getattr(mm, name)
+        assert a != b, name
 
 
 # ----------------------------------------------------------------- arbitrageur
@@ -262,30 +286,30 @@ def test_arbitrageur_buys_a_cheap_venue_at_its_rate_limit(step_seconds):
     quote(model, 49_600.0, 49_700.0)  # mid 49,650: 0.7 % below the index
     for t in range(round(10 / step_seconds)):
         model.market.step = t
-        arb.step()
-        assert arb.position(0) == pytest.approx(0.2 * step_seconds * (t + 1))  # 10,000 USD/s at the index
-    assert arb.position(0) == pytest.approx(2.0)  # 10 seconds either way
+        act(model, arb)
+        assert arb.position(0, 0) == pytest.approx(0.2 * step_seconds * (t + 1))  # 10,000 USD/s at the index
+    assert arb.position(0, 0) == pytest.approx(2.0)  # 10 seconds either way
 
 
 def test_arbitrageur_waits_inside_its_cost_and_unwinds_inside_its_exit_band():
     model = build(population("arbitrageur", "capacity_notional_per_second = 10000.0"))
     arb = agents(model, "arbitrageur")[0]
-    assert arb.entry_cost() == pytest.approx(0.001)  # taker fee 5 bps on both legs
-    model.exchange.ledger.trade_between(arb.account, lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 BTC
+    assert arb.entry_cost()[0] == pytest.approx(0.001)  # taker fee 5 bps on both legs
+    model.exchange.ledger.trade_between(int(arb.accounts[0]), lp(model), 0, 1000, 50_000.0, 0.0)  # long 1 BTC
     quote(model, 49_950.0, 49_970.0)  # basis -8 bps: inside the cost, outside the 5 bps exit band
-    arb.step()
-    assert arb.position(0) == 1.0
+    act(model, arb)
+    assert arb.position(0, 0) == 1.0
     model.exchange.set_index([49_960.0])  # basis 0: unwind at the rate limit
-    arb.step()
-    assert arb.position(0) == pytest.approx(0.8)
+    act(model, arb)
+    assert arb.position(0, 0) == pytest.approx(0.8)
 
 
 def test_arbitrageur_stays_within_its_capital():
     model = build(population("arbitrageur", "capacity_notional_per_second = 1000000.0", collateral=100_000.0))
     arb = agents(model, "arbitrageur")[0]
     quote(model, 51_000.0, 51_100.0)  # the venue 2 % rich: it sells
-    arb.step()
-    assert arb.position(0) == pytest.approx(-6.0)  # leverage 3 x 100,000 USD at the 50,000 index
+    act(model, arb)
+    assert arb.position(0, 0) == pytest.approx(-6.0)  # leverage 3 x 100,000 USD at the 50,000 index
 
 
 # ------------------------------------------------------------------------- FCN
@@ -303,15 +327,15 @@ def test_fcn_fundamentalist_bids_below_its_expected_price_when_the_index_is_abov
     fcn = agents(model, "fcn")[0]
     quote(model, 49_900.0, 50_100.0)
     model.exchange.set_index([50_500.0])
-    fcn.step()
+    act(model, fcn)
     # p = mid 50,000; r = ln(50,500 / 50,000) / 100 s; p_hat = p exp(r 100 s) = 50,500;
     # a buy at p_hat (1 - 0.01) = 49,995, resting (below the 50,100 ask), 2,000 USD.
-    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.account, 1, 499_950, 40)]
+    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.accounts[0], 1, 499_950, 40)]
     model = build(population("fcn", FUNDAMENTAL))
     fcn = agents(model, "fcn")[0]
     quote(model, 49_900.0, 50_100.0)
     model.exchange.set_index([49_500.0])
-    fcn.step()  # the index below: a sell at 49,500 * 1.01 = 49,995 (above the 49,900 bid)
+    act(model, fcn)  # the index below: a sell at 49,500 * 1.01 = 49,995 (above the 49,900 bid)
     assert [o[2:] for o in own_orders(model, fcn)] == [(-1, 499_950, 40)]
 
 
@@ -324,17 +348,17 @@ def test_fcn_chartist_follows_the_venue_trend_over_its_window_in_seconds(step_se
     k = round(100 / step_seconds)
     model.market.venue_history[0, 0] = then  # the venue 100 s ago
     model.market.step = k
-    fcn.step()
+    act(model, fcn)
     # C = ln(50,000 / then) / 100 s; p_hat = 50,000 exp(C 100 s) = 50,000^2 / then, beyond
     # the touch after the 1 % margin: it takes 0.04 BTC in the trend's direction.
-    assert fcn.position(0) == pytest.approx(side * 0.04)
+    assert fcn.position(0, 0) == pytest.approx(side * 0.04)
     assert not fcn.expiring  # filled: nothing rests
     wide = build(population("fcn", CHARTIST.replace("order_margin = 0.01", "order_margin = 0.03")), step_seconds)
     fcn = agents(wide, "fcn")[0]
     quote(wide, 49_900.0, 50_100.0)
     wide.market.venue_history[0, 0] = then
     wide.market.step = k
-    fcn.step()  # with a 3 % margin the order rests at p_hat (1 -+ 0.03)
+    act(wide, fcn)  # with a 3 % margin the order rests at p_hat (1 -+ 0.03)
     p_hat = 50_000.0**2 / then
     ticks = math.floor(p_hat * 0.97 * 10) if side > 0 else math.ceil(p_hat * 1.03 * 10)
     assert [o[2:4] for o in own_orders(wide, fcn)] == [(side, ticks)]
@@ -346,15 +370,15 @@ def test_fcn_cancels_its_order_when_its_lifetime_in_seconds_ends(step_seconds):
     fcn = agents(model, "fcn")[0]
     quote(model, 49_900.0, 50_100.0)
     model.exchange.set_index([50_500.0])
-    fcn.step()
+    act(model, fcn)
     assert len(own_orders(model, fcn)) == 1
-    fcn._chance = 0.0  # from now on it only tends its orders
+    fcn.chance[:] = 0.0  # from now on it only tends its orders
     model.market.step = round(30 / step_seconds) - 1
-    fcn.step()
+    act(model, fcn)
     assert len(own_orders(model, fcn)) == 1  # 30 s not yet over
     model.market.step += 1
-    fcn.step()
-    assert own_orders(model, fcn) == []
+    act(model, fcn)
+    assert own_orders(model, fcn) == [] and fcn.expiring == []
 
 
 @pytest.mark.parametrize("step_seconds", [1.0, 5.0])
@@ -364,9 +388,9 @@ def test_fcn_acts_once_per_interval_on_average(step_seconds):
     )
     fcn = agents(model, "fcn")[0]
     decisions = []
-    fcn.expected_price = lambda m, eps: decisions.append(m) or (1.0, 1.0)
+    fcn.expected_prices = lambda members, cols, eps: decisions.extend(members) or (np.ones(len(eps)),) * 2
     for _ in range(round(8_000 / step_seconds)):
-        fcn.step()
+        act(model, fcn)
     assert 400 * 0.85 < len(decisions) < 400 * 1.15  # 8,000 s / 20 s, within ~3 standard deviations
 
 
@@ -374,19 +398,21 @@ def test_fcn_respects_its_position_limit():
     model = build(population("fcn", FUNDAMENTAL, collateral=10_000.0, leverage=2.0))
     fcn = agents(model, "fcn")[0]
     quote(model, 49_000.0, 50_000.0)
-    model.exchange.ledger.trade_between(fcn.account, lp(model), 0, 380, 50_000.0, 0.0)  # 19,000 of 20,000 USD
+    model.exchange.ledger.trade_between(int(fcn.accounts[0]), lp(model), 0, 380, 50_000.0, 0.0)  # 19,000 of 20,000
     model.exchange.set_index([52_000.0])
-    fcn.step()
+    act(model, fcn)
     # room: 2 x 10,000 USD at its price p (the 49,500 mid) less 0.38 BTC = 0.024 BTC, not 0.04
-    assert fcn.position(0) == pytest.approx(0.404)
+    assert fcn.position(0, 0) == pytest.approx(0.404)
 
 
 def test_fcn_agents_draw_their_own_parameters():
     model = build(population("fcn", count=2))
-    a, b = agents(model, "fcn")
-    for name in ("g1", "g2", "n", "window", "tau_f", "margin"):
-        assert getattr(a, name) != getattr(b, name), name
-    assert 100 <= a.window <= 200 and 0 <= a.margin <= 0.001 and a.lifetime == a.window
+    (fcn,) = agents(model, "fcn")
+    for name in ("g1", "g2", "noise_weight", "window", "tau_f", "margin"):
+        a, b = getattr(fcn, name)
+        assert a != b, name
+    assert (fcn.window >= 100).all() and (fcn.window <= 200).all() and (fcn.lifetime == fcn.window).all()
+    assert (fcn.margin >= 0).all() and (fcn.margin <= 0.001).all()
 
 
 def test_a_distribution_outside_a_parameters_range_is_a_config_error(tmp_path):
@@ -410,7 +436,7 @@ def crash_to(model: MarketModel, index: float) -> None:
 
 def test_plain_holder_only_holds_and_is_not_scheduled():
     model, holder = holder_market("")
-    assert holder.position(0) == 2.0  # 10 x 10,000 USD at 50,000
+    assert holder.position(0, 0) == 2.0  # 10 x 10,000 USD at 50,000
     assert not holder.acts and holder not in list(model.actors)
     reacting = holder_market("cut_margin_ratio = 0.5")[1]
     assert reacting.acts and reacting in list(reacting.model.actors)
@@ -420,42 +446,42 @@ def test_holder_cuts_part_of_its_position_at_its_margin_ratio():
     model, holder = holder_market("cut_margin_ratio = 0.2, cut_fraction = 0.5, max_slippage_bps = 100.0")
     quote(model, 45_900.0, None)
     crash_to(model, 47_000.0)  # equity 4,000, MM 470: ratio 0.12
-    holder.step()
-    assert holder.position(0) == 2.0
+    act(model, holder)
+    assert holder.position(0, 0) == 2.0
     crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
-    holder.step()
-    assert holder.position(0) == 1.0  # half, sold into the 45,900 bid (within 1 % of 46,000)
+    act(model, holder)
+    assert holder.position(0, 0) == 1.0  # half, sold into the 45,900 bid (within 1 % of 46,000)
 
 
 def test_holder_stop_loss_sits_at_a_round_number_and_closes_when_crossed():
     model, holder = holder_market("stop_share = 1.0, stop_loss = 0.043")
-    assert holder.stops == {0: (47_800.0, 1)}  # 50,000 x 0.957 = 47,850, rounded down
+    assert (holder.stop_price[0, 0], holder.stop_sign[0, 0]) == (47_800.0, 1)  # 50,000 x 0.957, rounded down
     quote(model, 47_700.0, None)
     model.exchange.last_price[0] = 47_900.0
-    holder.step()
-    assert holder.position(0) == 2.0
+    act(model, holder)
+    assert holder.position(0, 0) == 2.0
     model.exchange.last_price[0] = 47_750.0
-    holder.step()
-    assert holder.position(0) == 0.0
-    holder.step()
-    assert holder.stops == {}
+    act(model, holder)
+    assert holder.position(0, 0) == 0.0
+    act(model, holder)
+    assert np.isnan(holder.stop_price[0, 0])
 
 
 def test_holder_tops_up_from_its_finite_wallet():
     params = "top_up_margin_ratio = 0.2, top_up_target = 0.1, wallet = 5000.0"
     model, holder = holder_market(params)
     crash_to(model, 46_000.0)  # equity 2,000, MM 460: ratio 0.23
-    holder.step()
-    assert holder.wallet == pytest.approx(5_000.0 - 2_600.0)  # to ratio 0.1: equity 4,600
+    act(model, holder)
+    assert holder.wallet[0] == pytest.approx(5_000.0 - 2_600.0)  # to ratio 0.1: equity 4,600
     crash_to(model, 46_000.0)
-    assert holder.margin_ratio() == pytest.approx(0.1)
+    assert holder.margin_ratio()[0] == pytest.approx(0.1)
     crash_to(model, 45_000.0)  # equity 3,600, MM 450: 0.125 < 0.2, nothing
-    holder.step()
+    act(model, holder)
     crash_to(model, 44_000.0)  # equity 2,600, MM 440: ratio 0.17
     crash_to(model, 43_000.0)  # equity 1,600, MM 430: ratio 0.27
-    holder.step()
-    assert holder.wallet == 0.0  # needed 2,700, had 2,400
-    assert model.exchange.ledger.balances[holder.account, 0] == pytest.approx(15_000.0)
+    act(model, holder)
+    assert holder.wallet[0] == 0.0  # needed 2,700, had 2,400
+    assert model.exchange.ledger.balances[holder.accounts[0], 0] == pytest.approx(15_000.0)
 
 
 def test_holders_draw_their_own_thresholds_and_only_some_have_stops():
@@ -468,54 +494,71 @@ def test_holders_draw_their_own_thresholds_and_only_some_have_stops():
             leverage=5.0,
         )
     )
-    holders = agents(model, "leveraged_holder")
-    assert len({h.cut_at for h in holders}) == 40
-    assert 8 < sum(bool(h.stops) for h in holders) < 32
+    (holders,) = agents(model, "leveraged_holder")
+    assert len(set(holders.cut_at.tolist())) == 40
+    assert 8 < (~np.isnan(holders.stop_price[:, 0])).sum() < 32
 
 
 def test_holder_position_stops_at_the_venues_max_leverage():
     model = build(population("leveraged_holder", "", collateral=10_000.0, leverage=60.0))
     holder = agents(model, "leveraged_holder")[0]
-    assert holder.position(0) == 4.0  # the default tiers allow 20x: 200,000 USD at 50,000
+    assert holder.position(0, 0) == 4.0  # the default tiers allow 20x: 200,000 USD at 50,000
 
 
 def test_holder_exits_after_its_holding_time_then_waits_and_enters_again():
     params = "holding_seconds = 600.0, reentry_seconds = 60.0, stop_share = 1.0, stop_loss = 0.05"
     model, holder = holder_market(params)
     ex = model.exchange
-    assert holder.acts and 0 < holder.exit_at < math.inf and holder.stops
+    assert holder.acts and 0 < holder.exit_at[0] < math.inf and not np.isnan(holder.stop_price[0, 0])
     quote(model, 49_990.0, 50_010.0)
-    ex.time = holder.exit_at - 1.0
-    holder.step()
-    assert holder.position(0) == 2.0  # not yet
-    ex.time = holder.exit_at
-    holder.step()
-    assert holder.position(0) == 0.0  # sold into the bid
-    holder.step()
-    assert holder.stops == {} and ex.time < holder.enter_at < math.inf  # waiting
-    ex.time = holder.enter_at
+    ex.time = holder.exit_at[0] - 1.0
+    act(model, holder)
+    assert holder.position(0, 0) == 2.0  # not yet
+    ex.time = holder.exit_at[0]
+    act(model, holder)
+    assert holder.position(0, 0) == 0.0  # sold into the bid
+    act(model, holder)
+    assert np.isnan(holder.stop_price[0, 0]) and ex.time < holder.enter_at[0] < math.inf  # waiting
+    ex.time = holder.enter_at[0]
     model.health = ex.health()
-    equity = holder.equity()
-    holder.step()
+    equity = holder.equity()[0]
+    act(model, holder)
     # long at 10x its equity, sized at its limit 10 bp above the venue price (the last
     # trade, its own exit at 49,990); bought at the 50,010 ask
     assert equity == pytest.approx(10_000.0 - 20.0 - 0.0005 * 2 * 49_990.0)
-    assert holder.position(0) == math.floor(10 * equity / (49_990.0 * 1.001) / 0.001) * 0.001
-    assert holder.stops == {0: (47_500.0, 1)}  # 5 % under 50,010, rounded down
-    assert holder.enter_at == math.inf and ex.time < holder.exit_at < math.inf
+    assert holder.position(0, 0) == math.floor(10 * equity / (49_990.0 * 1.001) / 0.001) * 0.001
+    assert (holder.stop_price[0, 0], holder.stop_sign[0, 0]) == (47_500.0, 1)  # 5 % under 50,010, rounded down
+    assert holder.enter_at[0] == math.inf and ex.time < holder.exit_at[0] < math.inf
 
 
 def test_holder_that_cannot_open_a_lot_leaves():
     model, holder = holder_market("reentry_seconds = 60.0")
-    quote(model, 49_990.0, 50_010.0)
-    holder.close(0)
     ex = model.exchange
-    ex.ledger.balances[holder.account, 0] = 1.0  # 1 USD left: 10 USD of notional, < 1 lot
+    account = int(holder.accounts[0])
+    ex.ledger.trade_between(account, lp(model), 0, -2000, 50_000.0, 0.0)  # flat
+    ex.ledger.balances[account, 0] = 1.0  # 1 USD left: 10 USD of notional, < 1 lot
     model.health = ex.health()
-    holder.step()
-    ex.time = holder.enter_at
-    holder.step()
-    assert holder.position(0) == 0.0 and holder.reentry is None
+    act(model, holder)
+    ex.time = holder.enter_at[0]
+    act(model, holder)
+    assert holder.position(0, 0) == 0.0 and not holder.reenters[0]
+    act(model, holder)
+    assert holder.enter_at[0] == math.inf  # no new wait: it left
+
+
+def test_holders_decide_apart_and_only_those_that_act_send():
+    """Three holders with stops at different distances: a price between them stops out
+    only the nearer one; each keeps its own ledger row."""
+    params = "stop_share = 1.0, stop_loss = { choice = [0.02, 0.05, 0.08] }"
+    model = build(population("leveraged_holder", params, count=30, collateral=10_000.0, leverage=5.0))
+    (holders,) = agents(model, "leveraged_holder")
+    assert holders.accounts.tolist() == [i for i, k in enumerate(model.account_types) if k == "leveraged_holder"]
+    quote(model, 47_000.0, None, qty=1_000.0)
+    model.exchange.last_price[0] = 48_000.0  # under the 2 % stops (49,000), above 47,500 and 46,000
+    orders = holders.decide()
+    near = np.flatnonzero(holders.stop_loss == 0.02)
+    assert 0 < len(near) < 30 and sorted(o.member for o in orders) == near.tolist()
+    assert all(o.account == holders.accounts[o.member] and o.requests[0].reduce_only for o in orders)
 
 
 def test_round_numbers():
@@ -562,11 +605,38 @@ def test_market_maker_stays_out_when_volatility_leaves_no_sensible_quote(monkeyp
     model = build(population("market_maker", "levels = 1"))
     mm = agents(model, "market_maker")[0]
     quote(model, 49_990.0, 50_010.0)
-    model.exchange.ledger.trade_between(mm.account, GENESIS, 0, -1_000, 50_000.0, 0.0)  # short 1 BTC
+    model.exchange.ledger.trade_between(int(mm.accounts[0]), GENESIS, 0, -1_000, 50_000.0, 0.0)  # short 1 BTC
+
+    def quotes():
+        out = Outbox(mm)
+        mm.quote(out, mm.equity())
+        return [r for o in out.orders() for r in o.requests]
+
     for sigma in (1.0, 1e6):
-        monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds, sigma=sigma: sigma)
-        assert mm.reservation(0)[1] == math.inf
-        assert mm._quotes(0, 1.0, mm.equity()) == []
-    monkeypatch.setattr(model.market, "venue_vol", lambda m, seconds: 0.01)  # wide, but quoted
-    assert 0 < mm.reservation(0)[1] <= MAX_HALF_SPREAD
-    assert any(q is not None for q in mm._quotes(0, 1.0, mm.equity()))
+        monkeypatch.setattr(model.market, "venue_vols", lambda seconds, sigma=sigma: np.array([sigma]))
+        assert mm.reservations()[1][0, 0] == math.inf
+        assert quotes() == []
+    monkeypatch.setattr(model.market, "venue_vols", lambda seconds: np.array([0.01]))  # wide, but quoted
+    assert 0 < mm.reservations()[1][0, 0] <= MAX_HALF_SPREAD
+    assert quotes()
+
+
+def test_orders_of_all_populations_arrive_in_one_shuffled_order(monkeypatch):
+    """No population goes first every step: the model shuffles every member's orders
+    together, and sends them through `agents.orders.send` (one call per step)."""
+    pops = population("noise", "interval_seconds = 1.0", count=20) + population(
+        "fcn", "interval_seconds = 1.0", count=20
+    )
+    model = build(pops)
+    quote(model, 49_990.0, 50_010.0, qty=1_000.0)
+    seen = []
+
+    def record(exchange, arrivals):
+        seen.append([o.population.kind for o in arrivals])
+        return send(exchange, arrivals)
+
+    monkeypatch.setattr("sim.model.send", record)
+    for _ in range(10):
+        model.step()
+    assert len(seen) == 10 and {kinds[0] for kinds in seen} == {"noise", "fcn"}
+    assert all(kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True) for kinds in seen)
