@@ -7,7 +7,9 @@ Prints, in this order:
    default 04fd630, the last commit before issue 11) in a ``git worktree`` of it and a
    subprocess (`bench_run.measure_old`);
 2. the impact propagator's cost per step after 1,000 and after 20,000 steps (constant
-   when decay is O(1) per step);
+   when decay is O(1) per step), and the cost of recording the accounts table at 100,000
+   accounts x 3 instruments (21 snapshots, as the config records them, on the ledger of
+   ``bench_margin.py``): per snapshot, the table's size and its parquet's;
 3. the cost per step of the scale crash at 1,000, 10,000 and 100,000 trader accounts
    (every population scaled; ``--series-steps`` steps, before the shock);
 4. the whole scale crash: wall time (building the model, the run and its tables), peak
@@ -29,15 +31,18 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_margin import build
 from bench_run import measure_old, report, run_old
 
 from sim.config import load_config
 from sim.impact import ImpactParams, Propagator
 from sim.model import MarketModel
+from sim.recorder import AccountSnapshots
 from sim.runtime import tune_runtime
 
 CONFIG = "configs/scale_crash.toml"
@@ -102,6 +107,24 @@ def propagator_step_us(steps: int, window: int = 1_000) -> float:
     return (time.perf_counter() - start) / window * 1e6
 
 
+def recording_cost(accounts: int = 100_000, snapshots: int = 21) -> tuple[float, float, float]:
+    """``(ms per snapshot, table MB, parquet MB)`` of the accounts table of ``accounts``
+    accounts x 3 instruments over ``snapshots`` snapshots (health computed outside)."""
+    ex = build(accounts, "cross", 3)
+    snaps = AccountSnapshots([inst.name for inst in ex.instruments], ["trader"] * ex.ledger.n_accounts, snapshots)
+    health, seconds = ex.health(), []
+    for k in range(snapshots):
+        start = time.perf_counter()
+        snaps.add(k, health, ex.ledger)
+        seconds.append(time.perf_counter() - start)
+    frame = snaps.frame()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "accounts.parquet"
+        frame.write_parquet(path)
+        parquet = path.stat().st_size
+    return sorted(seconds)[snapshots // 2] * 1e3, frame.estimated_size() / 1e6, parquet / 1e6
+
+
 def print_propagator(label: str, us: list[float]) -> None:
     after = ", ".join(f"{u:.1f} us/step after {n:,} steps" for n, u in zip(PROPAGATOR_STEPS, us, strict=True))
     print(f"{label}: {after}")
@@ -143,6 +166,11 @@ def main() -> None:
             ]
         )
         print_propagator(f"old impact propagator ({args.old})", run_old(args.old, code))
+    ms, table_mb, parquet_mb = recording_cost()
+    print(
+        f"accounts table, 100,000 accounts x 3 instruments x 21 snapshots: {ms:.1f} ms per snapshot, "
+        f"{table_mb:,.0f} MB in memory, {parquet_mb:,.0f} MB of parquet"
+    )
     if args.series_steps:
         per_step = []
         for fraction in SERIES:
