@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/baseline.toml
 
-.PHONY: run test lint format bench validate browser clean
+.PHONY: run test lint format bench bench-scale validate browser clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON_BOOT)" || { echo "error: no Python >= 3.12 found (install one, e.g. pyenv install 3.12)"; exit 2; }
@@ -44,6 +44,10 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_agents.py
 	$(PY) bench/bench_run.py
 	$(PY) bench/bench_sweep.py
+
+# The 100,000-account flash crash against the pre-issue-11 code (long: minutes; not in `make bench`).
+bench-scale: $(VENV)/.installed
+	$(PY) bench/bench_scale.py
 
 # The stylized-facts validation (long: ~15-25 min on 2 cores); exits 1 if a target misses.
 validate: $(VENV)/.installed

@@ -30,19 +30,21 @@ NAMES = ("BTC", "ETH", "SOL", "XRP", "DOGE")
 PRICES = (50_000.0, 3_000.0, 150.0, 0.6, 0.15)
 
 
-def build(n_accounts: int, mode: str) -> Exchange:
-    """An exchange whose ledger holds random but plausible state."""
-    instruments = [Instrument(n, p / 10_000, 0.001, TIERS) for n, p in zip(NAMES, PRICES, strict=True)]
+def build(n_accounts: int, mode: str, n_instruments: int = len(NAMES)) -> Exchange:
+    """An exchange of the first ``n_instruments`` (>= 2: BTC and ETH are collateral)
+    whose ledger holds random but plausible state."""
+    names, prices = NAMES[:n_instruments], PRICES[:n_instruments]
+    instruments = [Instrument(n, p / 10_000, 0.001, TIERS) for n, p in zip(names, prices, strict=True)]
     collateral = [CollateralAsset("USD"), CollateralAsset("BTC", 0.95), CollateralAsset("ETH", 0.9)]
-    ex = Exchange(instruments, collateral, n_accounts, PRICES, mode=mode)
+    ex = Exchange(instruments, collateral, n_accounts, prices, mode=mode)
     rng = np.random.default_rng(1)
     ledger = ex.ledger
     shape = ledger.positions.shape
     ledger.balances[:] = rng.uniform(-100, 50_000, ledger.balances.shape)
     notional = rng.lognormal(np.log(5_000.0), 1.0, shape)
-    lots = np.maximum(1, np.round(notional / np.array(PRICES) / 0.001)).astype(np.int64)
+    lots = np.maximum(1, np.round(notional / np.array(prices) / 0.001)).astype(np.int64)
     ledger.positions[:] = lots * rng.choice([-1, 1], shape)
-    ledger.entry[:] = np.array(PRICES) * rng.uniform(0.9, 1.1, shape)
+    ledger.entry[:] = np.array(prices) * rng.uniform(0.9, 1.1, shape)
     ledger.open_bids[:] = (lots * rng.uniform(0, 0.5, shape)).astype(np.int64)
     ledger.open_asks[:] = (lots * rng.uniform(0, 0.5, shape)).astype(np.int64)
     ledger.isolated_margin[:] = rng.uniform(0, 1_000, shape) if mode == "isolated" else 0.0

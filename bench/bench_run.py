@@ -41,18 +41,32 @@ def measure(overrides: list[str]) -> tuple[float, int, int, int]:
     return seconds, agents, config.steps, model.exchange.n_orders + model.exchange.n_cancels
 
 
-def measure_old(rev: str, steps: int) -> tuple[float, int, int, int]:
-    """`measure` of the baseline at commit ``rev``, in a worktree of it and a subprocess."""
+def old_worktree(rev: str) -> Path:
+    """A ``git worktree`` of commit ``rev`` in a temporary folder (made once, then reused)."""
     folder = Path(tempfile.gettempdir()) / f"cascadelab-bench-{rev}"
     if not folder.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], cwd=ROOT, check=True)
+    return folder
+
+
+def run_old(rev: str, code: str) -> object:
+    """Run ``code`` (Python that prints JSON last) with the code of commit ``rev``
+    and its ``bench`` modules importable (``json`` imported), in a subprocess; return what
+    it printed."""
+    prelude = "import json, sys; sys.path[:0] = ['.', 'bench']\n"
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + code], cwd=old_worktree(rev), check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_old(rev: str, steps: int) -> tuple[float, int, int, int]:
+    """`measure` of the baseline at commit ``rev``, in a worktree of it and a subprocess."""
     code = (
-        "import json, sys; sys.path.insert(0, '.'); sys.path.insert(0, 'bench');"
         "from bench_run import measure; from sim.runtime import tune_runtime; tune_runtime();"
         f"print(json.dumps(measure(['steps={steps}'])))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=folder, check=True, capture_output=True, text=True)
-    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+    return tuple(run_old(rev, code))
 
 
 def report(label: str, seconds: float, agents: int, steps: int, events: int) -> None:

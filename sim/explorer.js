@@ -205,7 +205,10 @@
       const d = ev.points[0].customdata;
       if (d) pickAccount(d[0]);
     });
-    pickAccount(data.accounts[String(wanted.get("account"))] ? wanted.get("account") : cascadeById.get(Number(cascadePick.value)).root);
+    // the named account, else the cascade's root, else (a large run embeds only some accounts) the first one
+    const root = cascadeById.get(Number(cascadePick.value)).root;
+    const first = data.accounts[String(wanted.get("account"))] ? wanted.get("account") : data.accounts[String(root)] ? root : ids[0];
+    if (first !== undefined) pickAccount(first);
   } else {
     document.getElementById("cascade-tree").innerHTML = "<p class='note'>no liquidations: nothing to explore</p>";
     if (ids.length) pickAccount(ids[0]);

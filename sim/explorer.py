@@ -10,8 +10,16 @@ The run's data is embedded in the page as JSON (`explorer_data`) and drawn by
 Readable at any size: a tree is laid out with one row per leaf (a tidy tree, x = the
 generation), the overview shows the largest cascades however many happen in one step,
 and account series are embedded for every account when the accounts table has at most
-`ACCOUNT_ROWS_BUDGET` rows, else for the accounts that were liquidated or left
-unresolved (the page says which).
+`ACCOUNT_ROWS_BUDGET` rows, else for at most `EXPLORED_ACCOUNTS` of the accounts that
+were liquidated or left unresolved, largest liquidated notional first (the page says
+which).
+
+Bounded at any size (a 100,000-account crash liquidates tens of thousands): the trees
+embed at most `NODE_BUDGET` accounts in all, the largest cascades first (the first
+truncated to its earliest accounts if it alone is larger; every parent comes before its
+children, so a truncated tree is still a tree), and the liquidation rows embedded are
+those of the embedded tree nodes and explored accounts. The run's aggregate
+distributions are the report's other figures; every row stays in the parquet tables.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ from sim.timeline import minutes
 
 #: Accounts-table rows up to which every account's series is embedded (~60 bytes each).
 ACCOUNT_ROWS_BUDGET = 200_000
+#: Account series embedded at most when the accounts table is larger than that.
+EXPLORED_ACCOUNTS = 1_000
+#: Cascade-tree nodes (accounts) embedded at most over all cascades (~100 bytes each,
+#: with their liquidation rows a few hundred).
+NODE_BUDGET = 5_000
 #: Minutes of price path shown before a cascade's first and after its last liquidation.
 PRICE_WINDOW_MINUTES = 2.0
 SCRIPT = Path(__file__).with_name("explorer.js")
@@ -38,8 +51,11 @@ STYLE = (
 )
 
 
-def cascade_trees(liq: pl.DataFrame, clock: dict[int, float]) -> list[dict]:
-    """One dict per cascade, largest (accounts, then notional) first.
+def cascade_trees(liq: pl.DataFrame, clock: dict[int, float], node_budget: int | None = None) -> list[dict]:
+    """One dict per cascade, largest (accounts, then notional) first; with a
+    ``node_budget``, only the largest cascades whose nodes fit in it (the first one cut
+    to its first ``node_budget`` accounts if it alone does not; ``shown`` says how many
+    of its accounts are in ``nodes``).
 
     Each has the cascade summary (``id``, ``root``, ``accounts``, ``rows``, ``notional``
     USD, ``depth``, ``t0``/``t1`` minutes of its first/last row, ``instruments``) and
@@ -65,10 +81,19 @@ def cascade_trees(liq: pl.DataFrame, clock: dict[int, float]) -> list[dict]:
         )
         .sort("row_id")
     )
-    summary = {row["cascade_id"]: row for row in cascade_summary_frame(liq).iter_rows(named=True)}
+    summaries = cascade_summary_frame(liq).sort(
+        pl.col("accounts"), pl.col("notional"), pl.col("cascade_id"), descending=[True, True, False]
+    )
     instruments = dict(liq.group_by("cascade_id").agg(pl.col("instrument").unique(maintain_order=True)).iter_rows())
+    parts = {key[0]: part for key, part in nodes.group_by("cascade_id")}
+    left = math.inf if node_budget is None else node_budget
     trees = []
-    for (cascade_id,), part in nodes.group_by("cascade_id", maintain_order=True):
+    for s in summaries.iter_rows(named=True):
+        if left <= 0 or (trees and s["accounts"] > left):
+            break
+        cascade_id = s["cascade_id"]
+        part = parts[cascade_id].head(int(min(left, s["accounts"])))
+        left -= part.height
         members = set(part["account"].to_list())
         parents = [
             None
@@ -78,12 +103,12 @@ def cascade_trees(liq: pl.DataFrame, clock: dict[int, float]) -> list[dict]:
         ]
         accounts = part["account"].to_list()
         ys = _tidy_rows(accounts, parents)
-        s = summary[cascade_id]
         trees.append(
             {
                 "id": cascade_id,
                 "root": s["root_account"],
                 "accounts": s["accounts"],
+                "shown": part.height,
                 "rows": s["rows"],
                 "notional": round(s["notional"], 2),
                 "depth": s["depth"],
@@ -104,7 +129,6 @@ def cascade_trees(liq: pl.DataFrame, clock: dict[int, float]) -> list[dict]:
                 },
             }
         )
-    trees.sort(key=lambda t: (-t["accounts"], -t["notional"], t["id"]))
     return trees
 
 
@@ -141,7 +165,8 @@ def _tidy_rows(accounts: list[int], parents: list[int | None]) -> dict[int, floa
 
 def explorer_data(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> dict:
     """Everything the explorer draws, as JSON-ready columns (see the module docstring):
-    ``cascades`` (`cascade_trees`), ``liquidations`` (every row, with ``t`` in minutes),
+    ``cascades`` (`cascade_trees` within `NODE_BUDGET`), ``liquidations`` (the rows of
+    their nodes and of the explored accounts, with ``t`` in minutes),
     ``prices`` (per instrument: ``t``, ``mark``, ``index``, ``exogenous`` in USD),
     ``accounts`` (account id -> ``agent_type``, ``t``, ``equity`` USD, ``margin_ratio``,
     ``positions`` per instrument in base units)."""
@@ -151,9 +176,8 @@ def explorer_data(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
         prices[name] = {"t": minutes(m, clock)} | {
             key: _floats(m[f"{key}_price"]) for key in ("mark", "index", "exogenous") if f"{key}_price" in m.columns
         }
-    involved = set(liq["account"].to_list()) | set(tables["unresolved"]["account"].to_list())
     if accounts.height > ACCOUNT_ROWS_BUDGET:
-        accounts = accounts.filter(pl.col("account").is_in(sorted(involved)))
+        accounts = accounts.filter(pl.col("account").is_in(explored_accounts(liq, tables["unresolved"])))
     positions = [c for c in accounts.columns if c.startswith("pos_")]
     series = {}
     for (account,), a in accounts.sort("step").group_by("account", maintain_order=True):
@@ -164,12 +188,23 @@ def explorer_data(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
             "margin_ratio": _floats(a["margin_ratio"]),
             "positions": {c.removeprefix("pos_"): _floats(a[c]) for c in positions},
         }
-    rows = liq.sort("row_id").with_columns(
-        pl.col("trigger").replace_strict(liq["row_id"], liq["account"], default=None).alias("trigger_account")
+    trees = cascade_trees(liq, clock, NODE_BUDGET)
+    shown = pl.DataFrame(
+        [(t["id"], a) for t in trees for a in t["nodes"]["account"]],
+        schema={"cascade_id": pl.Int64, "account": pl.Int64},
+        orient="row",
+    )
+    rows = (
+        liq.sort("row_id")
+        .with_columns(
+            pl.col("trigger").replace_strict(liq["row_id"], liq["account"], default=None).alias("trigger_account")
+        )
+        .join(shown.with_columns(in_tree=pl.lit(True)), on=["cascade_id", "account"], how="left", maintain_order="left")
+        .filter(pl.col("in_tree").is_not_null() | pl.col("account").is_in([int(a) for a in series]))
     )
     columns = ("row_id", "step", "round", "account", "instrument", "side", "qty", "price", "notional", "kind")
     return {
-        "cascades": cascade_trees(liq, clock),
+        "cascades": trees,
         "liquidations": {c: _floats(rows[c]) if rows[c].dtype == pl.Float64 else rows[c].to_list() for c in columns}
         | {
             "cascade": rows["cascade_id"].to_list(),
@@ -180,6 +215,24 @@ def explorer_data(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
         "accounts": series,
         "window_minutes": PRICE_WINDOW_MINUTES,
     }
+
+
+def explored_accounts(liq: pl.DataFrame, unresolved: pl.DataFrame) -> list[int]:
+    """At most `EXPLORED_ACCOUNTS` of the accounts liquidated or left unresolved: largest
+    liquidated notional first (ties: lower id), sorted by id."""
+    involved = (
+        pl.concat(
+            [
+                liq.select("account", "notional"),
+                unresolved.select("account").with_columns(notional=pl.lit(0.0)),
+            ]
+        )
+        .group_by("account")
+        .agg(pl.col("notional").sum())
+        .sort(pl.col("notional"), pl.col("account"), descending=[True, False])
+        .head(EXPLORED_ACCOUNTS)
+    )
+    return sorted(involved["account"].to_list())
 
 
 def _floats(column: pl.Series) -> list:
@@ -196,7 +249,8 @@ def explorer_sections(tables: dict[str, pl.DataFrame], clock: dict[int, float], 
     n_cascades = tables["liquidations"]["cascade_id"].n_unique()
     return [
         STYLE + "<h2>Cascades</h2>"
-        f'<p class="note">{n_cascades} cascade(s). The largest by accounts, with notional (USD), depth '
+        f'<p class="note">{html.escape(cascades_note(payload["cascades"], n_cascades))} '
+        "The largest by accounts, with notional (USD), depth "
         "(generations) and start time; click a bar or pick any cascade below.</p>"
         '<div id="cascade-overview" class="explorer-plot"></div>',
         '<h2 id="cascade-explorer">Cascade explorer</h2>'
@@ -225,7 +279,19 @@ def explorer_note(tables: dict[str, pl.DataFrame]) -> str:
     """Which accounts the account explorer has (see `ACCOUNT_ROWS_BUDGET`)."""
     if tables["accounts"].height > ACCOUNT_ROWS_BUDGET:
         return (
-            f"Only the accounts liquidated or left unresolved: the accounts table has more than "
-            f"{ACCOUNT_ROWS_BUDGET:,} rows (every account is in accounts.parquet)."
+            f"Only the accounts liquidated or left unresolved, at most {EXPLORED_ACCOUNTS:,} of them (largest "
+            f"liquidated notional first): the accounts table has more than {ACCOUNT_ROWS_BUDGET:,} rows (every "
+            "account is in accounts.parquet; the figures above show the distributions of all of them)."
         )
     return "Every account; liquidated accounts first."
+
+
+def cascades_note(trees: list[dict], n_cascades: int) -> str:
+    """How many cascades, and whether the explorer has all of them (see `NODE_BUDGET`)."""
+    note = f"{n_cascades} cascade(s)."
+    cut = [t for t in trees if t["shown"] < t["accounts"]]
+    if len(trees) < n_cascades or cut:
+        note += f" The explorer has the {len(trees):,} largest, {NODE_BUDGET:,} accounts at most"
+        note += f" (cascade {cut[0]['id']}: its first {cut[0]['shown']:,} accounts)" if cut else ""
+        note += "; every cascade is in cascades.parquet and liquidations.parquet."
+    return note

@@ -169,7 +169,13 @@ class MarketModel(mesa.Model):
         self.actors = AgentSet([a for a in self.agents if a.acts], random=self.random)
         self.health = self.exchange.health()
         self.recorder = Recorder(
-            self.exchange, self.liquidation, self.funding, self.index, self.account_types, config.record_every
+            self.exchange,
+            self.liquidation,
+            self.funding,
+            self.index,
+            self.account_types,
+            config.record_every,
+            config.steps,
         )
         self.recorder.record(0, self.health)
 

@@ -21,7 +21,11 @@ Tables (columns, units: prices USD, sizes base units, money USD):
   maint_margin, init_margin, margin_ratio, ``pos_<INSTRUMENT>`` positions and
   ``liq_price_<INSTRUMENT>``, the mark at which the account (isolated: the position)
   would reach its maintenance margin, all else fixed (null where flat or never;
-  `sim.margin.liquidation_prices`).
+  `sim.margin.liquidation_prices`). Kept in preallocated (snapshots, A) float64 buffers
+  (`AccountSnapshots`): a snapshot is a few array copies, and the table costs about
+  ``8 * (4 + 2 I)`` bytes per row plus step, account and agent type, ``steps //
+  record_every + 1`` snapshots of every account (100,000 accounts x 3 instruments x 21
+  snapshots: ~0.3 GB).
 - ``unresolved``: accounts left liquidatable at the end of a step and why: step,
   account, agent_type, reason (``step_cap``, ``book_exhausted``, ``rounds_exhausted``).
 
@@ -93,6 +97,7 @@ class Recorder:
         index: VenueIndex,
         agent_types: list[str],
         every: int,
+        steps: int,
     ):
         self.exchange = exchange
         self.index = index
@@ -104,7 +109,7 @@ class Recorder:
         self._market: list[tuple] = []
         self._trades: dict[str, list] = {column: [] for column in TRADES_SCHEMA}
         self._ledger: list[tuple] = []
-        self._accounts: list[pl.DataFrame] = []
+        self.accounts = AccountSnapshots(self.names, agent_types, steps // every + 1)
         self._rows_seen = 0
         self.losses = LossAccount()
 
@@ -159,7 +164,7 @@ class Recorder:
             )
         )
         if step % self.every == 0:
-            self._accounts.append(self._snapshot(step, health))
+            self.accounts.add(step, health, ex.ledger)
 
     def _drain_trades(self, step: int) -> np.ndarray:
         """Move the exchange's fills into the trades columns; return (I,) volume."""
@@ -186,25 +191,6 @@ class Recorder:
         ex.trades.clear()
         return volume
 
-    def _snapshot(self, step: int, health: Health) -> pl.DataFrame:
-        ledger = self.exchange.ledger
-        n = ledger.n_accounts
-        columns = {
-            "step": np.full(n, step, dtype=np.int64),
-            "account": np.arange(n, dtype=np.int64),
-            "agent_type": self.agent_types,
-            "equity": health.equity,
-            "maint_margin": health.maint,
-            "init_margin": health.init,
-            "margin_ratio": health.margin_ratio,
-        }
-        liquidation = liquidation_prices(health)
-        for m, name in enumerate(self.names):
-            columns[f"pos_{name}"] = ledger.positions[:, m] * ledger.lot_sizes[m]
-        for m, name in enumerate(self.names):
-            columns[f"liq_price_{name}"] = liquidation[:, m]
-        return pl.DataFrame(columns).with_columns(pl.selectors.starts_with("liq_price_").fill_nan(None))
-
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict[str, pl.DataFrame]:
         """All tables, sorted by their keys."""
@@ -213,13 +199,12 @@ class Recorder:
         )
         trades = pl.DataFrame(self._trades, schema=TRADES_SCHEMA)
         ledger = pl.DataFrame(self._ledger, schema=LEDGER_SCHEMA, orient="row")
-        accounts = pl.concat(self._accounts)  # step 0 is always recorded
         return {
             "market": market.sort("step", "instrument", maintain_order=True),
             "trades": trades,  # already in execution order, which is the key
             "liquidations": liquidation_frame(self.engine, self.names, self.agent_types),
             "ledger": ledger.sort("step"),
-            "accounts": accounts.sort("step", "account"),
+            "accounts": self.accounts.frame(),  # recorded in (step, account) order
             "unresolved": pl.DataFrame(
                 [
                     (step, account, self.agent_types[account], reason)
@@ -229,6 +214,57 @@ class Recorder:
                 orient="row",
             ),
         }
+
+
+class AccountSnapshots:
+    """The ``accounts`` table as preallocated columns: one (snapshots, A) float64 buffer
+    per value column, filled row by row (a snapshot copies A values per column).
+
+    Args:
+        names: The I instrument names (``pos_<NAME>``, ``liq_price_<NAME>`` columns).
+        agent_types: (A,) every account's agent type.
+        capacity: Snapshots to hold (a run records ``steps // record_every + 1``).
+    """
+
+    def __init__(self, names: list[str], agent_types: list[str], capacity: int):
+        self.names = names
+        self.agent_types = agent_types
+        self.columns = [
+            "equity",
+            "maint_margin",
+            "init_margin",
+            "margin_ratio",
+            *(f"pos_{name}" for name in names),
+            *(f"liq_price_{name}" for name in names),
+        ]
+        self._values = np.empty((len(self.columns), capacity, len(agent_types)))
+        self._steps = np.empty(capacity, dtype=np.int64)
+        self._count = 0
+
+    def add(self, step: int, health: Health, ledger) -> None:
+        """Snapshot every account at ``step`` from its margin state ``health``."""
+        k, n_inst = self._count, len(self.names)
+        if k == self._steps.size:
+            raise ValueError(f"accounts: more than {k} snapshots recorded (capacity of the buffers)")
+        row = self._values[:, k]
+        row[0], row[1], row[2], row[3] = health.equity, health.maint, health.init, health.margin_ratio
+        np.multiply(ledger.positions, ledger.lot_sizes, out=row[4 : 4 + n_inst].T)
+        row[4 + n_inst :] = liquidation_prices(health).T
+        self._steps[k] = step
+        self._count += 1
+
+    def frame(self) -> pl.DataFrame:
+        """The snapshots so far as the ``accounts`` table, sorted by (step, account)."""
+        k, n = self._count, len(self.agent_types)
+        accounts = np.tile(np.arange(n, dtype=np.int64), k)
+        return pl.DataFrame(
+            {
+                "step": np.repeat(self._steps[:k], n),
+                "account": accounts,
+                "agent_type": pl.Series(self.agent_types, dtype=pl.String).gather(accounts),
+                **{column: self._values[c, :k].ravel() for c, column in enumerate(self.columns)},
+            }
+        ).with_columns(pl.selectors.starts_with("liq_price_").fill_nan(None))
 
 
 LIQUIDATION_SCHEMA = {

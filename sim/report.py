@@ -58,6 +58,13 @@ KIND_COLORS = {
 OTHER_KIND_COLOR = "#333333"
 #: Margin-ratio bin edges; the last bin (>= 1: liquidatable) is open-ended.
 RATIO_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: Liquidation rows up to which the price panels draw one marker per row; above, one per
+#: step, instrument and kind (notional summed, price notional-weighted), so a run of
+#: 100,000 accounts keeps a bounded page.
+MARKER_ROWS = 2_000
+#: Quantiles of the equity distribution figure (a band from the first to the last, a
+#: line at the middle one).
+EQUITY_QUANTILES = (0.1, 0.5, 0.9)
 SERIES_COLORS = {"exogenous": "#1f77b4", "mark": "#2ca02c", "last": "#aaaaaa", "impact": "#d62728"}
 
 
@@ -145,12 +152,18 @@ def write_run_report(
         f"(fallback {' > '.join(config.liquidation.fallback)}). Prices and money in USD, positions and open "
         "interest in base units of each instrument, time in simulated minutes.</p>",
         "<h2>Summary</h2>" + table(metrics),
-        figure(prices_figure(tables, clock), "Prices and liquidations", "Marker area is proportional to notional."),
+        figure(prices_figure(tables, clock), "Prices and liquidations", prices_note(tables["liquidations"])),
         figure(liquidated_figure(tables["liquidations"], clock), "Liquidated notional per step, by kind"),
         figure(fund_figure(tables["ledger"], clock), "Insurance fund and bad debt"),
         figure(open_interest_figure(tables["market"], clock), "Open interest"),
         figure(depth_figure(tables["market"], clock), "Book depth within 1 % of mid"),
         figure(margin_ratio_figure(tables["accounts"], clock), "Margin ratio distribution of trader accounts"),
+        figure(
+            equity_figure(tables["accounts"], clock),
+            "Equity of trader accounts by agent type",
+            "Median (line) and 10-90 % band (shaded) at each snapshot of accounts.parquet; log scale (negative "
+            "equity is off the scale: see bad debt above).",
+        ),
         "<h2>Stylized facts</h2>"
         f'<p class="note">Log returns of the mark and last-trade price at {FACT_HORIZON:g} s: kurtosis (Gaussian: 3), '
         "Hill tail index of |r| (cubic law: 3), ACF of r at lag 1 and of |r| at lag 10, corr(volume, |r|); "
@@ -238,6 +251,15 @@ def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
     """One panel per instrument (USD): the exogenous path (the rest of the market,
     dotted), index, mark, last, and liquidation markers sized by notional."""
     market, liq = tables["market"], tables["liquidations"]
+    aggregate = liq.height > MARKER_ROWS
+    if aggregate:
+        liq = (
+            liq.filter(pl.col("qty") > 0)
+            .group_by("step", "instrument", "kind")
+            .agg(pl.col("notional").sum(), pl.col("qty").sum(), pl.len().alias("rows"))
+            .with_columns(price=pl.col("notional") / pl.col("qty"))
+            .sort("step", "instrument", "kind")
+        )
     names = _instruments(market)
     scale = max(float(liq.get_column("notional").max() or 1.0), 1.0)
     refs, layout = instrument_rows(names, "{name} price (USD)", clock)
@@ -261,6 +283,7 @@ def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
             hits = liq.filter((pl.col("instrument") == name) & (pl.col("kind") == kind))
             if hits.height:
                 size = 6 + 30 * np.sqrt(hits.get_column("notional").to_numpy() / scale)
+                who = "rows" if aggregate else "account"
                 traces.append(
                     {
                         "type": "scatter",
@@ -273,13 +296,23 @@ def prices_figure(tables: dict[str, pl.DataFrame], clock: dict[int, float]) -> d
                         "showlegend": row == 0,
                         "marker": {"color": color, "size": size.round(1).tolist(), "opacity": 0.6},
                         "customdata": np.stack(
-                            [hits["account"].to_numpy(), hits["notional"].to_numpy().round(0)], axis=1
+                            [hits[who].to_numpy(), hits["notional"].to_numpy().round(0)], axis=1
                         ).tolist(),
-                        "hovertemplate": "%{x:.2f} min<br>%{y:,.2f} USD<br>account %{customdata[0]}"
+                        "hovertemplate": f"%{{x:.2f}} min<br>%{{y:,.2f}} USD<br>{who} %{{customdata[0]}}"
                         "<br>notional %{customdata[1]:,.0f} USD",
                     }
                 )
     return _plot(traces, 300 * len(names), **layout)
+
+
+def prices_note(liq: pl.DataFrame) -> str:
+    """The price panels' note: what a liquidation marker is (see `MARKER_ROWS`)."""
+    if liq.height > MARKER_ROWS:
+        return (
+            f"{liq.height:,} liquidation rows (more than {MARKER_ROWS:,}): one marker per step, instrument and kind, "
+            "at the notional-weighted price; marker area is proportional to the notional."
+        )
+    return "Marker area is proportional to notional."
 
 
 def liquidation_kinds(liq: pl.DataFrame) -> list[tuple[str, str]]:
@@ -374,6 +407,47 @@ def margin_ratio_figure(accounts: pl.DataFrame, clock: dict[int, float]) -> dict
     return _plot(
         [heatmap], 360, xaxis=time_axis(clock), yaxis={"title": {"text": "margin ratio (maintenance / equity)"}}
     )
+
+
+def equity_figure(accounts: pl.DataFrame, clock: dict[int, float]) -> dict:
+    """Per trader agent type, its accounts' equity (USD, log axis: types differ by orders
+    of magnitude) at each snapshot: the `EQUITY_QUANTILES` as a band and a median line.
+    Its size depends on snapshots and agent types, not on accounts."""
+    low, mid, high = EQUITY_QUANTILES
+    quantiles = (
+        accounts.filter(~pl.col("agent_type").str.starts_with("system:"))
+        .group_by("agent_type", "step")
+        .agg(*(pl.col("equity").quantile(q, "linear").alias(str(q)) for q in EQUITY_QUANTILES))
+        .sort("agent_type", "step")
+    )
+    traces = []
+    colors = pio.templates["plotly"].layout.colorway
+    for k, ((agent_type,), part) in enumerate(quantiles.group_by("agent_type", maintain_order=True)):
+        color, t = colors[k % len(colors)], minutes(part, clock)
+        traces += [
+            _line(
+                t,
+                _col(part, str(high)),
+                agent_type,
+                line={"width": 0, "color": color},
+                showlegend=False,
+                legendgroup=agent_type,
+                hoverinfo="skip",
+            ),
+            _line(
+                t,
+                _col(part, str(low)),
+                agent_type,
+                line={"width": 0, "color": color},
+                fill="tonexty",
+                opacity=0.2,
+                showlegend=False,
+                legendgroup=agent_type,
+                hoverinfo="skip",
+            ),
+            _line(t, _col(part, str(mid)), agent_type, line={"color": color}, legendgroup=agent_type),
+        ]
+    return _plot(traces, 360, xaxis=time_axis(clock), yaxis={"title": {"text": "equity (USD, log)"}, "type": "log"})
 
 
 def _headline_rows(facts: pl.DataFrame) -> dict[str, float]:

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from sim.exchange import Exchange, FeeSchedule
-from sim.impact import TRADERS, ImpactParams, Propagator, VenueIndex
+from sim.impact import (
+    KERNEL_TOLERANCE,
+    MAX_LAG_SECONDS,
+    TRADERS,
+    ImpactParams,
+    Propagator,
+    VenueIndex,
+    exponential_sum,
+)
 from sim.instruments import CollateralAsset
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.types import OrderType, Side
@@ -43,6 +51,64 @@ def test_impact_decays_with_the_propagator_kernel():
     assert p.log_impact()[0] == pytest.approx(f / 2)
     p.advance(10.0 + 495.0)  # G = (1 + 99)^-0.5 = 1/10
     assert p.log_impact()[0] == pytest.approx(f / 10)
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 30.0])
+@pytest.mark.parametrize("decay_seconds", [0.5, 5.0, 300.0])
+def test_the_exponential_sum_is_the_power_law_within_its_tolerance(beta, decay_seconds):
+    rates, weights = exponential_sum(beta, decay_seconds)
+    lags = np.concatenate([[0.0], np.geomspace(1e-3, MAX_LAG_SECONDS, 3000)])
+    exact = (1.0 + lags / decay_seconds) ** -beta
+    approx = np.exp(-np.outer(lags, rates)) @ weights
+    kept = exact > 1e-250  # beta = 30 underflows far out
+    assert np.abs(approx[kept] / exact[kept] - 1.0).max() <= KERNEL_TOLERANCE
+    assert approx[0] == pytest.approx(1.0, abs=1e-15) and (rates >= 0).all() and (weights > 0).all()
+
+
+def exact_impact(times: np.ndarray, impacts: np.ndarray, now: float, params: ImpactParams) -> float:
+    """The propagator's sum with the power law itself, term by term (the old algorithm)."""
+    lags = now - times
+    return float(np.sum((1.0 + lags / params.decay_seconds) ** -params.beta * impacts))
+
+
+def test_a_long_run_keeps_the_power_law_impact_series():
+    """20,000 steps of 5 s (28 h) of random flow with liquidation bursts: the running
+    sums give the impact series the exact sum over all past terms gives, within the
+    kernel's tolerance of the sum of the terms' absolute decayed impacts."""
+    rng = np.random.default_rng(5)
+    params = [PARAMS, ImpactParams(daily_volatility=0.05, venue_share=0.1, beta=0.7, decay_seconds=30.0)]
+    p = Propagator(params)
+    times, insts, impacts = [], [], []
+    checked = 0
+    for step in range(1, 20_001):
+        now = step * 5.0
+        p.advance(now)
+        for m in range(2):
+            p.add_volume(m, 1e6)
+            impacts.append(p.add(m, float(rng.normal(0.0, 2e5))))
+            times.append(now), insts.append(m)
+        if step % 997 == 0:  # a liquidation
+            impacts.append(p.add(0, -5e6, source=step))
+            times.append(now), insts.append(0)
+        if step % 500 == 0 or step in (1, 2, 20_000):
+            t, i, f = np.array(times), np.array(insts), np.array(impacts)
+            for m, param in enumerate(params):
+                mine = i == m
+                expected = exact_impact(t[mine], f[mine], now, param)
+                scale = exact_impact(t[mine], np.abs(f[mine]), now, param)
+                assert abs(p.log_impact()[m] - expected) <= KERNEL_TOLERANCE * scale + 1e-15
+            checked += 1
+    assert checked == 42
+    sources, by_source = p.by_source()
+    assert sources.tolist() == list(range(997, 20_001, 997))
+    first = exact_impact(np.array([997 * 5.0]), np.array([impacts[2 * 997]]), 20_000 * 5.0, PARAMS)
+    assert by_source[0, 0] == pytest.approx(first, rel=KERNEL_TOLERANCE)
+
+
+def test_the_clock_only_moves_forward():
+    p = propagator(now=10.0)
+    with pytest.raises(ValueError, match="cannot go back"):
+        p.advance(5.0)
 
 
 def test_the_index_without_a_liquidation_is_exact():

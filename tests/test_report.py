@@ -8,13 +8,23 @@ import itertools
 import json
 import re
 import shutil
+import time
 
 import polars as pl
 import pytest
 
-from sim.explorer import cascade_trees, explorer_data
+from sim.config import load_config
+from sim.explorer import EXPLORED_ACCOUNTS, NODE_BUDGET, cascade_trees, explorer_data
 from sim.recorder import LIQUIDATION_SCHEMA
-from sim.report import liquidated_figure, margin_ratio_figure, open_interest_figure, prices_figure
+from sim.report import (
+    KIND_COLORS,
+    MARKER_ROWS,
+    liquidated_figure,
+    margin_ratio_figure,
+    open_interest_figure,
+    prices_figure,
+    write_run_report,
+)
 from sim.timeline import step_minutes
 from tests.browser import render
 
@@ -156,7 +166,7 @@ def test_copied_run_folder_renders_its_explorer_in_headless_chromium(crash_run, 
     assert "<script src=" not in text
     page = render(copy / "report.html", tmp_path / "report.png", tmp_path / "profile")
     assert page.console == [], page.console
-    assert page.plots == 11 and page.drawn_svgs >= 11
+    assert page.plots == 12 and page.drawn_svgs >= 12
     order = ("cascade-overview", "cascade-tree", "cascade-prices", "cascade-accounts", "account-series")
     for section, following in itertools.pairwise(order):
         block = page.dom.split(f'id="{section}"', 1)[1].split(f'id="{following}"', 1)[0]
@@ -204,3 +214,64 @@ def test_every_liquidation_kind_is_drawn(crash_run):
     drawn = {trace["name"]: sum(trace["y"]) for trace in fig["data"]}
     assert set(drawn) == set(liq["kind"].unique())
     assert sum(drawn.values()) == pytest.approx(liq["notional"].sum())
+
+
+def large_run(crash_run, folder, copies: int = 60, accounts: int = 100_000):
+    """The crash run's tables as if its venue had ``accounts`` accounts: the accounts
+    table repeated over new ids (~2.3 M rows), the liquidations ``copies`` times over
+    new accounts, cascades and rows (~16,000 rows, ~6,000 accounts); written as a run folder."""
+    tables = {name: pl.read_parquet(crash_run / f"{name}.parquet") for name in RECORDED}
+    snapshot = tables["accounts"]
+    n = snapshot["account"].n_unique()
+    tables["accounts"] = pl.concat(
+        [snapshot.with_columns(pl.col("account") + k * n) for k in range(accounts // n + 1)]
+    ).filter(pl.col("account") < accounts)
+    liq = tables["liquidations"]
+    rows, cascades = liq["row_id"].max() + 1, liq["cascade_id"].max() + 1
+    tables["liquidations"] = pl.concat(
+        [
+            liq.with_columns(
+                pl.col("row_id") + k * rows,
+                pl.col("trigger") + k * rows,
+                pl.col("cascade_id") + k * cascades,
+                pl.col("account") + k * n,
+            )
+            for k in range(copies)
+        ]
+    )
+    shutil.copytree(crash_run, folder)
+    for name, frame in tables.items():
+        frame.write_parquet(folder / f"{name}.parquet")
+    return folder, tables
+
+
+RECORDED = ("market", "trades", "liquidations", "ledger", "accounts", "unresolved")
+
+
+def test_a_100000_account_report_stays_bounded_and_renders(crash_run, tmp_path):
+    """At 100,000 accounts the report draws distributions, not every account: the
+    explorer embeds at most EXPLORED_ACCOUNTS series and NODE_BUDGET tree nodes, the price
+    panels one marker per step and kind; the file stays small, is written in seconds
+    and renders in headless Chromium."""
+    folder, tables = large_run(crash_run, tmp_path / "large")
+    assert tables["accounts"]["account"].n_unique() == 100_000 and tables["accounts"].height > 2_000_000
+    assert tables["liquidations"].height > MARKER_ROWS
+    start = time.perf_counter()
+    write_run_report(folder, tables, load_config(folder / "config.toml"), "large")
+    seconds = time.perf_counter() - start
+    size = (folder / "report.html").stat().st_size
+    assert seconds < 60, seconds
+    assert size < 10e6, size  # plotly.js is ~4.7 MB of it
+    data = explorer_data(tables, step_minutes(tables["market"], 5.0))
+    assert 0 < len(data["accounts"]) <= EXPLORED_ACCOUNTS
+    assert sum(len(c["nodes"]["account"]) for c in data["cascades"]) <= NODE_BUDGET
+    nodes = {(c["id"], a) for c in data["cascades"] for a in c["nodes"]["account"]}
+    embedded = list(zip(data["liquidations"]["cascade"], data["liquidations"]["account"], strict=True))
+    assert embedded and all(pair in nodes or str(pair[1]) in data["accounts"] for pair in embedded)
+    prices = prices_figure(tables, step_minutes(tables["market"], 5.0))
+    markers = sum(len(t["x"]) for t in prices["data"] if t["mode"] == "markers")
+    assert markers <= tables["liquidations"]["step"].n_unique() * len(KIND_COLORS)
+    page = render(folder / "report.html", tmp_path / "large.png", tmp_path / "profile")
+    assert page.console == [], page.console
+    assert page.plots == 12 and page.drawn_svgs >= 12
+    assert "The explorer has the" in page.dom and f"at most {EXPLORED_ACCOUNTS:,} of them" in page.dom

@@ -246,7 +246,7 @@ def test_run_report_renders_in_headless_chromium(replay_run, tmp_path):
     page = render(replay_run / "report.html", shot, tmp_path / "profile")
     html = (replay_run / "report.html").read_text()
     assert "<script src=" not in html  # plotly.js is embedded: nothing loaded from elsewhere
-    assert page.plots == 9 and page.drawn_svgs >= 9  # 7 figures, the cascade overview, an account
+    assert page.plots == 10 and page.drawn_svgs >= 10  # 8 figures, the cascade overview, an account
     assert "Stylized facts" in page.dom and "time (min)" in page.dom
     assert "no liquidations: nothing to explore" in page.dom  # 40 calm steps
     assert page.traces > 10
