@@ -174,7 +174,7 @@ def execute(pool, table, levels, head, out, n_out, taker, b, order_id, account, 
         return R_BAD_PRICE, n_out, 0, 0
     s = 0 if side > 0 else 1
     o = 1 - s
-    resting_kind = kind == K_LIMIT or kind == K_POST_ONLY
+    resting_kind = kind in (K_LIMIT, K_POST_ONLY)
     if resting_kind:
         idx = price - head[b, H_BASE]
         if idx < 0 or idx >= levels.shape[2]:
@@ -298,7 +298,7 @@ def execute_many(
 
     A ``K_CANCEL`` event cancels ``order_ids[k]`` (its ``cancelled[k]`` is the lots taken
     off, 0 if it was not resting; the other fields are ignored). Inactive orders are
-    skipped. Order k is *stale* when ``watch_account[k]`` and an order
+    skipped (after the stale test: a re-check may admit them). Order k is *stale* when ``watch_account[k]`` and an order
     executed since the last reset of ``dirty_accounts`` touched its account (as taker,
     maker or self-trade cancel), or ``watch_book[k]`` and one touched its book: then the
     caller must re-check it against the new state first. With empty ``dirty_*`` arrays
@@ -311,12 +311,12 @@ def execute_many(
     watching = dirty_accounts.shape[0] > 0
     n = order_ids.shape[0]
     for k in range(start, n):
-        if not active[k]:
-            continue
         account = accounts[k]
         b = books[k]
         if watching and ((watch_account[k] and dirty_accounts[account]) or (watch_book[k] and dirty_books[b])):
             return k, n_out, STALE
+        if not active[k]:
+            continue
         first = n_out
         if kinds[k] == K_CANCEL:
             owner, side, price, gone = cancel(pool, table, levels, head, order_ids[k])
