@@ -431,7 +431,7 @@ class OrderBook:
         return (order_id, int(row[k.P_ACCOUNT]), int(row[k.P_SIDE]), int(row[k.P_PRICE]), int(row[k.P_QTY]))
 
     def open_orders(self, account: int) -> list[int]:
-        """Ids of the account's resting orders, oldest first (a scan of the order pool)."""
+        """Ids of the account's resting orders (-1: everyone's), oldest first (a scan of the order pool)."""
         slots = k.orders_of(self._set.pool, self._set.head, self._b, account)
         return self._set.pool[slots, k.P_ID].tolist()
 

@@ -211,6 +211,14 @@ class Ledger:
         """Add ``lots`` (negative: remove) to the account's resting orders on ``side``."""
         (self.open_bids if side > 0 else self.open_asks)[account, instrument] += lots
 
+    def count_open_many(
+        self, accounts: np.ndarray, instruments: np.ndarray, sides: np.ndarray, lots: np.ndarray
+    ) -> None:
+        """`count_open` for (n,) arrays of orders (whole lots: the order of additions does not matter)."""
+        buy = sides > 0
+        np.add.at(self.open_bids, (accounts[buy], instruments[buy]), lots[buy])
+        np.add.at(self.open_asks, (accounts[~buy], instruments[~buy]), lots[~buy])
+
     def set_isolated(self, account: int, isolated: bool) -> None:
         """Put an account in isolated (True) or cross margin mode."""
         self.isolated[account] = isolated
