@@ -212,6 +212,7 @@ class BookSet:
         watch: BatchWatch | None = None,
         start: int = 0,
         state: BatchState | None = None,
+        numbering: np.ndarray | None = None,
     ) -> BatchState:
         """Execute a batch's orders from ``start`` in order until done or an order is stale.
 
@@ -222,6 +223,9 @@ class BookSet:
             watch: Which orders must be re-checked when state they depend on changed
                 (see `BatchWatch`); None: none.
             start, state: Resume a batch that stopped at a stale order.
+            numbering: ``[next, stride]`` (int64, updated): number the executed orders
+                ``next * stride + book`` instead of using ``order_ids`` as given
+                (which then receives the ids).
 
         Returns:
             The batch's state; ``state.stopped`` is the stale order's index, or n.
@@ -232,6 +236,7 @@ class BookSet:
         if active is None:
             active = np.ones(n, bool)
         watch = watch or BatchWatch.none(n)
+        numbering = np.zeros(0, np.int64) if numbering is None else numbering
         self.ensure_room(int(active[start:].sum()))
         while True:
             stop, state.n_out, status = k.execute_many(
@@ -255,8 +260,11 @@ class BookSet:
                 state.reject,
                 watch.account,
                 watch.book,
-                watch.dirty_accounts,
-                watch.dirty_books,
+                watch.checked_after,
+                watch.check_ticks,
+                watch.touched,
+                watch.relaxed,
+                numbering,
             )
             if status == k.NEED_WINDOW:
                 self.fit_price(int(books[stop]), int(prices[stop]))
@@ -301,28 +309,42 @@ class BatchState:
 
 @dataclass
 class BatchWatch:
-    """Which batch orders depend on state that earlier orders of the batch may change.
+    """Which batch orders depend on state that earlier orders of the batch may change
+    (see `sim.book_kernels.execute_many`).
 
     Attributes:
-        account: (n,) bool, re-check the order if its account was touched.
-        book: (n,) bool, re-check the order if its book was touched.
-        dirty_accounts: (A,) bool, accounts touched since the last reset (empty: no watch).
-        dirty_books: (B,) bool, books touched since the last reset.
+        account: (n,) bool, re-check the order if its account was touched since its check.
+        book: (n,) bool, re-check the (market) order if its sweep of the book changed.
+        checked_after: (n,) int64, the order was checked against the state after the
+            batch's orders before this index.
+        check_ticks: (n,) int64, the sweep's worst price the check used (-1: none).
+        touched: (A,) int64, last batch index that touched each account in a way that
+            can lower its margin (-1: none; an empty array watches nothing).
+        relaxed: (A,) int64, last batch index of a cancel of one of its orders.
     """
 
     account: np.ndarray
     book: np.ndarray
-    dirty_accounts: np.ndarray
-    dirty_books: np.ndarray
+    checked_after: np.ndarray
+    check_ticks: np.ndarray
+    touched: np.ndarray
+    relaxed: np.ndarray
 
     @classmethod
     def none(cls, n: int) -> BatchWatch:
-        no = np.zeros(n, bool)
-        return cls(no, no, np.zeros(0, bool), np.zeros(0, bool))
+        return cls.over(n, 0)
 
-    def reset(self) -> None:
-        self.dirty_accounts[:] = False
-        self.dirty_books[:] = False
+    @classmethod
+    def over(cls, n: int, n_accounts: int) -> BatchWatch:
+        """Nothing watched yet, for n orders of ``n_accounts`` accounts."""
+        return cls(
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.zeros(n, np.int64),
+            np.full(n, -1, np.int64),
+            np.full(n_accounts, -1, np.int64),
+            np.full(n_accounts, -1, np.int64),
+        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -291,30 +291,48 @@ def execute_many(
     reject,
     watch_account,
     watch_book,
-    dirty_accounts,
-    dirty_books,
+    checked_after,
+    check_ticks,
+    touched,
+    relaxed,
+    numbering,
 ):
     """`execute` orders ``start..n-1`` of a batch in order (arrays of shape (n,)).
 
     A ``K_CANCEL`` event cancels ``order_ids[k]`` (its ``cancelled[k]`` is the lots taken
     off, 0 if it was not resting; the other fields are ignored). Inactive orders are
-    skipped (after the stale test: a re-check may admit them). Order k is *stale* when ``watch_account[k]`` and an order
-    executed since the last reset of ``dirty_accounts`` touched its account (as taker,
-    maker or self-trade cancel), or ``watch_book[k]`` and one touched its book: then the
-    caller must re-check it against the new state first. With empty ``dirty_*`` arrays
-    nothing is watched.
+    skipped (after the stale test: a re-check may admit them).
+
+    Ids: with ``numbering`` = ``[next, stride]`` each executed order (not a cancel) gets
+    ``order_ids[k] = next * stride + books[k]`` and ``next`` advances (the exchange's
+    ids); with an empty ``numbering`` the given ids are used.
+
+    Staleness: ``touched`` (A,) holds, per account, the last batch index that touched it
+    in a way that can lower its margin (as taker, resting order, maker or self-trade;
+    -1: none), ``relaxed`` (A,) the last cancel event of one of its orders (which can
+    only raise its margin: open orders count at their worst case); order k was checked
+    against the state after orders ``< checked_after[k]``. It is *stale* when
+    ``watch_account[k]`` and its account was touched since (``touched >=
+    checked_after[k]``; for an order that its check refused, relaxed counts too), or
+    ``watch_book[k]`` (a market order) and its sweep of the book now ends at another
+    price than ``check_ticks[k]``: the caller must re-check it first. An empty
+    ``touched`` watches nothing.
 
     Returns:
         ``(k, n_out, status)``: k == n when done (status R_NONE); otherwise order k needs
         NEED_WINDOW, NEED_ROOM or STALE handled and nothing of it was done.
     """
-    watching = dirty_accounts.shape[0] > 0
+    watching = touched.shape[0] > 0
     n = order_ids.shape[0]
     for k in range(start, n):
         account = accounts[k]
         b = books[k]
-        if watching and ((watch_account[k] and dirty_accounts[account]) or (watch_book[k] and dirty_books[b])):
-            return k, n_out, STALE
+        if watching:
+            since = checked_after[k]
+            if watch_account[k] and (touched[account] >= since or (not active[k] and relaxed[account] >= since)):
+                return k, n_out, STALE
+            if watch_book[k] and sweep(levels, head, b, sides[k], lots[k], 0)[1] != check_ticks[k]:
+                return k, n_out, STALE
         if not active[k]:
             continue
         first = n_out
@@ -324,22 +342,24 @@ def execute_many(
             if gone:
                 n_out = _record(out, n_out, OUT_CANCEL, order_ids[k], owner, side, price, gone, k)
                 if watching:
-                    dirty_accounts[owner] = True
-                    dirty_books[b] = True
+                    relaxed[owner] = k
             continue
+        if numbering.shape[0]:
+            order_ids[k] = numbering[0] * numbering[1] + b
         status, n_out, rest, gone = execute(
             pool, table, levels, head, out, n_out, k, b, order_ids[k], account, sides[k], lots[k], prices[k], kinds[k]
         )
         if status < 0:
             return k, n_out, status
+        if numbering.shape[0]:
+            numbering[0] += 1
         reject[k] = status
         rested[k] = rest
         cancelled[k] = gone
         if watching and (n_out > first or rest > 0):
-            dirty_accounts[account] = True
-            dirty_books[b] = True
+            touched[account] = k
             for e in range(first, n_out):
-                dirty_accounts[out[e, OUT_ACCOUNT]] = True
+                touched[out[e, OUT_ACCOUNT]] = k
     return n, n_out, R_NONE
 
 

@@ -366,14 +366,17 @@ class Exchange:
 
         Margin checks and reduce-only clipping are *sequential-equivalent*: each order is
         checked against the state the batch's earlier orders left, as in a loop of
-        `submit` calls. The orders are first checked against the state at the start; the
-        compiled books then execute them in order but stop before an order that an
-        earlier order of the batch made stale: one whose account it touched (as taker,
-        maker, self-trade or cancel) or, for a checked market order (its check walks the
-        book), whose book it changed. The fills so far are settled, every stale order is
-        re-checked and execution resumes. Order ids are assigned in execution order, as
-        `submit` assigns them. Results are those of the loop, up to float rounding of
-        the margin sums exactly at the margin limit.
+        `submit` calls. All orders are first checked against the state at the start; the
+        compiled books then execute them in order and stop before an order that has gone
+        stale since its check: its account was touched by an earlier order of the batch
+        (as taker, resting order, maker, self-trade or cancel), or, for a checked market
+        order (its check walks the book), its sweep of the book now ends at another
+        price. The fills so far are settled, that order alone is re-checked against the
+        state now, and execution resumes. Order ids are assigned in execution order, as
+        `submit` assigns them. Results are those of the loop (a property test compares
+        them to the bit), up to float rounding of the margin sums exactly at the limit.
+        Cost: one Python margin check per stale order, so an account that sends many
+        orders in one batch while it trades pays about what a loop of `submit` would.
 
         Settlement: the fills of each stretch are settled in one compiled pass
         (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
@@ -384,10 +387,10 @@ class Exchange:
             The outcome per order and the fills, as arrays (`BatchResult`).
         """
         batch = _Batch.from_arrays(self, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids)
-        batch.admit(self, np.arange(batch.n), liquidation)
+        batch.admit(self, np.arange(batch.n), liquidation, as_of=0)
         state, start, n_events = None, 0, 0
+        numbering = np.array([self._next_order, len(self.instruments)], np.int64)
         while True:
-            self._number_orders(batch, start)
             state = self.book_set.execute(
                 batch.books,
                 batch.ids,
@@ -400,28 +403,17 @@ class Exchange:
                 batch.watch,
                 start,
                 state,
+                numbering,
             )
             stop = state.stopped
-            self._next_order += int((batch.active[start:stop] & ~batch.is_cancel[start:stop]).sum())
+            self._next_order = int(numbering[0])
             self._settle_stretch(batch, state, start, stop, n_events, liquidation)
             n_events = state.n_out
             if stop == batch.n:
                 break
-            watch = batch.watch
-            stale = np.arange(stop, batch.n)
-            stale = stale[
-                (watch.account[stop:] & watch.dirty_accounts[batch.book_accounts[stop:]])
-                | (watch.book[stop:] & watch.dirty_books[batch.books[stop:]])
-            ]
-            watch.reset()
-            batch.admit(self, stale, liquidation)
+            batch.admit(self, np.array([stop]), liquidation, as_of=stop)  # stale: check it against the state now
             start = stop
         return batch.result(state)
-
-    def _number_orders(self, batch: _Batch, start: int) -> None:
-        """Give the batch's admitted orders from ``start`` on the ids `_route` would give them."""
-        rows = np.flatnonzero(batch.active[start:] & ~batch.is_cancel[start:]) + start
-        batch.ids[rows] = (self._next_order + np.arange(rows.size)) * len(self.instruments) + batch.books[rows]
 
     def _settle_stretch(
         self, batch: _Batch, state: BatchState, start: int, stop: int, first_event: int, liquidation: bool
@@ -771,7 +763,7 @@ class _Batch:
             raise ValueError(f"submit_batch: kinds must be sim.book.KIND_CODES or KIND_CANCEL, got {np.unique(kinds)}")
         if not np.isin(sides[~is_cancel], (1, -1)).all():
             raise ValueError(f"submit_batch: sides must be +1 or -1, got {np.unique(sides[~is_cancel])}")
-        ids = np.full(n, -1, np.int64)
+        ids = np.full(n, -1, np.int64)  # orders get theirs as they execute
         if is_cancel.any():
             ids[is_cancel] = np.asarray(cancel_ids, np.int64)[is_cancel]
         n_books = len(ex.instruments)
@@ -792,9 +784,7 @@ class _Batch:
             )
             for k in range(n)
         ]
-        watch = BatchWatch(
-            np.zeros(n, bool), np.zeros(n, bool), np.zeros(ex.ledger.n_accounts, bool), np.zeros(n_books, bool)
-        )
+        watch = BatchWatch.over(n, ex.ledger.n_accounts)
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
@@ -813,9 +803,10 @@ class _Batch:
             watch=watch,
         )
 
-    def admit(self, ex: Exchange, rows: np.ndarray, liquidation: bool) -> None:
-        """(Re-)admit orders ``rows`` against the exchange's current state: `Exchange._admit`,
-        then one margin check per order that needs one (all in one vectorized pass)."""
+    def admit(self, ex: Exchange, rows: np.ndarray, liquidation: bool, as_of: int) -> None:
+        """(Re-)admit orders ``rows`` against the exchange's current state, which is the
+        state after the batch's orders before ``as_of``: `Exchange._admit`, then one
+        margin check per order that needs one (all in one vectorized pass)."""
         checked = []
         for k in rows.tolist():
             request = self.requests[k]
@@ -832,16 +823,19 @@ class _Batch:
                 checked.append(k)
         if checked:
             idx = np.array(checked)
+            worst = self.ticks[idx].copy()  # market orders: the sweep's worst price goes in here
             health = ex._init_health_after(
                 self.accounts[idx],
                 np.arange(idx.size),
                 self.books[idx],
                 self.sides[idx],
                 self.lots[idx],
-                self.ticks[idx].copy(),
+                worst,
                 self.kinds[idx] == KIND_CODES[OrderType.MARKET],
             )
             self.reject[idx[health < -MARGIN_TOLERANCE]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            self.watch.check_ticks[idx] = worst
+        self.watch.checked_after[rows] = as_of
         self.active[rows] = self.is_cancel[rows] | (self.reject[rows] == 0)
 
     def result(self, state: BatchState) -> BatchResult:
