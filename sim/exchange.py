@@ -49,7 +49,7 @@ from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWat
 from sim.book_kernels import OUT_ACCOUNT, OUT_FILL, OUT_ID, OUT_KIND, OUT_LOTS, OUT_PRICE, OUT_SIDE, OUT_STP, OUT_TAKER
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
@@ -578,55 +578,62 @@ class Exchange:
         self, account: int, orders: Sequence[tuple[int, Side, int, int | None, OrderType]]
     ) -> RejectReason | None:
         """Reject when the account's ``init_health`` would go negative with all ``orders``
-        (module docstring).
+        counted at once (module docstring).
 
         Args:
             orders: ``(instrument, side, lots, limit_ticks, kind)`` of each order.
         """
-        instruments, sides, lots, ticks, kinds = zip(*orders, strict=True)
-        health = self._init_health_after(
-            np.array([account]),
-            np.zeros(len(orders), np.int64),
-            np.array(instruments),
-            np.array(sides, np.int64),
-            np.array(lots, np.int64),
-            np.array([-1 if t is None else t for t in ticks], np.int64),
-            np.array([kind is OrderType.MARKET for kind in kinds]),
-        )
-        return RejectReason.INSUFFICIENT_MARGIN if health[0] < -MARGIN_TOLERANCE else None
+        row = self.ledger.portfolio(slice(account, account + 1))
+        bids, asks = row.open_bids.copy(), row.open_asks.copy()
+        balances, iso = row.balances.copy(), row.isolated_margin.copy()
+        for instrument, side, lots, ticks, kind in orders:
+            if kind is OrderType.MARKET:
+                _, ticks = self.books[instrument].sweep(side, lots)
+            mark = float(self.marks[instrument])
+            fill_price = mark if ticks is None else ticks * float(self._tick_sizes[instrument])
+            cost = self._worst_cost(side, lots * float(self._lot_sizes[instrument]), fill_price, mark)
+            (bids if side > 0 else asks)[0, instrument] += lots
+            if self.ledger.isolated[account]:
+                iso[0, instrument] -= cost
+            else:
+                balances[0, USD] -= cost
+        hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
+        health = mixed_health(hypothetical, self.prices(), self.rules, self.ledger.isolated[account : account + 1])
+        return RejectReason.INSUFFICIENT_MARGIN if health.init_health[0] < -MARGIN_TOLERANCE else None
 
-    def _init_health_after(
+    def _margin_rejects(
         self,
-        owners: np.ndarray,
-        group: np.ndarray,
+        accounts: np.ndarray,
         instruments: np.ndarray,
         sides: np.ndarray,
         lots: np.ndarray,
         ticks: np.ndarray,
         market: np.ndarray,
     ) -> np.ndarray:
-        """(G,) ``init_health`` of accounts ``owners`` (G,) if each also had its group's
-        orders open at full size *and* filled at their worst price with the taker fee
-        paid; order k (arrays of shape (K,); ticks -1: none) belongs to ``owners[group[k]]``.
-        A market order's worst price is the deepest level it would reach now (the mark
-        on an empty book)."""
+        """(K,) True where `_margin_check` of order k alone would reject it, for K orders at
+        once (arrays of shape (K,); ticks -1: none). The worst price each market order's
+        check used (its sweep of the book now, -1: empty) is written into ``ticks``."""
         for k in np.flatnonzero(market):
             _, worst = self.books[instruments[k]].sweep(int(sides[k]), int(lots[k]))
             ticks[k] = -1 if worst is None else worst
         marks = self.marks[instruments]
         fill_price = np.where(ticks >= 0, ticks * self._tick_sizes[instruments], marks)
-        sizes = lots * self._lot_sizes[instruments]
-        cost = sides * sizes * (fill_price - marks) + self.fees.taker * sizes * fill_price
+        cost = self._worst_cost(sides, lots * self._lot_sizes[instruments], fill_price, marks)
         ledger = self.ledger
-        rows = ledger.portfolio(owners)  # fancy indexing: copies
-        isolated = ledger.isolated[owners]
+        rows = ledger.portfolio(accounts)  # fancy indexing: one copied row per order
+        isolated = ledger.isolated[accounts]
+        each = np.arange(accounts.size)
         buy = sides > 0
-        np.add.at(rows.open_bids, (group[buy], instruments[buy]), lots[buy])
-        np.add.at(rows.open_asks, (group[~buy], instruments[~buy]), lots[~buy])
-        iso = isolated[group]
-        np.subtract.at(rows.isolated_margin, (group[iso], instruments[iso]), cost[iso])
-        np.subtract.at(rows.balances, (group[~iso], USD), cost[~iso])
-        return mixed_health(rows, self.prices(), self.rules, isolated).init_health
+        rows.open_bids[each[buy], instruments[buy]] += lots[buy]
+        rows.open_asks[each[~buy], instruments[~buy]] += lots[~buy]
+        rows.isolated_margin[each[isolated], instruments[isolated]] -= cost[isolated]
+        rows.balances[each[~isolated], USD] -= cost[~isolated]
+        return mixed_health(rows, self.prices(), self.rules, isolated).init_health < -MARGIN_TOLERANCE
+
+    def _worst_cost(self, side, size, fill_price, mark):
+        """USD an order of ``size`` base units (scalars or arrays alike) costs if it fills at
+        ``fill_price``: its immediate loss against the mark plus the taker fee."""
+        return side * size * (fill_price - mark) + self.fees.taker * size * fill_price
 
     # ------------------------------------------------------------- settlement
     def _settle(self, fills: Sequence[Fill]) -> None:
@@ -824,16 +831,15 @@ class _Batch:
         if checked:
             idx = np.array(checked)
             worst = self.ticks[idx].copy()  # market orders: the sweep's worst price goes in here
-            health = ex._init_health_after(
+            refused = ex._margin_rejects(
                 self.accounts[idx],
-                np.arange(idx.size),
                 self.books[idx],
                 self.sides[idx],
                 self.lots[idx],
                 worst,
                 self.kinds[idx] == KIND_CODES[OrderType.MARKET],
             )
-            self.reject[idx[health < -MARGIN_TOLERANCE]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            self.reject[idx[refused]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
             self.watch.check_ticks[idx] = worst
         self.watch.checked_after[rows] = as_of
         self.active[rows] = self.is_cancel[rows] | (self.reject[rows] == 0)
