@@ -298,7 +298,7 @@ class BatchState:
     @classmethod
     def empty(cls, n: int, resting: int) -> BatchState:
         # each event either takes a maker off the book (<= resting + n) or ends a taker (<= n)
-        out = np.zeros((resting + 2 * n + 1, k.N_OUT), np.int64)
+        out = np.empty((resting + 2 * n + 1, k.N_OUT), np.int64)  # rows are written before they are read
         zeros = np.zeros(n, np.int64)
         return cls(out, 0, zeros, zeros.copy(), zeros.copy())
 

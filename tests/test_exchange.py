@@ -278,19 +278,22 @@ def test_unknown_margin_mode_is_refused():
 
 # --------------------------------------------------------------- conservation
 
-random_orders = st.lists(
-    st.tuples(
-        st.integers(0, 4),  # trader
-        st.integers(0, 1),  # instrument
+
+def order_fields(kinds: list) -> tuple:
+    """Strategies of (trader, instrument, side, lots / 10, ticks / 10 from mark, kind, reduce only)."""
+    return (
+        st.integers(0, 4),
+        st.integers(0, 1),
         st.sampled_from([BUY, SELL]),
-        st.integers(1, 30),  # lots x 10
-        st.integers(-20, 20),  # ticks x 10 from mark
-        st.sampled_from(list(OrderType)),
-        st.booleans(),  # reduce only
-        st.floats(-0.03, 0.03),  # mark move before the order
-    ),
-    max_size=80,
-)
+        st.integers(1, 30),
+        st.integers(-20, 20),
+        st.sampled_from(kinds),
+        st.booleans(),
+    )
+
+
+# each order with the mark's move before it
+random_orders = st.lists(st.tuples(*order_fields(list(OrderType)), st.floats(-0.03, 0.03)), max_size=80)
 
 
 @settings(max_examples=100, deadline=None)
@@ -326,18 +329,7 @@ def test_grid_rounding_ignores_float_noise():
 
 # ---------------------------------------------------------------------- batches
 
-batch_rows = st.lists(
-    st.tuples(
-        st.integers(0, 4),  # trader
-        st.integers(0, 1),  # instrument
-        st.sampled_from([BUY, SELL]),
-        st.integers(1, 30),  # lots x 10
-        st.integers(-20, 20),  # ticks x 10 from mark
-        st.sampled_from([*OrderType, "cancel"]),
-        st.booleans(),  # reduce only
-    ),
-    max_size=60,
-)
+batch_rows = st.lists(st.tuples(*order_fields([*OrderType, "cancel"])), max_size=60)
 
 
 def _batch_exchange(mode: str, band: float) -> Exchange:
