@@ -374,14 +374,17 @@ class Exchange:
         `submit` calls. All orders are first checked against the state at the start; the
         compiled books then execute them in order and stop before an order that has gone
         stale since its check: its account was touched by an earlier order of the batch
-        (as taker, resting order, maker, self-trade or cancel), or, for a checked market
-        order (its check walks the book), its sweep of the book now ends at another
-        price. The fills so far are settled, that order alone is re-checked against the
-        state now, and execution resumes. Order ids are assigned in execution order, as
-        `submit` assigns them. Results are those of the loop (a property test compares
-        them to the bit), up to float rounding of the margin sums exactly at the limit.
-        Cost: one Python margin check per stale order, so an account that sends many
-        orders in one batch while it trades pays about what a loop of `submit` would.
+        (as taker, resting order, maker or self-trade; a cancel of one of its orders
+        counts only for an order its check refused, as open orders count at their worst
+        case and a cancel can only raise the margin), or, for a checked market order (its
+        check walks the book), its sweep of the book now ends at another price. The
+        fills so far are settled, that order alone is re-checked against the state now,
+        and execution resumes. Order ids are assigned in execution order, as `submit`
+        assigns them. Results are those of the loop (a property test compares them to
+        the bit), up to float rounding of the margin sums exactly at the limit.
+        Cost: admission (grid, reduce-only, band) is a Python step per order, plus one
+        margin check per stale order: a cancel-and-replace costs no re-check, but an
+        account that rests two orders in one batch pays a loop's check for the second.
 
         Settlement: the fills of each stretch are settled in one compiled pass
         (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
