@@ -8,7 +8,12 @@ realistic depth of about that many orders over ~100 levels a side (in practice a
 events (most orders are cancelled, not filled), so 5 % is on the heavy side. Events are
 drawn up front and bound to the book's methods, so only the calls are timed.
 
-Run: ``python bench/bench_book.py [--events N]``; prints events per second.
+Three ways through the same flow: the old pure-Python book (``bench/python_book.py``,
+the simulator's book before the compiled one), the compiled `sim.book.OrderBook` with
+one call per event, and the compiled book fed ``--batch`` events per `submit_batch`
+call (cancels inline as ``KIND_CANCEL`` events).
+
+Run: ``python bench/bench_book.py [--events N] [--batch N]``; prints events per second.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import time
 from functools import partial
 
 import numpy as np
+from python_book import OrderBook as PythonOrderBook  # bench/: the book before sim.book
 
-from sim.book import OrderBook
+from sim.book import KIND_CANCEL, KIND_CODES, OrderBook
 from sim.runtime import tune_runtime
 from sim.types import OrderType
 
@@ -52,14 +58,12 @@ def make_events(n: int, resting: int = 2000, seed: int = 7) -> list[tuple]:
     return events
 
 
-def run(events: list[tuple]) -> float:
-    """Apply the events to a fresh book; return elapsed seconds.
+def run_calls(book, events: list[tuple]) -> float:
+    """Apply the events one call each to ``book``; return elapsed seconds.
 
     Each event is bound to its book method before the clock starts (``functools.partial``),
-    so the timed loop is a bare call per event. The process runs with cascadelab's
-    runtime settings (`sim.runtime`).
+    so the timed loop is a bare call per event.
     """
-    book = OrderBook()
     calls = [partial(book.cancel, *e) if len(e) == 1 else partial(book.submit, *e) for e in events]
     gc.freeze()  # the pre-built calls are input, not the book's working set: keep them out of GC passes
     try:
@@ -71,15 +75,58 @@ def run(events: list[tuple]) -> float:
         gc.unfreeze()
 
 
+def as_batches(events: list[tuple], size: int) -> list[tuple[np.ndarray, ...]]:
+    """The events as `OrderBook.submit_batch` arrays, ``size`` events per batch (cancels
+    are ``KIND_CANCEL`` events of the same batch, in their place in the flow)."""
+    n = len(events)
+    ids, accounts, sides, lots, prices = (np.zeros(n, np.int64) for _ in range(5))
+    kinds = np.full(n, KIND_CANCEL, np.int64)
+    for i, e in enumerate(events):
+        ids[i] = e[0]
+        if len(e) > 1:
+            _, accounts[i], sides[i], lots[i], price, kind = e
+            prices[i] = 0 if price is None else price
+            kinds[i] = KIND_CODES[kind]
+    columns = (ids, accounts, sides, lots, prices, kinds)
+    return [tuple(c[i : i + size] for c in columns) for i in range(0, n, size)]
+
+
+def run_batches(batches: list[tuple[np.ndarray, ...]]) -> float:
+    """Apply the batches to a fresh compiled book; return elapsed seconds."""
+    book = OrderBook()
+    start = time.perf_counter()
+    for batch in batches:
+        book.submit_batch(*batch)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--resting", type=int, default=2000, help="cap on live orders")
+    parser.add_argument("--batch", type=int, default=1000, help="events per submit_batch call")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best of each way counts")
     args = parser.parse_args()
     tune_runtime()  # as cascadelab's entry points do
     events = make_events(args.events, args.resting)
-    best = min(run(events) for _ in range(3))
-    print(f"book: {args.events / best:,.0f} order events/s ({best * 1e9 / args.events:,.0f} ns/event, best of 3)")
+    batches = as_batches(events, args.batch)
+    run_batches(batches[:2])  # load the compiled kernels before timing
+    runs = {
+        "old (pure Python), one call per event": lambda: run_calls(PythonOrderBook(), events),
+        "new (compiled), one call per event": lambda: run_calls(OrderBook(), events),
+        f"new (compiled), submit_batch of {args.batch}": lambda: run_batches(batches),
+    }
+    # interleaved rounds: the VM's speed drifts, so each way gets the same conditions
+    timings = dict.fromkeys(runs, float("inf"))
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            timings[name] = min(timings[name], run())
+    old = timings["old (pure Python), one call per event"]
+    for name, best in timings.items():
+        print(
+            f"{name:<42} {args.events / best:>12,.0f} order events/s "
+            f"({best * 1e9 / args.events:>6,.0f} ns/event, {old / best:4.1f}x old; best of {args.rounds})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,98 +1,350 @@
-"""A limit order book for one instrument: integer ticks and lots, price-time priority.
+"""Limit order books: integer ticks and lots, price-time priority, compiled matching.
 
-Layout (after dyn4mik3/OrderBook and ABIDES): each side maps a price level to a FIFO
-deque of resting orders, keeps the total open lots per level, and keeps its level keys
-in a sorted list whose *last* element is the best price. Keys are ``sign * price``
-(bids: ``+price``, asks: ``-price``) so both sides share one matching loop.
+The matching runs in numba kernels (`sim.book_kernels`) over plain int64 arrays that a
+`BookSet` owns for several books at once (one per instrument of an exchange), so that
+one compiled call can execute a whole batch of orders across instruments in arrival
+order. `OrderBook` is one book's view with the Python API the rest of the simulator
+uses (and a standalone ``OrderBook()`` is a set of one).
 
-Cancels are O(1): the order is found by id, its open quantity is set to zero and the
-level total decremented; dead entries are dropped lazily when matching reaches them,
-and a level whose total reaches zero is removed at once. ``cancel_all`` scans the
-resting orders (O(resting)): keeping a per-account index up to date cost 17 % of the
-book's throughput, while traders, like real trading clients, know their own order ids
-(`agents.base.Trader` does), and the exchange only scans a book where the ledger says
-the account has open orders.
+Layout: orders live in a fixed-capacity pool of slots (doubled when full) found by id
+through a hash table, so a cancel is O(1); each side of a book is an array of price
+levels indexed by ``price - base`` ticks, each level a FIFO linked list of slots with its
+open lots. The window of levels is re-centred, or widened for every book of the set, when
+an order must rest outside it; best bid and ask are level indices, moved by a scan when
+their level empties.
 
-Self-trade prevention: when an incoming order meets a resting order of the *same
-account*, the resting order is cancelled (reported with the result) and matching
-continues behind it ("cancel resting", as on most venues).
+Semantics (unchanged from the pure-Python book it replaced, kept in
+``bench/python_book.py`` as the benchmark's reference):
 
-The book never touches balances: ``submit`` returns fills, the exchange settles them.
+- Price-time priority: best price first, then arrival order within a price; a fill is
+  at the maker's price.
+- LIMIT rests its remainder; MARKET and IOC cancel it; POST_ONLY is rejected
+  (``WOULD_CROSS``) if it would trade on arrival. A non-positive size (``BAD_QUANTITY``)
+  or a missing or non-positive price (``BAD_PRICE``) is rejected too: a reject is a
+  value and leaves the book unchanged.
+- Self-trade prevention ("cancel resting"): when an order meets a resting order of its
+  own account, the resting order is cancelled (reported with the result) and matching
+  continues behind it.
+- Order ids are unique among a set's resting orders (the exchange encodes the
+  instrument in them); an id may be reused once its order has left the book.
 
-Speed: this is the simulator's innermost loop (target: 500k events/s on one core), so
-the hot path uses plain tuples and lists instead of dataclasses, which cost ~0.5 µs
-each to build on this interpreter. The shapes are fixed and documented here:
+The book never touches balances: it returns fills, the exchange settles them. Shapes
+of the single-order API (plain tuples, cheap to build):
 
-- ``BookFill = (maker_order_id, maker_account, price_ticks, lots)``; the taker is the
-  submitted order.
-- ``Cancelled = (order_id, account, side, price_ticks, lots)``.
+- ``BookFill = (maker_order_id, maker_account, price_ticks, lots)``;
+- ``Cancelled = (order_id, account, side, price_ticks, lots)``;
 - ``submit`` returns ``(fills, rested_lots, cancelled_lots, self_trade_cancels, reject)``.
+
+The batch API (`OrderBook.submit_batch`, `BookSet.execute`) takes and returns arrays.
+
+Compilation: the kernels are compiled on first use and cached on disk by numba
+(``cache=True``, in ``__pycache__`` beside `sim/book_kernels.py`), so only a machine's
+first run pays it (see the README's performance section). Single orders call the
+compiled code through its entry point, past numba's dispatcher (whose type resolution
+costs more than the matching); the arrays passed are always the set's own int64 ones.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numba
+import numpy as np
+
+from sim import book_kernels as k
 from sim.types import OrderType, RejectReason, Side
 
 BookFill = tuple[int, int, int, int]
 Cancelled = tuple[int, int, int, int, int]
 BookResult = tuple[Sequence[BookFill], int, int, Sequence[Cancelled], RejectReason | None]
 
-# Enum member lookups go through a descriptor; bind the hot ones once.
-_MARKET = OrderType.MARKET
-_LIMIT = OrderType.LIMIT
-_POST_ONLY = OrderType.POST_ONLY
-_BAD_QUANTITY = RejectReason.BAD_QUANTITY
-_BAD_PRICE = RejectReason.BAD_PRICE
-_WOULD_CROSS = RejectReason.WOULD_CROSS
+#: Kernel code of each order type (`sim.book_kernels` ``K_*``); arrays of kinds use these.
+KIND_CODES: dict[OrderType, int] = {
+    OrderType.LIMIT: k.K_LIMIT,
+    OrderType.MARKET: k.K_MARKET,
+    OrderType.IOC: k.K_IOC,
+    OrderType.POST_ONLY: k.K_POST_ONLY,
+}
+#: Kind code of a batch event that cancels a resting order (`OrderBook.submit_batch`).
+KIND_CANCEL = k.K_CANCEL
+#: The book's reject codes (index = code; 0 = accepted).
+BOOK_REJECTS: tuple[RejectReason | None, ...] = (
+    None,
+    RejectReason.BAD_QUANTITY,
+    RejectReason.BAD_PRICE,
+    RejectReason.WOULD_CROSS,
+)
 
-# A resting entry is a list [open_lots, order_id, account, side, price_ticks];
-# open_lots == 0 marks a cancelled or filled entry left in its deque.
-_QTY, _ID, _ACCOUNT, _SIDE, _PRICE = range(5)
-# Shared empty result for "no fills" / "no self-trade cancels" (immutable).
 _NONE: tuple = ()
+_INITIAL_SLOTS = 1024
+_INITIAL_WIDTH = 1024  # price levels per side and book
+_UNSET_BASE = -(2**62)  # no price fits until the first order rests
 
 
-class _BookSide:
-    """One side of the book: levels keyed by ``sign * price``, best key last."""
+def _empty_levels(n_books: int, width: int) -> np.ndarray:
+    levels = np.zeros((n_books, 2, width, 3), np.int64)
+    levels[..., k.L_HEAD] = -1
+    levels[..., k.L_TAIL] = -1
+    return levels
 
-    __slots__ = ("keys", "level_qty", "levels", "sign")
 
-    def __init__(self, side: Side) -> None:
-        self.sign = int(side)
-        self.keys: list[int] = []
-        self.levels: dict[int, deque[list[int]]] = {}
-        self.level_qty: dict[int, int] = {}
+def _empty_table(size: int) -> np.ndarray:
+    table = np.zeros((size, 2), np.int64)
+    table[:, 0] = k.EMPTY
+    return table
 
-    def drop_level(self, key: int) -> None:
-        """Remove an emptied level (its total reached zero)."""
-        del self.levels[key]
-        del self.level_qty[key]
-        keys = self.keys
-        if keys[-1] == key:
-            keys.pop()
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _entry_point(dispatcher, *example):
+    """The compiled function behind a numba dispatcher, called with ``example`` once."""
+    dispatcher(*example)
+    return dispatcher.overloads[tuple(numba.typeof(a) for a in example)].entry_point
+
+
+class BookSet:
+    """The arrays of ``n_books`` order books that share one order pool and id table.
+
+    Args:
+        n_books: Books (instruments) in the set.
+    """
+
+    _fast_execute = None
+    _fast_cancel = None
+
+    def __init__(self, n_books: int) -> None:
+        self.n_books = n_books
+        self.pool = np.zeros((0, k.N_POOL), np.int64)
+        self.head = np.zeros((n_books + 1, k.N_HEAD), np.int64)
+        self.head[:n_books, k.H_BASE] = _UNSET_BASE
+        self.head[:n_books, k.H_BEST_BID] = -1
+        self.head[:n_books, k.H_BEST_ASK] = -1
+        self.head[-1, k.G_FREE] = -1
+        self.table = _empty_table(2 * _INITIAL_SLOTS)
+        self.levels = _empty_levels(n_books, _INITIAL_WIDTH)
+        self._grow_pool(_INITIAL_SLOTS)
+        if BookSet._fast_execute is None:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Load (or compile, on a cold cache) the kernels and keep their entry points."""
+        arrays = [a.copy() for a in (self.pool, self.table, self.levels, self.head)]
+        out = np.zeros((1, k.N_OUT), np.int64)
+        BookSet._fast_execute = _entry_point(k.execute, *arrays, out, 0, 0, 0, 1, 1, 1, 1, 1, k.K_IOC)
+        BookSet._fast_cancel = _entry_point(k.cancel, *arrays, 1)
+
+    def book(self, b: int) -> OrderBook:
+        """The view of book ``b``."""
+        return OrderBook(self, b)
+
+    # ---------------------------------------------------------------- growth
+    def _grow_pool(self, extra: int) -> None:
+        """Add ``extra`` free slots (chained onto the free list) and size the out buffer."""
+        old = self.pool.shape[0]
+        pool = np.zeros((old + extra, k.N_POOL), np.int64)
+        pool[:old] = self.pool
+        pool[old:, k.P_NEXT] = np.arange(old + 1, old + extra + 1)
+        pool[-1, k.P_NEXT] = self.head[-1, k.G_FREE]
+        self.head[-1, k.G_FREE] = old
+        self.pool = pool
+        self.out = np.zeros((old + extra + 1, k.N_OUT), np.int64)  # one order's events <= resting + 1
+
+    def free_slots(self) -> int:
+        return self.pool.shape[0] - int(self.head[: self.n_books, k.H_COUNT].sum())
+
+    def ensure_room(self, orders: int) -> None:
+        """Make room for ``orders`` more resting orders in the pool and the id table."""
+        if self.free_slots() < orders:
+            self._grow_pool(max(self.pool.shape[0], orders))
+        head = self.head[-1]
+        if 2 * (head[k.G_FILLED] + orders) > self.table.shape[0]:
+            size = max(self.table.shape[0], _pow2_at_least(4 * (head[k.G_LIVE] + orders)))
+            table = _empty_table(size)
+            k.rehash(self.table, table, self.head)
+            self.table = table
+
+    def fit_price(self, b: int, price: int) -> None:
+        """Move or widen book ``b``'s window of levels so that ``price`` (ticks) fits."""
+        width = self.levels.shape[2]
+        base = int(self.head[b, k.H_BASE])
+        used = np.flatnonzero((self.levels[b, :, :, k.L_QTY] != 0).any(axis=0))
+        lo, hi = (price, price) if used.size == 0 else (min(price, base + used[0]), max(price, base + used[-1]))
+        span = hi - lo + 1
+        new_width = width if 2 * span <= width else _pow2_at_least(2 * span)
+        new_base = lo - (new_width - span) // 2
+        levels = self.levels
+        if new_width != width:
+            levels = _empty_levels(self.n_books, new_width)
+            levels[:, :, :width] = self.levels
+        if used.size == 0:
+            levels[b] = _empty_levels(1, new_width)[0]
+            self.head[b, k.H_BASE] = new_base
         else:
-            del keys[bisect_left(keys, key)]
+            moved = levels.copy()
+            moved[b] = _empty_levels(1, new_width)[0]
+            k.shift_levels(levels, moved, self.head, b, base - new_base)
+            levels = moved
+        self.levels = levels
 
-    def best(self) -> int | None:
-        """Best price in ticks, or None when the side is empty."""
-        return self.sign * self.keys[-1] if self.keys else None
+    def make_room(self, b: int, price: int, status: int) -> None:
+        """Act on a kernel's NEED_WINDOW / NEED_ROOM status for an order of book ``b``."""
+        if status == k.NEED_WINDOW:
+            self.fit_price(b, price)
+        elif status == k.NEED_ROOM:
+            self.ensure_room(1)
+        else:
+            raise AssertionError(f"unexpected kernel status {status}")
 
-    def top(self, n: int) -> list[tuple[int, int]]:
-        """The best ``n`` levels as ``(price_ticks, lots)``, best first."""
-        qty = self.level_qty
-        return [(self.sign * k, qty[k]) for k in self.keys[: -n - 1 : -1]]
+    # ---------------------------------------------------------------- batches
+    def execute(
+        self,
+        books: np.ndarray,
+        order_ids: np.ndarray,
+        accounts: np.ndarray,
+        sides: np.ndarray,
+        lots: np.ndarray,
+        prices: np.ndarray,
+        kinds: np.ndarray,
+        active: np.ndarray | None = None,
+        watch: BatchWatch | None = None,
+        start: int = 0,
+        state: BatchState | None = None,
+        numbering: np.ndarray | None = None,
+    ) -> BatchState:
+        """Execute a batch's orders from ``start`` in order until done or an order is stale.
 
-    def lots_from(self, worst_price: float) -> int:
-        """Lots resting at prices at least as good as ``worst_price`` (ticks)."""
-        keys = self.keys
-        start = bisect_left(keys, self.sign * worst_price)
-        qty = self.level_qty
-        return sum(qty[k] for k in keys[start:])
+        Args:
+            books, order_ids, accounts, sides (+1/-1), lots, prices (ticks; ignored for
+                market orders), kinds (`KIND_CODES`): (n,) int64 arrays.
+            active: (n,) bool, orders to execute (default all).
+            watch: Which orders must be re-checked when state they depend on changed
+                (see `BatchWatch`); None: none.
+            start, state: Resume a batch that stopped at a stale order.
+            numbering: ``[next, stride]`` (int64, updated): number the executed orders
+                ``next * stride + book`` instead of using ``order_ids`` as given
+                (which then receives the ids).
+
+        Returns:
+            The batch's state; ``state.stopped`` is the stale order's index, or n.
+        """
+        n = order_ids.shape[0]
+        if state is None:
+            state = BatchState.empty(n, self.pool.shape[0] - self.free_slots())
+        if active is None:
+            active = np.ones(n, bool)
+        watch = watch or BatchWatch.none(n)
+        numbering = np.zeros(0, np.int64) if numbering is None else numbering
+        self.ensure_room(int(active[start:].sum()))
+        while True:
+            stop, state.n_out, status = k.execute_many(
+                self.pool,
+                self.table,
+                self.levels,
+                self.head,
+                state.out,
+                state.n_out,
+                start,
+                books,
+                order_ids,
+                accounts,
+                sides,
+                lots,
+                prices,
+                kinds,
+                active,
+                state.rested,
+                state.cancelled,
+                state.reject,
+                watch.account,
+                watch.book,
+                watch.checked_after,
+                watch.check_ticks,
+                watch.touched,
+                watch.relaxed,
+                numbering,
+            )
+            if status == k.NEED_WINDOW:
+                self.fit_price(int(books[stop]), int(prices[stop]))
+                start = stop
+                continue
+            state.stopped = stop
+            return state
+
+
+@dataclass
+class BatchState:
+    """What a batch did so far.
+
+    Attributes:
+        out: (E, N_OUT) fills and self-trade cancels in execution order (rows
+            ``:n_out``; columns ``sim.book_kernels.OUT_*``, ``OUT_TAKER`` = batch index).
+        n_out: Rows of ``out`` used.
+        rested, cancelled: (n,) lots of each order left resting / cancelled (IOC and
+            market remainders).
+        reject: (n,) the book's reject code of each order (`BOOK_REJECTS`).
+        stopped: Index of the order the batch stopped before; n when done.
+    """
+
+    out: np.ndarray
+    n_out: int
+    rested: np.ndarray
+    cancelled: np.ndarray
+    reject: np.ndarray
+    stopped: int = 0
+
+    @classmethod
+    def empty(cls, n: int, resting: int) -> BatchState:
+        # each event either takes a maker off the book (<= resting + n) or ends a taker (<= n)
+        out = np.empty((resting + 2 * n + 1, k.N_OUT), np.int64)  # rows are written before they are read
+        zeros = np.zeros(n, np.int64)
+        return cls(out, 0, zeros, zeros.copy(), zeros.copy())
+
+    def events(self) -> np.ndarray:
+        """(n_out, N_OUT) rows used so far."""
+        return self.out[: self.n_out]
+
+
+@dataclass
+class BatchWatch:
+    """Which batch orders depend on state that earlier orders of the batch may change
+    (see `sim.book_kernels.execute_many`).
+
+    Attributes:
+        account: (n,) bool, re-check the order if its account was touched since its check.
+        book: (n,) bool, re-check the (market) order if its sweep of the book changed.
+        checked_after: (n,) int64, the order was checked against the state after the
+            batch's orders before this index.
+        check_ticks: (n,) int64, the sweep's worst price the check used (-1: none).
+        touched: (A,) int64, last batch index that touched each account in a way that
+            can lower its margin (-1: none; an empty array watches nothing).
+        relaxed: (A,) int64, last batch index of a cancel of one of its orders.
+    """
+
+    account: np.ndarray
+    book: np.ndarray
+    checked_after: np.ndarray
+    check_ticks: np.ndarray
+    touched: np.ndarray
+    relaxed: np.ndarray
+
+    @classmethod
+    def none(cls, n: int) -> BatchWatch:
+        return cls.over(n, 0)
+
+    @classmethod
+    def over(cls, n: int, n_accounts: int) -> BatchWatch:
+        """Nothing watched yet, for n orders of ``n_accounts`` accounts."""
+        return cls(
+            np.zeros(n, bool),
+            np.zeros(n, bool),
+            np.zeros(n, np.int64),
+            np.full(n, -1, np.int64),
+            np.full(n_accounts, -1, np.int64),
+            np.full(n_accounts, -1, np.int64),
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,51 +366,109 @@ class DepthSnapshot:
     pct: float
 
 
-class OrderBook:
-    """Price-time priority book for one instrument (see the module docstring)."""
+@dataclass(frozen=True)
+class BookBatchResult:
+    """What `OrderBook.submit_batch` did, as arrays.
 
-    def __init__(self) -> None:
-        self._bids = _BookSide(Side.BUY)
-        self._asks = _BookSide(Side.SELL)
-        self._orders: dict[int, list[int]] = {}  # insertion order = time priority
+    Attributes:
+        fill_taker: (F,) index in the batch of each fill's taker, in execution order.
+        fill_maker: (F,) maker order id.
+        fill_maker_account: (F,) maker account.
+        fill_price: (F,) price, ticks (the maker's).
+        fill_lots: (F,) size, lots.
+        rested: (n,) lots of each order left resting.
+        cancelled: (n,) lots of each order cancelled (IOC / market remainder; for a cancel
+            event, the lots it took off the book, 0 if the order was not resting).
+        reject: (n,) reject code (`BOOK_REJECTS`; 0 = accepted).
+        stp: (S, 6) resting orders cancelled by self-trade prevention, as rows
+            ``(taker_index, order_id, account, side, price_ticks, lots)``.
+        cancels: (C, 6) resting orders taken off by cancel events, rows as for ``stp``.
+    """
+
+    fill_taker: np.ndarray
+    fill_maker: np.ndarray
+    fill_maker_account: np.ndarray
+    fill_price: np.ndarray
+    fill_lots: np.ndarray
+    rested: np.ndarray
+    cancelled: np.ndarray
+    reject: np.ndarray
+    stp: np.ndarray
+    cancels: np.ndarray
+
+
+def _cancel_rows(events: np.ndarray, kind: int) -> np.ndarray:
+    """(S, 6) rows ``(batch_index, order_id, account, side, price_ticks, lots)`` of one event kind."""
+    picked = events[events[:, k.OUT_KIND] == kind]
+    return picked[:, [k.OUT_TAKER, k.OUT_ID, k.OUT_ACCOUNT, k.OUT_SIDE, k.OUT_PRICE, k.OUT_LOTS]]
+
+
+def _as_int64(values) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+class OrderBook:
+    """Price-time priority book for one instrument (see the module docstring).
+
+    Args:
+        books: The set this book belongs to (default: a new set of one).
+        index: Its index in the set.
+    """
+
+    def __init__(self, books: BookSet | None = None, index: int = 0) -> None:
+        self._set = books if books is not None else BookSet(1)
+        self._b = index
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
-        return self._bids.best()
+        i = int(self._set.head[self._b, k.H_BEST_BID])
+        return None if i < 0 else int(self._set.head[self._b, k.H_BASE]) + i
 
     def best_ask(self) -> int | None:
-        return self._asks.best()
+        i = int(self._set.head[self._b, k.H_BEST_ASK])
+        return None if i < 0 else int(self._set.head[self._b, k.H_BASE]) + i
 
     def mid(self) -> float | None:
         """Mid price in ticks, or None unless both sides have orders."""
-        bid, ask = self._bids.best(), self._asks.best()
+        bid, ask = self.best_bid(), self.best_ask()
         if bid is None or ask is None:
             return None
         return (bid + ask) / 2
 
+    def _slot(self, order_id: int) -> int:
+        slot = int(k.find_slot(self._set.table, order_id))
+        return slot if slot >= 0 and self._set.pool[slot, k.P_BOOK] == self._b else -1
+
     def resting_qty(self, order_id: int) -> int:
         """Open lots of a resting order, 0 if it is not on the book."""
-        entry = self._orders.get(order_id)
-        return entry[_QTY] if entry is not None else 0
+        slot = self._slot(order_id)
+        return int(self._set.pool[slot, k.P_QTY]) if slot >= 0 else 0
 
     def order(self, order_id: int) -> Cancelled | None:
         """A resting order as ``(order_id, account, side, price_ticks, open_lots)``."""
-        entry = self._orders.get(order_id)
-        if entry is None:
+        slot = self._slot(order_id)
+        if slot < 0:
             return None
-        return (order_id, entry[_ACCOUNT], entry[_SIDE], entry[_PRICE], entry[_QTY])
+        row = self._set.pool[slot]
+        return (order_id, int(row[k.P_ACCOUNT]), int(row[k.P_SIDE]), int(row[k.P_PRICE]), int(row[k.P_QTY]))
 
     def open_orders(self, account: int) -> list[int]:
-        """Ids of the account's resting orders, oldest first (a scan: O(resting orders))."""
-        return [oid for oid, entry in self._orders.items() if entry[_ACCOUNT] == account]
+        """Ids of the account's resting orders (-1: everyone's), oldest first (a scan of the order pool)."""
+        slots = k.orders_of(self._set.pool, self._set.head, self._b, account)
+        return self._set.pool[slots, k.P_ID].tolist()
 
     def __len__(self) -> int:
         """Number of resting orders."""
-        return len(self._orders)
+        return int(self._set.head[self._b, k.H_COUNT])
 
     def total_lots(self, side: Side) -> int:
         """All lots resting on one side."""
-        return sum((self._bids if side > 0 else self._asks).level_qty.values())
+        return int(self._set.head[self._b, k.H_LOTS_BID if side > 0 else k.H_LOTS_ASK])
+
+    def _top(self, s: int, n: int) -> list[tuple[int, int]]:
+        out = np.zeros((max(n, 0), 2), np.int64)
+        count, _ = k.best_levels(self._set.levels, self._set.head, self._b, s, -2, n, out)
+        return [(p, q) for p, q in out[:count].tolist()]
 
     def depth(self, levels: int = 5, pct: float = 0.01) -> DepthSnapshot:
         """Top ``levels`` per side and the lots within ``pct`` of mid."""
@@ -166,16 +476,20 @@ class OrderBook:
         if mid is None:
             within_bid = within_ask = 0
         else:
-            within_bid = self._bids.lots_from(mid * (1 - pct))
-            within_ask = self._asks.lots_from(mid * (1 + pct))
-        return DepthSnapshot(self._bids.top(levels), self._asks.top(levels), within_bid, within_ask, pct)
+            s = self._set
+            within_bid = int(k.lots_within(s.levels, s.head, self._b, 0, mid * (1 - pct)))
+            within_ask = int(k.lots_within(s.levels, s.head, self._b, 1, mid * (1 + pct)))
+        return DepthSnapshot(self._top(0, levels), self._top(1, levels), within_bid, within_ask, pct)
 
     def levels(self, side: Side) -> Iterator[tuple[int, int]]:
-        """Levels of one side as ``(price_ticks, lots)``, best first (lazily)."""
-        own = self._bids if side > 0 else self._asks
-        qty = own.level_qty
-        for key in reversed(own.keys):
-            yield own.sign * key, qty[key]
+        """Levels of one side as ``(price_ticks, lots)``, best first (fetched in growing chunks)."""
+        s = 0 if side > 0 else 1
+        start, chunk = -2, 8
+        while start != -1:
+            out = np.zeros((chunk, 2), np.int64)
+            count, start = k.best_levels(self._set.levels, self._set.head, self._b, s, start, chunk, out)
+            yield from ((p, q) for p, q in out[:count].tolist())
+            chunk *= 4
 
     def sweep(self, side: Side, qty: int, limit: int | None = None) -> tuple[int, int | None]:
         """What an order would take without trading: ``(fillable_lots, worst_price)``.
@@ -184,15 +498,9 @@ class OrderBook:
         as for an IOC order. The account's own orders count too (self-trade prevention
         would cancel them instead), so this is an upper bound on what fills.
         """
-        opp = self._asks if side > 0 else self._bids
-        bound = None if limit is None else opp.sign * limit
-        taken, worst = 0, None
-        for key in reversed(opp.keys):
-            if taken >= qty or (bound is not None and key < bound):
-                break
-            taken += min(qty - taken, opp.level_qty[key])
-            worst = opp.sign * key
-        return taken, worst
+        s = self._set
+        taken, worst = k.sweep(s.levels, s.head, self._b, int(side), qty, 0 if limit is None else limit)
+        return int(taken), (None if worst < 0 else int(worst))
 
     # ---------------------------------------------------------------- mutations
     def submit(
@@ -213,109 +521,83 @@ class OrderBook:
             post-only order that would cross, a non-positive size or a missing price
             comes back with ``reject`` set and the book unchanged.
         """
-        if qty <= 0:
-            return _NONE, 0, 0, _NONE, _BAD_QUANTITY
-        if kind is _MARKET:
-            price = None
-        elif price is None or price <= 0:
-            return _NONE, 0, 0, _NONE, _BAD_PRICE
-        opp = self._asks if side > 0 else self._bids
-        opp_keys = opp.keys
-        fills: Sequence[BookFill] = _NONE
-        stp: Sequence[Cancelled] = _NONE
-        remaining = qty
-        if opp_keys:
-            if kind is _POST_ONLY:
-                if opp_keys[-1] >= opp.sign * price:
-                    return _NONE, 0, 0, _NONE, _WOULD_CROSS
-            elif price is None or opp_keys[-1] >= opp.sign * price:
-                fills, stp = [], []
-                remaining = self._match(account, qty, opp, price, fills, stp)
-                if not remaining:
-                    return fills, 0, 0, stp, None
-        if kind is not _LIMIT and kind is not _POST_ONLY:
-            return fills, 0, remaining, stp, None
-        # Rest the remainder (inlined: this is the most frequent event).
-        entry = [remaining, order_id, account, side, price]
-        self._orders[order_id] = entry
-        own = self._bids if side > 0 else self._asks
-        key = own.sign * price
-        level = own.levels.get(key)
-        if level is None:
-            own.levels[key] = deque((entry,))
-            own.level_qty[key] = remaining
-            insort(own.keys, key)
-        else:
-            level.append(entry)
-            own.level_qty[key] += remaining
-        return fills, remaining, 0, stp, None
+        code = KIND_CODES[kind]
+        ticks = 0 if price is None else price
+        s = self._set
+        while True:
+            status, n_out, rested, cancelled = BookSet._fast_execute(
+                s.pool, s.table, s.levels, s.head, s.out, 0, 0, self._b, order_id, account, side, qty, ticks, code
+            )
+            if status >= 0:
+                break
+            s.make_room(self._b, ticks, status)
+        if not n_out:
+            return _NONE, rested, cancelled, _NONE, BOOK_REJECTS[status]
+        fills, stp = [], []
+        for kind_, maker, maker_account, maker_side, at, lots, _ in s.out[:n_out].tolist():
+            if kind_ == k.OUT_FILL:
+                fills.append((maker, maker_account, at, lots))
+            else:
+                stp.append((maker, maker_account, maker_side, at, lots))
+        return fills, rested, cancelled, stp, None
+
+    def submit_batch(
+        self,
+        order_ids: Sequence[int] | np.ndarray,
+        accounts: Sequence[int] | np.ndarray,
+        sides: Sequence[int] | np.ndarray,
+        lots: Sequence[int] | np.ndarray,
+        prices: Sequence[int] | np.ndarray,
+        kinds: Sequence[int] | np.ndarray,
+    ) -> BookBatchResult:
+        """Submit n orders and cancels in order, exactly as n calls of `submit` / `cancel` would.
+
+        Args:
+            order_ids, accounts, sides (+1/-1), lots, prices (ticks; any value for
+                market orders), kinds (`KIND_CODES`, or `KIND_CANCEL` for a cancel of
+                the resting order ``order_ids[i]``, whose other fields are ignored):
+                (n,) integer arrays.
+
+        Returns:
+            The fills and per-order outcomes as arrays (`BookBatchResult`).
+        """
+        ids = _as_int64(order_ids)
+        n = ids.shape[0]
+        books = np.full(n, self._b, np.int64)
+        state = self._set.execute(
+            books, ids, _as_int64(accounts), _as_int64(sides), _as_int64(lots), _as_int64(prices), _as_int64(kinds)
+        )
+        events = state.events()
+        fills = events[events[:, k.OUT_KIND] == k.OUT_FILL]
+        return BookBatchResult(
+            fill_taker=fills[:, k.OUT_TAKER],
+            fill_maker=fills[:, k.OUT_ID],
+            fill_maker_account=fills[:, k.OUT_ACCOUNT],
+            fill_price=fills[:, k.OUT_PRICE],
+            fill_lots=fills[:, k.OUT_LOTS],
+            rested=state.rested,
+            cancelled=state.cancelled,
+            reject=state.reject,
+            stp=_cancel_rows(events, k.OUT_STP),
+            cancels=_cancel_rows(events, k.OUT_CANCEL),
+        )
 
     def cancel(self, order_id: int) -> Cancelled | None:
-        """Take a resting order off the book; None if it is not resting."""
-        entry = self._orders.pop(order_id, None)
-        if entry is None:
-            return None
-        qty, _, account, side, price = entry
-        entry[_QTY] = 0
-        own = self._bids if side > 0 else self._asks
-        key = own.sign * price
-        left = own.level_qty[key] - qty
-        if left:
-            own.level_qty[key] = left
-        else:
-            own.drop_level(key)
-        return (order_id, account, side, price, qty)
+        """Take a resting order off the book; None if it is not resting (ids are looked
+        up in the whole `BookSet`, whose ids are unique)."""
+        s = self._set
+        account, side, price, lots = BookSet._fast_cancel(s.pool, s.table, s.levels, s.head, order_id)
+        return (order_id, account, side, price, lots) if lots else None
+
+    def cancel_batch(self, order_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Cancel orders in turn; (n, 5) rows ``(order_id, account, side, price_ticks, lots)``
+        of the orders that were resting (ids are looked up in the whole `BookSet`)."""
+        ids = _as_int64(order_ids)
+        n = ids.shape[0]
+        zeros = np.zeros(n, np.int64)
+        result = self.submit_batch(ids, zeros, zeros, zeros, zeros, np.full(n, KIND_CANCEL))
+        return result.cancels[:, 1:]
 
     def cancel_all(self, account: int) -> list[Cancelled]:
-        """Cancel every resting order of ``account``, oldest first (O(resting orders))."""
+        """Cancel every resting order of ``account``, oldest first (a scan of the order pool)."""
         return [self.cancel(oid) for oid in self.open_orders(account)]
-
-    # ---------------------------------------------------------------- internals
-    def _match(
-        self,
-        account: int,
-        qty: int,
-        opp: _BookSide,
-        price: int | None,
-        fills: list[BookFill],
-        stp: list[Cancelled],
-    ) -> int:
-        """Trade against ``opp`` from its best level; return the lots left unfilled."""
-        remaining = qty
-        keys, levels, level_qty, orders = opp.keys, opp.levels, opp.level_qty, self._orders
-        bound = None if price is None else opp.sign * price
-        while remaining and keys:
-            key = keys[-1]
-            if bound is not None and key < bound:
-                break
-            level = levels[key]
-            lqty = level_qty[key]
-            level_price = opp.sign * key
-            while remaining and lqty:
-                maker = level[0]
-                mqty = maker[_QTY]
-                if not mqty:
-                    level.popleft()
-                    continue
-                maker_id, maker_account = maker[_ID], maker[_ACCOUNT]
-                if maker_account == account:
-                    stp.append((maker_id, maker_account, maker[_SIDE], level_price, mqty))
-                    take = mqty
-                else:
-                    take = remaining if remaining < mqty else mqty
-                    fills.append((maker_id, maker_account, level_price, take))
-                    remaining -= take
-                lqty -= take
-                if take == mqty:
-                    maker[_QTY] = 0
-                    level.popleft()
-                    del orders[maker_id]
-                else:
-                    maker[_QTY] = mqty - take
-            if lqty:
-                level_qty[key] = lqty
-            else:
-                del levels[key]
-                del level_qty[key]
-                keys.pop()
-        return remaining

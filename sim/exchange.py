@@ -35,25 +35,49 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (what does not fill there goes to the fallback chain). A book that empties therefore
   cannot print trades far from the mark.
 - Order ids encode the instrument: ``order_id % n_instruments``.
+- Batches: `Exchange.submit_batch` takes arrays of orders and cancels of many accounts
+  and gives the results of one `submit` / `cancel` per row in that order (see its
+  docstring for how each order's margin check sees the batch's earlier orders). All
+  instruments' books live in one compiled `sim.book.BookSet`, so a batch crosses
+  instruments in arrival order in one call.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.book import OrderBook
+from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
+from sim.book_kernels import OUT_ACCOUNT, OUT_FILL, OUT_ID, OUT_KIND, OUT_LOTS, OUT_PRICE, OUT_SIDE, OUT_STP, OUT_TAKER
 from sim.instruments import CollateralAsset, Instrument
-from sim.ledger import FEE_POOL, USD, Ledger
+from sim.ledger import USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
 MARGIN_TOLERANCE = 1e-9
+
+#: Reject codes of `BatchResult.reject`: index 0 is "accepted", then every `RejectReason`.
+EXCHANGE_REJECTS: tuple[RejectReason | None, ...] = (None, *RejectReason)
+_REJECT_CODE = {reason: code for code, reason in enumerate(EXCHANGE_REJECTS)}
+_KIND_OF_CODE = {code: kind for kind, code in KIND_CODES.items()}
+#: Rejects that do not depend on account state (an order refused for one of them stays refused).
+_STATELESS_REJECTS = frozenset(
+    {
+        RejectReason.UNKNOWN_ACCOUNT,
+        RejectReason.UNKNOWN_INSTRUMENT,
+        RejectReason.BAD_QUANTITY,
+        RejectReason.OFF_LOT,
+        RejectReason.BAD_PRICE,
+        RejectReason.OFF_TICK,
+        RejectReason.REDUCE_ONLY_MUST_NOT_REST,
+        RejectReason.OUTSIDE_PRICE_BAND,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +129,11 @@ class Exchange:
         self.mark_rule = mark_rule if mark_rule is not None else IndexMark(len(instruments))
         assets = [c.name for c in self.collateral]
         self.ledger = Ledger(n_traders, self.instruments, assets, isolated=mode == "isolated")
-        self.books = [OrderBook() for _ in self.instruments]
+        #: The books of all instruments share one compiled `BookSet`; ``books[m]`` is instrument m's.
+        self.book_set = BookSet(len(self.instruments))
+        self.books = [self.book_set.book(m) for m in range(len(self.instruments))]
+        self._tick_sizes = np.array([inst.tick_size for inst in self.instruments])
+        self._lot_sizes = np.array([inst.lot_size for inst in self.instruments])
         self.rules = MarginRules(
             tiers=TierTable.from_tiers([inst.tiers for inst in self.instruments]),
             weights=np.array([c.weight for c in self.collateral]),
@@ -284,17 +312,9 @@ class Exchange:
         results, admitted = [], []
         for request in requests:
             result = SubmitResult(-1)
-            reject, lots, ticks = self._validate(account, request.instrument, request.qty, request.price, request.kind)
-            kind = request.kind
-            if reject is None and request.reduce_only:
-                reject, lots, result.clipped = self._clip_reduce_only(
-                    account, request.instrument, request.side, lots, request.kind
-                )
-            if reject is None and self.price_band:
-                reject, ticks, kind = self._within_band(request.instrument, request.side, ticks, kind, liquidation)
-            result.reject = reject
+            result.reject, lots, ticks, kind, result.clipped = self._admit(account, request, liquidation)
             results.append(result)
-            if reject is None:
+            if result.reject is None:
                 admitted.append((result, request, lots, ticks, kind))
         checked = [a for a in admitted if not (a[1].reduce_only or liquidation)]
         if checked and self._margin_check(
@@ -306,6 +326,150 @@ class Exchange:
             if result.reject is None:
                 self._route(account, request.instrument, request.side, lots, ticks, kind, liquidation, result)
         return results
+
+    def _admit(
+        self, account: int, request: OrderRequest, liquidation: bool
+    ) -> tuple[RejectReason | None, int, int | None, OrderType, int]:
+        """``(reject, lots, ticks, kind, clipped_lots)`` of an order before its margin check:
+        ids and grid, reduce-only clipping, price band (module docstring)."""
+        reject, lots, ticks = self._validate(account, request.instrument, request.qty, request.price, request.kind)
+        kind, clipped = request.kind, 0
+        if reject is None and request.reduce_only:
+            reject, lots, clipped = self._clip_reduce_only(account, request.instrument, request.side, lots, kind)
+        if reject is None and self.price_band:
+            reject, ticks, kind = self._within_band(request.instrument, request.side, ticks, kind, liquidation)
+        return reject, lots, ticks, kind, clipped
+
+    def submit_batch(
+        self,
+        accounts: Sequence[int] | np.ndarray,
+        instruments: Sequence[int] | np.ndarray,
+        sides: Sequence[int] | np.ndarray,
+        qtys: Sequence[float] | np.ndarray,
+        prices: Sequence[float] | np.ndarray,
+        kinds: Sequence[int] | np.ndarray,
+        reduce_only: Sequence[bool] | np.ndarray | None = None,
+        cancel_ids: Sequence[int] | np.ndarray | None = None,
+        liquidation: bool = False,
+    ) -> BatchResult:
+        """Admit, match and settle n orders and cancels in arrival order, with the results
+        of n calls of `submit` (and `cancel`) in that order.
+
+        Args:
+            accounts: (n,) ledger rows of the senders.
+            instruments: (n,) instrument indices.
+            sides: (n,) +1 buy, -1 sell.
+            qtys: (n,) sizes in base units (multiples of the lot size).
+            prices: (n,) limit prices in USD (multiples of the tick; NaN: none); ignored
+                for market orders.
+            kinds: (n,) `sim.book.KIND_CODES` of each `OrderType`, or `sim.book.KIND_CANCEL`
+                for a cancel of the resting order ``cancel_ids[i]`` (as `cancel`; the
+                row's other fields are ignored).
+            reduce_only: (n,) bool (default all False); see the module docstring.
+            cancel_ids: (n,) order ids, read where ``kinds`` is KIND_CANCEL.
+            liquidation: Every order of the batch is a liquidation order (as in `submit`).
+
+        Margin checks and reduce-only clipping are *sequential-equivalent*: each order is
+        checked against the state the batch's earlier orders left, as in a loop of
+        `submit` calls. All orders are first checked against the state at the start; the
+        compiled books then execute them in order and stop before an order that has gone
+        stale since its check: its account was touched by an earlier order of the batch
+        (as taker, resting order, maker or self-trade; a cancel of one of its orders
+        counts only for an order its check refused, as open orders count at their worst
+        case and a cancel can only raise the margin), or, for a checked market order (its
+        check walks the book), its sweep of the book now ends at another price. The
+        fills so far are settled, that order alone is re-checked against the state now,
+        and execution resumes. Order ids are assigned in execution order, as `submit`
+        assigns them. Results are those of the loop (a property test compares them to
+        the bit), up to float rounding of the margin sums exactly at the limit.
+        Cost: admission (grid, reduce-only, band) is a Python step per order, plus one
+        margin check per stale order: a cancel-and-replace costs no re-check, but an
+        account that rests two orders in one batch pays a loop's check for the second.
+
+        Settlement: the fills of each stretch are settled in one compiled pass
+        (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
+        party in a stretch, order by order, so each isolated top-up sees the open orders
+        a loop would.
+
+        Returns:
+            The outcome per order and the fills, as arrays (`BatchResult`).
+        """
+        batch = _Batch.from_arrays(self, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids)
+        batch.admit(self, np.arange(batch.n), liquidation, as_of=0)
+        state, start, n_events = None, 0, 0
+        numbering = np.array([self._next_order, len(self.instruments)], np.int64)
+        while True:
+            state = self.book_set.execute(
+                batch.books,
+                batch.ids,
+                batch.book_accounts,
+                batch.sides,
+                batch.lots,
+                batch.ticks,
+                batch.kinds,
+                batch.active,
+                batch.watch,
+                start,
+                state,
+                numbering,
+            )
+            stop = state.stopped
+            self._next_order = int(numbering[0])
+            self._settle_stretch(batch, state, start, stop, n_events, liquidation)
+            n_events = state.n_out
+            if stop == batch.n:
+                break
+            batch.admit(self, np.array([stop]), liquidation, as_of=stop)  # stale: check it against the state now
+            start = stop
+        return batch.result(state)
+
+    def _settle_stretch(
+        self, batch: _Batch, state: BatchState, start: int, stop: int, first_event: int, liquidation: bool
+    ) -> None:
+        """Write what orders ``start..stop-1`` of a batch did into the ledger."""
+        events = state.out[first_event : state.n_out]
+        takers = events[:, OUT_TAKER]
+        rested = np.flatnonzero(state.rested[start:stop]) + start
+        parties = np.concatenate([events[:, OUT_ACCOUNT], batch.book_accounts[takers], batch.book_accounts[rested]])
+        if not self.ledger.isolated[parties].any():
+            self._apply_events(batch, events, rested, state.rested, liquidation)
+            return
+        for k in range(start, stop):  # order by order: isolated top-ups see the open orders of a loop
+            mine = takers == k
+            if mine.any() or state.rested[k]:
+                self._apply_events(batch, events[mine], rested[rested == k], state.rested, liquidation)
+
+    def _apply_events(
+        self, batch: _Batch, events: np.ndarray, rested: np.ndarray, rested_lots: np.ndarray, liquidation: bool
+    ) -> None:
+        """Settle batch events (rows of `sim.book_kernels` ``OUT_*``) and reserve the lots
+        that orders ``rested`` left on the book, as `_route` does for one order: resting
+        orders taken off first, then fills, then the rests."""
+        ledger = self.ledger
+        takers = events[:, OUT_TAKER]
+        gone = events[:, OUT_KIND] != OUT_FILL
+        books = batch.books[takers]
+        ledger.count_open_many(events[gone, OUT_ACCOUNT], books[gone], events[gone, OUT_SIDE], -events[gone, OUT_LOTS])
+        self.n_cancels += int(batch.is_cancel[takers[gone]].sum())
+        fills = [
+            Fill(m, order, maker, account, maker_account, Side(side), price, lots, liquidation)
+            for m, order, maker, account, maker_account, side, price, lots in zip(
+                books[~gone].tolist(),
+                batch.ids[takers[~gone]].tolist(),
+                events[~gone, OUT_ID].tolist(),
+                batch.book_accounts[takers[~gone]].tolist(),
+                events[~gone, OUT_ACCOUNT].tolist(),
+                batch.sides[takers[~gone]].tolist(),
+                events[~gone, OUT_PRICE].tolist(),
+                events[~gone, OUT_LOTS].tolist(),
+                strict=True,
+            )
+        ]
+        self._settle(fills)
+        batch.fills += fills
+        ledger.count_open_many(
+            batch.book_accounts[rested], batch.books[rested], batch.sides[rested], rested_lots[rested]
+        )
 
     def _within_band(
         self, instrument: int, side: Side, ticks: int | None, kind: OrderType, liquidation: bool
@@ -350,12 +514,12 @@ class Exchange:
             result.self_trade_cancels.append(
                 CancelledOrder(instrument, maker_id, maker_account, Side(stp_side), stp_price, stp_lots)
             )
-        for maker_id, maker_account, fill_ticks, fill_lots in fills:
-            fill = Fill(
-                instrument, order_id, maker_id, account, maker_account, side, fill_ticks, fill_lots, liquidation
-            )
-            self._settle(fill)
-            result.fills.append(fill)
+        result.fills = [
+            Fill(instrument, order_id, maker_id, account, maker_account, side, fill_ticks, fill_lots, liquidation)
+            for maker_id, maker_account, fill_ticks, fill_lots in fills
+        ]
+        if result.fills:
+            self._settle(result.fills)
         if rested:
             self._reserve_open(account, instrument, int(side), rested)
         result.rested, result.cancelled = rested, cancelled
@@ -421,7 +585,8 @@ class Exchange:
     def _margin_check(
         self, account: int, orders: Sequence[tuple[int, Side, int, int | None, OrderType]]
     ) -> RejectReason | None:
-        """Reject when the account's ``init_health`` would go negative (module docstring).
+        """Reject when the account's ``init_health`` would go negative with all ``orders``
+        counted at once (module docstring).
 
         Args:
             orders: ``(instrument, side, lots, limit_ticks, kind)`` of each order.
@@ -430,13 +595,11 @@ class Exchange:
         bids, asks = row.open_bids.copy(), row.open_asks.copy()
         balances, iso = row.balances.copy(), row.isolated_margin.copy()
         for instrument, side, lots, ticks, kind in orders:
-            inst = self.instruments[instrument]
-            mark = float(self.marks[instrument])
             if kind is OrderType.MARKET:
                 _, ticks = self.books[instrument].sweep(side, lots)
-            fill_price = mark if ticks is None else inst.price(ticks)
-            size = inst.qty(lots)
-            cost = side * size * (fill_price - mark) + self.fees.taker * size * fill_price
+            mark = float(self.marks[instrument])
+            fill_price = mark if ticks is None else ticks * float(self._tick_sizes[instrument])
+            cost = self._worst_cost(side, lots * float(self._lot_sizes[instrument]), fill_price, mark)
             (bids if side > 0 else asks)[0, instrument] += lots
             if self.ledger.isolated[account]:
                 iso[0, instrument] -= cost
@@ -444,37 +607,74 @@ class Exchange:
                 balances[0, USD] -= cost
         hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
         health = mixed_health(hypothetical, self.prices(), self.rules, self.ledger.isolated[account : account + 1])
-        if health.init_health[0] < -MARGIN_TOLERANCE:
-            return RejectReason.INSUFFICIENT_MARGIN
-        return None
+        return RejectReason.INSUFFICIENT_MARGIN if health.init_health[0] < -MARGIN_TOLERANCE else None
+
+    def _margin_rejects(
+        self,
+        accounts: np.ndarray,
+        instruments: np.ndarray,
+        sides: np.ndarray,
+        lots: np.ndarray,
+        ticks: np.ndarray,
+        market: np.ndarray,
+    ) -> np.ndarray:
+        """(K,) True where `_margin_check` of order k alone would reject it, for K orders at
+        once (arrays of shape (K,); ticks -1: none). The worst price each market order's
+        check used (its sweep of the book now, -1: empty) is written into ``ticks``."""
+        for k in np.flatnonzero(market):
+            _, worst = self.books[instruments[k]].sweep(int(sides[k]), int(lots[k]))
+            ticks[k] = -1 if worst is None else worst
+        marks = self.marks[instruments]
+        fill_price = np.where(ticks >= 0, ticks * self._tick_sizes[instruments], marks)
+        cost = self._worst_cost(sides, lots * self._lot_sizes[instruments], fill_price, marks)
+        ledger = self.ledger
+        rows = ledger.portfolio(accounts)  # fancy indexing: one copied row per order
+        isolated = ledger.isolated[accounts]
+        each = np.arange(accounts.size)
+        buy = sides > 0
+        rows.open_bids[each[buy], instruments[buy]] += lots[buy]
+        rows.open_asks[each[~buy], instruments[~buy]] += lots[~buy]
+        rows.isolated_margin[each[isolated], instruments[isolated]] -= cost[isolated]
+        rows.balances[each[~isolated], USD] -= cost[~isolated]
+        return mixed_health(rows, self.prices(), self.rules, isolated).init_health < -MARGIN_TOLERANCE
+
+    def _worst_cost(self, side, size, fill_price, mark):
+        """USD an order of ``size`` base units (scalars or arrays alike) costs if it fills at
+        ``fill_price``: its immediate loss against the mark plus the taker fee."""
+        return side * size * (fill_price - mark) + self.fees.taker * size * fill_price
 
     # ------------------------------------------------------------- settlement
-    def _settle(self, fill: Fill) -> None:
-        """Write one fill into the ledger: both sides' positions, fees, last price."""
-        m = fill.instrument
-        inst = self.instruments[m]
-        price = inst.price(fill.price)
-        size = inst.qty(fill.qty)
-        signed = int(fill.taker_side) * fill.qty
-        ledger = self.ledger
-        cum = float(self.cum_funding[m])
-        ledger.settle_trade(fill.taker_account, m, signed, price, cum)
-        ledger.settle_trade(fill.maker_account, m, -signed, price, cum)
-        self._release_open(fill.maker_account, m, -int(fill.taker_side), fill.qty)
+    def _settle(self, fills: Sequence[Fill]) -> None:
+        """Write fills into the ledger in order: both sides' positions, the maker's open
+        orders, fees (one compiled pass, `sim.ledger.Ledger.settle_fills`), isolated
+        top-ups, last prices, and the trade log."""
+        if not fills:
+            return
+        columns = [(f.instrument, f.taker_account, f.maker_account, int(f.taker_side), f.price, f.qty) for f in fills]
+        instruments, takers, makers, sides, ticks, lots = (np.array(c, np.int64) for c in zip(*columns, strict=True))
+        prices = ticks * self._tick_sizes[instruments]
+        sizes = lots * self._lot_sizes[instruments]
         # a liquidation pays the insurance fund's fee instead of the taker fee, so its
         # makers get no rebate either: the fee pool pays rebates only out of taker fees
-        taker_rate = 0.0 if fill.liquidation else self.fees.taker
-        maker_rate = max(self.fees.maker, 0.0) if fill.liquidation else self.fees.maker
-        for account, rate in ((fill.taker_account, taker_rate), (fill.maker_account, maker_rate)):
-            fee = rate * size * price
-            if fee:
-                ledger.pay(account, m, FEE_POOL, fee)
-        for account in (fill.taker_account, fill.maker_account):
-            if ledger.isolated[account]:
-                self._top_up_isolated(account, m)
-        self.last_price[m] = price
-        self.last_trade_time[m] = self.time
-        self.trades.append(fill)
+        liquidation = np.array([f.liquidation for f in fills])
+        taker_rate = np.where(liquidation, 0.0, self.fees.taker)
+        maker_rate = np.where(liquidation, max(self.fees.maker, 0.0), self.fees.maker)
+        ledger = self.ledger
+        cum = self.cum_funding[instruments]
+        done = 0
+        while done < len(fills):
+            done = ledger.settle_fills(
+                takers, makers, instruments, sides * lots, prices, cum, taker_rate * sizes * prices,
+                maker_rate * sizes * prices, done,
+            )  # fmt: skip
+            fill = fills[done - 1]
+            for account in (fill.taker_account, fill.maker_account):
+                if ledger.isolated[account]:
+                    self._top_up_isolated(account, fill.instrument)
+        for m in set(instruments.tolist()):
+            self.last_price[m] = prices[np.flatnonzero(instruments == m)[-1]]
+            self.last_trade_time[m] = self.time
+        self.trades.extend(fills)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
         """Move free USD into a position's isolated margin until it covers its initial
@@ -494,3 +694,188 @@ class Exchange:
 
     def _release_open(self, account: int, instrument: int, side: int, lots: int) -> None:
         self.ledger.count_open(account, instrument, side, -lots)
+
+
+@dataclass
+class BatchResult:
+    """What `Exchange.submit_batch` did. Arrays of shape (n,) follow the batch's rows.
+
+    Attributes:
+        order_id: (n,) id given to each order (-1: rejected before reaching a book); for
+            a cancel, the id it named.
+        reject: (n,) reject code, an index into `EXCHANGE_REJECTS` (0: accepted; a
+            cancel is never rejected).
+        rested: (n,) lots left resting on the book.
+        cancelled: (n,) lots cancelled: an IOC or market remainder, or for a cancel the
+            lots it took off the book (0: the order was not resting).
+        clipped: (n,) lots removed from a reduce-only order before it reached the book.
+        filled: (n,) lots each order traded as the taker.
+        fills: The fills in execution order (also appended to `Exchange.trades`).
+        fill_order: (F,) batch row of each fill's taker.
+        self_trade_cancels: Resting orders that self-trade prevention removed, in order.
+        stp_order: (S,) batch row of the order that removed each.
+    """
+
+    order_id: np.ndarray
+    reject: np.ndarray
+    rested: np.ndarray
+    cancelled: np.ndarray
+    clipped: np.ndarray
+    filled: np.ndarray
+    fills: list[Fill]
+    fill_order: np.ndarray
+    self_trade_cancels: list[CancelledOrder]
+    stp_order: np.ndarray
+
+    def reasons(self) -> list[RejectReason | None]:
+        """(n,) reject reasons (None: accepted)."""
+        return [EXCHANGE_REJECTS[code] for code in self.reject.tolist()]
+
+
+@dataclass
+class _Batch:
+    """One `Exchange.submit_batch` call's rows while it runs (arrays of shape (n,)).
+
+    ``ticks`` is -1 where an order has no price; ``kinds`` are the book's codes after
+    the price band; ``books`` and ``book_accounts`` are valid indices on every row
+    (rows rejected for an unknown instrument or account never reach a book).
+    """
+
+    accounts: np.ndarray
+    book_accounts: np.ndarray
+    books: np.ndarray
+    sides: np.ndarray
+    requests: list[OrderRequest | None]
+    is_cancel: np.ndarray
+    ids: np.ndarray
+    lots: np.ndarray
+    ticks: np.ndarray
+    kinds: np.ndarray
+    clipped: np.ndarray
+    reject: np.ndarray
+    active: np.ndarray
+    watch: BatchWatch
+    fills: list[Fill] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.accounts.shape[0]
+
+    @classmethod
+    def from_arrays(
+        cls, ex: Exchange, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids
+    ) -> _Batch:
+        accounts = np.asarray(accounts, np.int64)
+        n = accounts.shape[0]
+        instruments = np.asarray(instruments, np.int64)
+        sides = np.asarray(sides, np.int64)
+        qtys = np.asarray(qtys, np.float64)
+        prices = np.asarray(prices, np.float64)
+        kinds = np.asarray(kinds, np.int64)
+        reduce_only = np.zeros(n, bool) if reduce_only is None else np.asarray(reduce_only, bool)
+        is_cancel = kinds == KIND_CANCEL
+        if not np.isin(kinds, [*KIND_CODES.values(), KIND_CANCEL]).all():
+            raise ValueError(f"submit_batch: kinds must be sim.book.KIND_CODES or KIND_CANCEL, got {np.unique(kinds)}")
+        if not np.isin(sides[~is_cancel], (1, -1)).all():
+            raise ValueError(f"submit_batch: sides must be +1 or -1, got {np.unique(sides[~is_cancel])}")
+        ids = np.full(n, -1, np.int64)  # orders get theirs as they execute
+        if is_cancel.any():
+            ids[is_cancel] = np.asarray(cancel_ids, np.int64)[is_cancel]
+        n_books = len(ex.instruments)
+        books = np.where(
+            is_cancel, ids % n_books, np.where((instruments >= 0) & (instruments < n_books), instruments, 0)
+        )
+        known = (accounts >= 0) & (accounts < ex.ledger.n_accounts)
+        requests = [
+            None
+            if is_cancel[k]
+            else OrderRequest(
+                int(instruments[k]),
+                Side(int(sides[k])),
+                float(qtys[k]),
+                float(prices[k]),
+                _KIND_OF_CODE[int(kinds[k])],
+                bool(reduce_only[k]),
+            )
+            for k in range(n)
+        ]
+        watch = BatchWatch.over(n, ex.ledger.n_accounts)
+        zeros = np.zeros(n, np.int64)
+        return cls(
+            accounts=accounts,
+            book_accounts=np.where(known, accounts, 0),
+            books=books.astype(np.int64),
+            sides=sides,
+            requests=requests,
+            is_cancel=is_cancel,
+            ids=ids,
+            lots=zeros.copy(),
+            ticks=zeros - 1,
+            kinds=kinds.copy(),
+            clipped=zeros.copy(),
+            reject=zeros.copy(),
+            active=is_cancel.copy(),
+            watch=watch,
+        )
+
+    def admit(self, ex: Exchange, rows: np.ndarray, liquidation: bool, as_of: int) -> None:
+        """(Re-)admit orders ``rows`` against the exchange's current state, which is the
+        state after the batch's orders before ``as_of``: `Exchange._admit`, then one
+        margin check per order that needs one (all in one vectorized pass)."""
+        checked = []
+        for k in rows.tolist():
+            request = self.requests[k]
+            if request is None:
+                continue
+            reject, self.lots[k], ticks, kind, self.clipped[k] = ex._admit(int(self.accounts[k]), request, liquidation)
+            self.ticks[k] = -1 if ticks is None else ticks
+            self.kinds[k] = KIND_CODES[kind]
+            self.reject[k] = _REJECT_CODE[reject]
+            self.watch.account[k] = reject not in _STATELESS_REJECTS and (request.reduce_only or not liquidation)
+            needs_check = reject is None and not (request.reduce_only or liquidation)
+            self.watch.book[k] = needs_check and kind is OrderType.MARKET
+            if needs_check:
+                checked.append(k)
+        if checked:
+            idx = np.array(checked)
+            worst = self.ticks[idx].copy()  # market orders: the sweep's worst price goes in here
+            refused = ex._margin_rejects(
+                self.accounts[idx],
+                self.books[idx],
+                self.sides[idx],
+                self.lots[idx],
+                worst,
+                self.kinds[idx] == KIND_CODES[OrderType.MARKET],
+            )
+            self.reject[idx[refused]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            self.watch.check_ticks[idx] = worst
+        self.watch.checked_after[rows] = as_of
+        self.active[rows] = self.is_cancel[rows] | (self.reject[rows] == 0)
+
+    def result(self, state: BatchState) -> BatchResult:
+        reject = self.reject.copy()
+        by_book = np.flatnonzero(state.reject)
+        reject[by_book] = [_REJECT_CODE[BOOK_REJECTS[code]] for code in state.reject[by_book].tolist()]
+        events = state.events()
+        fill_rows = events[events[:, OUT_KIND] == OUT_FILL]
+        filled = np.zeros(self.n, np.int64)
+        np.add.at(filled, fill_rows[:, OUT_TAKER], fill_rows[:, OUT_LOTS])
+        stp_rows = events[events[:, OUT_KIND] == OUT_STP]
+        stp = [
+            CancelledOrder(int(self.books[taker]), order_id, account, Side(side), price, lots)
+            for taker, order_id, account, side, price, lots in stp_rows[
+                :, [OUT_TAKER, OUT_ID, OUT_ACCOUNT, OUT_SIDE, OUT_PRICE, OUT_LOTS]
+            ].tolist()
+        ]
+        return BatchResult(
+            order_id=np.where(self.active, self.ids, -1),
+            reject=reject,
+            rested=state.rested.copy(),
+            cancelled=state.cancelled.copy(),
+            clipped=self.clipped,
+            filled=filled,
+            fills=self.fills,
+            fill_order=fill_rows[:, OUT_TAKER],
+            self_trade_cancels=stp,
+            stp_order=stp_rows[:, OUT_TAKER],
+        )

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from sim.instruments import Instrument
 from sim.margin import Portfolio
@@ -118,19 +119,11 @@ class Ledger:
         position closed), so what is charged or paid after the close, such as the fee or
         the insurance fund's payment on the closing fill, lands in the USD balance.
         """
-        if self.isolated[account] and self.positions[account, instrument]:
-            self.isolated_margin[account, instrument] += amount
-        else:
-            self.balances[account, USD] += amount
+        _credit_pocket(self.balances, self.positions, self.isolated_margin, self.isolated, account, instrument, amount)
 
     def settle_funding(self, account: int, instrument: int, cum_funding: float) -> float:
         """Pay the funding accrued on a position since it was last settled; return it."""
-        lots = int(self.positions[account, instrument])
-        paid = lots * float(self.lot_sizes[instrument]) * (cum_funding - float(self.funding_index[account, instrument]))
-        self.funding_index[account, instrument] = cum_funding
-        if paid:
-            self.credit_pocket(account, instrument, -paid)
-        return paid
+        return _settle_funding(*self._settlement_arrays(), account, instrument, cum_funding)
 
     def settle_trade(self, account: int, instrument: int, lots: int, price: float, cum_funding: float) -> float:
         """Apply a trade of ``lots`` (signed, buy > 0) at ``price`` to one account.
@@ -138,25 +131,55 @@ class Ledger:
         Returns:
             The realized PnL, USD (already credited to the position's pocket).
         """
-        self.settle_funding(account, instrument, cum_funding)
-        old = int(self.positions[account, instrument])
-        new = old + lots
-        entry = float(self.entry[account, instrument])
-        realized = 0.0
-        if old == 0 or (old > 0) == (lots > 0):
-            self.entry[account, instrument] = (abs(old) * entry + abs(lots) * price) / abs(new)
-        else:
-            closed = min(abs(lots), abs(old))
-            realized = closed * float(self.lot_sizes[instrument]) * (price - entry) * (1 if old > 0 else -1)
-            self.credit_pocket(account, instrument, realized)
-            if new == 0:
-                self.entry[account, instrument] = 0.0
-            elif (new > 0) != (old > 0):
-                self.entry[account, instrument] = price
-        self.positions[account, instrument] = new
-        if new == 0 and self.isolated[account]:
-            self.release_isolated(account, instrument)
-        return realized
+        return _settle_trade(*self._settlement_arrays(), account, instrument, lots, price, cum_funding)
+
+    def settle_fills(
+        self,
+        takers: np.ndarray,
+        makers: np.ndarray,
+        instruments: np.ndarray,
+        taker_lots: np.ndarray,
+        prices: np.ndarray,
+        cum_funding: np.ndarray,
+        taker_fees: np.ndarray,
+        maker_fees: np.ndarray,
+        start: int = 0,
+    ) -> int:
+        """Settle book fills ``start..F-1`` in order, in one compiled pass (arrays of shape (F,)).
+
+        Each fill is, exactly as in sequence: `settle_trade` for the taker (``taker_lots``,
+        signed) and the maker (the opposite), the maker's filled lots off its open orders,
+        then each side's fee (USD, negative: a rebate) from its pocket to the fee pool.
+
+        Returns:
+            The index after the first fill with an isolated-mode party (whose margin the
+            caller may have to top up before the next fill), or F when all are settled.
+        """
+        return _settle_fills(
+            *self._settlement_arrays(),
+            self.open_bids,
+            self.open_asks,
+            takers,
+            makers,
+            instruments,
+            taker_lots,
+            prices,
+            cum_funding,
+            taker_fees,
+            maker_fees,
+            start,
+        )
+
+    def _settlement_arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.balances,
+            self.positions,
+            self.entry,
+            self.funding_index,
+            self.isolated_margin,
+            self.isolated,
+            self.lot_sizes,
+        )
 
     def trade_between(
         self, account: int, other: int, instrument: int, lots: int, price: float, cum_funding: float
@@ -188,6 +211,14 @@ class Ledger:
     def count_open(self, account: int, instrument: int, side: int, lots: int) -> None:
         """Add ``lots`` (negative: remove) to the account's resting orders on ``side``."""
         (self.open_bids if side > 0 else self.open_asks)[account, instrument] += lots
+
+    def count_open_many(
+        self, accounts: np.ndarray, instruments: np.ndarray, sides: np.ndarray, lots: np.ndarray
+    ) -> None:
+        """`count_open` for (n,) arrays of orders (whole lots: the order of additions does not matter)."""
+        buy = sides > 0
+        np.add.at(self.open_bids, (accounts[buy], instruments[buy]), lots[buy])
+        np.add.at(self.open_asks, (accounts[~buy], instruments[~buy]), lots[~buy])
 
     def set_isolated(self, account: int, isolated: bool) -> None:
         """Put an account in isolated (True) or cross margin mode."""
@@ -221,3 +252,124 @@ class Ledger:
     def net_positions(self) -> np.ndarray:
         """(I,) positions summed over all accounts, lots; must be all zeros."""
         return self.positions.sum(axis=0)
+
+
+# ------------------------------------------------------------ compiled settlement
+# The ledger arithmetic of a trade, compiled so that a batch of fills settles in one
+# pass; each function mirrors the method of the same name, operation for operation, so
+# a batch and one-by-one settlement agree to the last bit.
+
+
+@njit(cache=True)
+def _credit_pocket(balances, positions, isolated_margin, isolated, account, instrument, amount):
+    """`Ledger.credit_pocket`."""
+    if isolated[account] and positions[account, instrument] != 0:
+        isolated_margin[account, instrument] += amount
+    else:
+        balances[account, USD] += amount
+
+
+@njit(cache=True)
+def _settle_funding(
+    balances, positions, entry, funding_index, isolated_margin, isolated, lot_sizes, account, instrument, cum_funding
+):
+    """`Ledger.settle_funding`."""
+    lots = int(positions[account, instrument])
+    paid = lots * lot_sizes[instrument] * (cum_funding - funding_index[account, instrument])
+    funding_index[account, instrument] = cum_funding
+    if paid != 0:
+        _credit_pocket(balances, positions, isolated_margin, isolated, account, instrument, -paid)
+    return paid
+
+
+@njit(cache=True)
+def _settle_trade(
+    balances,
+    positions,
+    entry,
+    funding_index,
+    isolated_margin,
+    isolated,
+    lot_sizes,
+    account,
+    instrument,
+    lots,
+    price,
+    cum_funding,
+):
+    """`Ledger.settle_trade`: average entry, realized PnL into the pocket."""
+    arrays = (balances, positions, entry, funding_index, isolated_margin, isolated, lot_sizes)
+    _settle_funding(*arrays, account, instrument, cum_funding)
+    old = int(positions[account, instrument])
+    new = old + lots
+    avg = entry[account, instrument]
+    realized = 0.0
+    if old == 0 or (old > 0) == (lots > 0):
+        entry[account, instrument] = (abs(old) * avg + abs(lots) * price) / abs(new)
+    else:
+        closed = min(abs(lots), abs(old))
+        realized = closed * lot_sizes[instrument] * (price - avg) * (1 if old > 0 else -1)
+        _credit_pocket(balances, positions, isolated_margin, isolated, account, instrument, realized)
+        if new == 0:
+            entry[account, instrument] = 0.0
+        elif (new > 0) != (old > 0):
+            entry[account, instrument] = price
+    positions[account, instrument] = new
+    if new == 0 and isolated[account]:
+        balances[account, USD] += isolated_margin[account, instrument]
+        isolated_margin[account, instrument] = 0.0
+    return realized
+
+
+@njit(cache=True)
+def _settle_fills(
+    balances,
+    positions,
+    entry,
+    funding_index,
+    isolated_margin,
+    isolated,
+    lot_sizes,
+    open_bids,
+    open_asks,
+    takers,
+    makers,
+    instruments,
+    taker_lots,
+    prices,
+    cum_funding,
+    taker_fees,
+    maker_fees,
+    start,
+):
+    """`Ledger.settle_fills`."""
+    n = takers.shape[0]
+    for i in range(start, n):
+        m = instruments[i]
+        taker, maker, lots, price = takers[i], makers[i], taker_lots[i], prices[i]
+        for account, signed in ((taker, lots), (maker, -lots)):
+            _settle_trade(
+                balances,
+                positions,
+                entry,
+                funding_index,
+                isolated_margin,
+                isolated,
+                lot_sizes,
+                account,
+                m,
+                signed,
+                price,
+                cum_funding[i],
+            )
+        if lots > 0:
+            open_asks[maker, m] -= lots
+        else:
+            open_bids[maker, m] += lots
+        for account, fee in ((taker, taker_fees[i]), (maker, maker_fees[i])):
+            if fee != 0:
+                _credit_pocket(balances, positions, isolated_margin, isolated, account, m, -fee)
+                balances[FEE_POOL, USD] += fee
+        if isolated[taker] or isolated[maker]:
+            return i + 1
+    return n

@@ -1,11 +1,15 @@
-"""Order book: one test per operation, plus properties checked against a naive model."""
+"""Order book: one test per operation, properties checked against a naive model, and the
+batch API checked against one call per event."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.book import OrderBook
+from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, OrderBook
 from sim.types import OrderType, RejectReason
 
 LIMIT, MARKET, IOC, POST = OrderType.LIMIT, OrderType.MARKET, OrderType.IOC, OrderType.POST_ONLY
@@ -217,3 +221,123 @@ def test_book_matches_the_naive_model_and_conserves_quantity(ops):
         assert len(book) == len(naive.orders)
         # every lot submitted was filled (each trade fills a taker and a maker lot), rests or was cancelled
         assert submitted == 2 * traded + resting + cancelled
+
+
+def _replay(book, naive, ops, first_id=0):
+    """Apply ``ops`` to the book and the naive model; assert they agree after each."""
+    for step, op in enumerate(ops, start=first_id):
+        if op[0] == "submit":
+            _, account, side, lots, price, kind = op
+            fills, _, _, stp, _ = book.submit(step, account, side, lots, price, kind)
+            ref_fills, ref_stp = naive.submit(step, account, side, lots, price, kind)
+            assert list(fills) == ref_fills
+            assert [c[0] for c in stp] == ref_stp
+        else:
+            got = book.cancel(op[1])
+            assert (got[4] if got else 0) == naive.cancel(op[1])
+        assert book.best_bid() == max((o[3] for o in naive.orders if o[2] > 0), default=None)
+        assert book.best_ask() == min((o[3] for o in naive.orders if o[2] < 0), default=None)
+        assert len(book) == len(naive.orders)
+
+
+wide_orders = st.tuples(
+    st.just("submit"),
+    st.integers(0, 3),
+    st.sampled_from([BUY, SELL]),
+    st.integers(1, 6),
+    st.integers(1, 50_000),  # far apart: the window of levels moves and widens
+    st.sampled_from([LIMIT, LIMIT, MARKET, IOC, POST]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(wide_orders, wide_orders, cancel_ops), max_size=40))
+def test_book_matches_the_naive_model_across_far_prices(ops):
+    _replay(OrderBook(), NaiveBook(), ops)
+
+
+def test_many_resting_orders_grow_the_pool_and_the_id_table():
+    book, naive = OrderBook(), NaiveBook()
+    ops = [
+        ("submit", i % 7, BUY, 1 + i % 3, 1_000 - i % 5, LIMIT)
+        if i % 2
+        else ("submit", i % 7, SELL, 1 + i % 3, 1_010 + i % 5, LIMIT)
+        for i in range(3_000)
+    ]
+    _replay(book, naive, ops)
+    assert len(book) == 3_000  # more than the initial pool of 1,024 slots
+    ops = [("cancel", i) for i in range(0, 3_000, 3)]
+    ops += [("submit", 9, BUY, 2_000, 1_012, IOC), ("submit", 9, SELL, 2_000, 998, IOC)]
+    _replay(book, naive, ops, first_id=3_000)
+
+
+def _random_flow(seed: int, n: int) -> list[tuple]:
+    """``n`` events: submits ``(id, account, side, lots, price, kind)`` and cancels ``(id,)``."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        if i and rng.random() < 0.3:
+            events.append((rng.randrange(i),))
+        else:
+            kind = rng.choice([LIMIT, LIMIT, LIMIT, MARKET, IOC, POST])
+            events.append((i, rng.randrange(6), rng.choice([BUY, SELL]), rng.randint(1, 9), rng.randint(90, 110), kind))
+    return events
+
+
+def _as_columns(events):
+    ids, accounts, sides, lots, prices, kinds = ([] for _ in range(6))
+    for e in events:
+        ids.append(e[0])
+        if len(e) == 1:
+            accounts.append(0), sides.append(0), lots.append(0), prices.append(0), kinds.append(KIND_CANCEL)
+        else:
+            accounts.append(e[1]), sides.append(e[2]), lots.append(e[3])
+            prices.append(e[4] or 0), kinds.append(KIND_CODES[e[5]])
+    return ids, accounts, sides, lots, prices, kinds
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 400), st.sampled_from([1, 7, 1_000]))
+def test_batch_equals_one_call_per_event(seed, n, size):
+    """submit_batch (cancels inline) gives the fills, outcomes and book of single calls."""
+    events = _random_flow(seed, n)
+    single, batched = OrderBook(), OrderBook()
+    expected_fills, expected = [], []
+    for i, e in enumerate(events):
+        if len(e) == 1:
+            gone = single.cancel(e[0])
+            expected.append((0, gone[4] if gone else 0, 0))
+            continue
+        fills, rested, cancelled, _, reject = single.submit(*e)
+        expected_fills += [(i, *f) for f in fills]
+        expected.append((rested, cancelled, BOOK_REJECTS.index(reject)))
+    got_fills, got = [], []
+    for start in range(0, n, size):
+        chunk = _as_columns(events[start : start + size])
+        r = batched.submit_batch(*chunk)
+        got_fills += [
+            (start + t, m, a, p, q)
+            for t, m, a, p, q in zip(
+                r.fill_taker.tolist(), r.fill_maker.tolist(), r.fill_maker_account.tolist(),
+                r.fill_price.tolist(), r.fill_lots.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+        got += list(zip(r.rested.tolist(), r.cancelled.tolist(), r.reject.tolist(), strict=True))
+    assert got_fills == expected_fills
+    assert got == expected
+    for side in (BUY, SELL):
+        assert list(batched.levels(side)) == list(single.levels(side))
+    assert batched.open_orders(-1) == single.open_orders(-1)
+
+
+def test_batch_is_deterministic_and_cancel_batch_reports_what_it_took():
+    columns = _as_columns(_random_flow(3, 500))
+    a, b = OrderBook(), OrderBook()
+    ra, rb = a.submit_batch(*columns), b.submit_batch(*columns)
+    for name in ("fill_taker", "fill_maker", "fill_price", "fill_lots", "rested", "cancelled", "reject", "stp"):
+        assert np.array_equal(getattr(ra, name), getattr(rb, name))
+    resting = a.open_orders(-1)
+    expected = [a.order(i) for i in resting[:5]]
+    taken = a.cancel_batch([*resting[:5], 10**9])
+    assert [tuple(row) for row in taken.tolist()] == expected
+    assert len(a) == len(b) - 5

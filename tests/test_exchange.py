@@ -1,4 +1,5 @@
-"""Exchange: admission, settlement, fees, open-order bookkeeping and conservation."""
+"""Exchange: admission, settlement, fees, open-order bookkeeping, conservation, and the
+batch path against a loop of single submits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.book import KIND_CANCEL, KIND_CODES
 from sim.exchange import Exchange, FeeSchedule
 from sim.instruments import CollateralAsset
 from sim.ledger import FEE_POOL, N_SYSTEM, USD
@@ -276,19 +278,22 @@ def test_unknown_margin_mode_is_refused():
 
 # --------------------------------------------------------------- conservation
 
-random_orders = st.lists(
-    st.tuples(
-        st.integers(0, 4),  # trader
-        st.integers(0, 1),  # instrument
+
+def order_fields(kinds: list) -> tuple:
+    """Strategies of (trader, instrument, side, lots / 10, ticks / 10 from mark, kind, reduce only)."""
+    return (
+        st.integers(0, 4),
+        st.integers(0, 1),
         st.sampled_from([BUY, SELL]),
-        st.integers(1, 30),  # lots x 10
-        st.integers(-20, 20),  # ticks x 10 from mark
-        st.sampled_from(list(OrderType)),
-        st.booleans(),  # reduce only
-        st.floats(-0.03, 0.03),  # mark move before the order
-    ),
-    max_size=80,
-)
+        st.integers(1, 30),
+        st.integers(-20, 20),
+        st.sampled_from(kinds),
+        st.booleans(),
+    )
+
+
+# each order with the mark's move before it
+random_orders = st.lists(st.tuples(*order_fields(list(OrderType)), st.floats(-0.03, 0.03)), max_size=80)
 
 
 @settings(max_examples=100, deadline=None)
@@ -320,3 +325,145 @@ def test_grid_rounding_ignores_float_noise():
     assert inst.ticks_toward(49_950.000000001, 1) == 499_500  # noise, not a tick above
     assert inst.ticks_toward(49_950.05, 1) == 499_500 and inst.ticks_toward(49_950.05, -1) == 499_501
     assert inst.to_ticks(0.1 * 3) == 3 and inst.to_ticks(50_000.05) is None
+
+
+# ---------------------------------------------------------------------- batches
+
+batch_rows = st.lists(st.tuples(*order_fields([*OrderType, "cancel"])), max_size=60)
+
+
+def _batch_exchange(mode: str, band: float) -> Exchange:
+    ex = Exchange([btc(), eth()], [CollateralAsset("USD")], 5, [50_000.0, 3_000.0], FeeSchedule(0.0005, -0.0001), mode)
+    ex.price_band = band
+    for account in range(N_SYSTEM, N_SYSTEM + 5):
+        ex.ledger.deposit(account, USD, 1_000.0)  # tight: some orders fail the margin check
+    return ex
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch_rows, st.sampled_from(["cross", "isolated"]), st.sampled_from([1, 4, 100]), st.sampled_from([0.0, 0.002]))
+def test_submit_batch_equals_a_loop_of_submit(rows, mode, size, band):
+    """Same outcomes, order ids, trades and ledger, to the bit, as one `submit` / `cancel` per row."""
+    loop, batched = _batch_exchange(mode, band), _batch_exchange(mode, band)
+    columns = []
+    for trader, m, side, lots, offset, kind, reduce_only in rows:
+        inst = loop.instruments[m]
+        price = inst.price(inst.to_ticks(float(loop.marks[m])) + 10 * offset)
+        target = (lots % 10) * 2 + m  # a cancel names the (lots % 10)-th order, if it went to m
+        columns.append((N_SYSTEM + trader, m, int(side), inst.qty(10 * lots), price, kind, reduce_only, target))
+    expected = []
+    for account, m, side, qty, price, kind, reduce_only, target in columns:
+        if kind == "cancel":
+            gone = loop.cancel(target)
+            expected.append((target, None, 0, gone.qty if gone else 0, 0, 0))
+            continue
+        r = loop.submit(account, m, Side(side), qty, price, kind, reduce_only)
+        expected.append((r.order_id, r.reject, r.rested, r.cancelled, r.clipped, r.filled))
+    got = []
+    for start in range(0, len(columns), size):
+        chunk = columns[start : start + size]
+        r = batched.submit_batch(
+            [c[0] for c in chunk],
+            [c[1] for c in chunk],
+            [c[2] for c in chunk],
+            [c[3] for c in chunk],
+            [c[4] for c in chunk],
+            [KIND_CANCEL if c[5] == "cancel" else KIND_CODES[c[5]] for c in chunk],
+            reduce_only=[c[6] for c in chunk],
+            cancel_ids=[c[7] for c in chunk],
+        )
+        got += zip(
+            r.order_id.tolist(), r.reasons(), r.rested.tolist(), r.cancelled.tolist(), r.clipped.tolist(),
+            r.filled.tolist(), strict=True,
+        )  # fmt: skip
+    assert got == expected
+    assert batched.trades == loop.trades
+    assert batched.n_orders == loop.n_orders and batched.n_cancels == loop.n_cancels
+    for name in ("balances", "positions", "entry", "funding_index", "isolated_margin", "open_bids", "open_asks"):
+        assert np.array_equal(getattr(batched.ledger, name), getattr(loop.ledger, name)), name
+    assert np.array_equal(batched.last_price, loop.last_price, equal_nan=True)
+
+
+def test_submit_batch_rechecks_an_order_after_an_earlier_one_used_the_margin():
+    """Two bids of one account that each fit alone but not together: the second is refused,
+    as in a loop of submits, although both passed the check against the batch's start."""
+    ex = make_exchange(cash=5_000.0)  # room for 2 BTC at 20x
+    result = ex.submit_batch([A, B, A], [0, 0, 0], [1, -1, 1], [1.5, 1.0, 1.5], [50_000.0, 51_000.0, 49_900.0], [0] * 3)
+    assert result.reasons() == [None, None, RejectReason.INSUFFICIENT_MARGIN]
+    assert result.order_id.tolist() == [0, 2, -1]
+    assert ex.ledger.open_bids[A, 0] == 1500 and ex.ledger.open_asks[B, 0] == 1000
+
+
+def test_submit_batch_refuses_bad_kinds_and_sides_loudly():
+    ex = make_exchange()
+    with pytest.raises(ValueError, match="kinds"):
+        ex.submit_batch([A], [0], [1], [1.0], [50_000.0], [9])
+    with pytest.raises(ValueError, match="sides"):
+        ex.submit_batch([A], [0], [0], [1.0], [50_000.0], [0])
+
+
+def _python_settle_trade(ledger, account, m, lots, price, cum):
+    """The ledger's settlement as it was written in Python before it was compiled (reference)."""
+    held = int(ledger.positions[account, m])
+    paid = held * float(ledger.lot_sizes[m]) * (cum - float(ledger.funding_index[account, m]))
+    ledger.funding_index[account, m] = cum
+    pocket = (
+        (ledger.isolated_margin, (account, m))
+        if ledger.isolated[account] and held
+        else (ledger.balances, (account, USD))
+    )
+    if paid:
+        pocket[0][pocket[1]] -= paid
+    old, new, entry = held, held + lots, float(ledger.entry[account, m])
+    if old == 0 or (old > 0) == (lots > 0):
+        ledger.entry[account, m] = (abs(old) * entry + abs(lots) * price) / abs(new)
+    else:
+        closed = min(abs(lots), abs(old))
+        realized = closed * float(ledger.lot_sizes[m]) * (price - entry) * (1 if old > 0 else -1)
+        pocket = (
+            (ledger.isolated_margin, (account, m))
+            if ledger.isolated[account] and held
+            else (ledger.balances, (account, USD))
+        )
+        pocket[0][pocket[1]] += realized
+        if new == 0:
+            ledger.entry[account, m] = 0.0
+        elif (new > 0) != (old > 0):
+            ledger.entry[account, m] = price
+    ledger.positions[account, m] = new
+    if new == 0 and ledger.isolated[account]:
+        ledger.balances[account, USD] += ledger.isolated_margin[account, m]
+        ledger.isolated_margin[account, m] = 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(-40, 40), st.integers(49_000, 51_000)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.booleans(),
+)
+def test_batch_settlement_matches_one_by_one_to_the_cent(trades, isolated):
+    """`Ledger.settle_fills` over a batch == the Python settlement of each fill in turn."""
+    fast, slow = (make_exchange(n_traders=4, mode="isolated" if isolated else "cross").ledger for _ in range(2))
+    for ledger in (fast, slow):
+        ledger.isolated_margin[N_SYSTEM:, 0] = 1_000.0 if isolated else 0.0
+    rows = [(N_SYSTEM + t, N_SYSTEM + (t + 1 + mk % 3) % 4, lots or 1, price / 10) for t, mk, lots, price in trades]
+    takers, makers, lots, prices = (np.array(c) for c in zip(*rows, strict=True))
+    fees = 0.0005 * np.abs(lots) * 0.001 * prices
+    cum = np.linspace(0.0, 3.0, len(rows))
+    instruments = np.zeros(len(rows), np.int64)
+    done = 0
+    while done < len(rows):
+        done = fast.settle_fills(takers, makers, instruments, lots, prices, cum, fees, -fees / 5, done)
+    for i, (taker, maker, signed, price) in enumerate(rows):
+        _python_settle_trade(slow, taker, 0, signed, price, cum[i])
+        _python_settle_trade(slow, maker, 0, -signed, price, cum[i])
+        (slow.open_asks if signed > 0 else slow.open_bids)[maker, 0] -= abs(signed)
+        for account, fee in ((taker, fees[i]), (maker, -fees[i] / 5)):
+            slow.credit_pocket(account, 0, -fee)
+            slow.balances[FEE_POOL, USD] += fee
+    for name in ("balances", "positions", "entry", "funding_index", "isolated_margin", "open_bids", "open_asks"):
+        assert np.allclose(getattr(fast, name), getattr(slow, name), rtol=0, atol=0.005), name
