@@ -208,13 +208,13 @@ GOLDEN_SETTINGS = [
 #: alters the run on purpose (new draws, a changed strategy) updates these from the
 #: failure message; anything else that changes them is a regression.
 GOLDEN_HASHES = {
-    "accounts": "7cfea8036259db43",
+    "accounts": "79929c83be1c1dc5",
     "cascades": "0076a8a9244542c3",
-    "facts": "1a63de650d527482",
-    "ledger": "40cf7d13c7462356",
-    "liquidations": "a21374fe4226e1e4",
-    "market": "2d52f91ac08981d7",
-    "metrics": "132a186561e3fa8d",
+    "facts": "49d97b2ae83de353",
+    "ledger": "da9322c0fe104ef3",
+    "liquidations": "06ea563fc7010081",
+    "market": "3bb6eb4b29ccebfd",
+    "metrics": "f001898de3d63fd7",
     "trades": "7a7ed05ffb44d446",
     "unresolved": "209de51ae4be8de9",
 }
