@@ -195,14 +195,10 @@ def test_cli_sweep_on_local_cores_and_errors(tmp_path, capsys):
         'set = { steps = 20, "instruments.BTC.price.process" = "replay", "instruments.BTC.price.file" = "no.csv" }\n',
         "failing.toml",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "sweep", str(failing), "--workers", "1", "--out", str(tmp_path / "f")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 1 and "2 run(s) failed" in result.stderr and "Traceback" not in result.stderr
-    # the errors in this process: the command's own main(), without 3 s of start-up each
+    # the rest in this process: the command's own main(), without 3 s of start-up each
+    assert main(["sweep", str(failing), "--workers", "1", "--out", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err
+    assert "2 run(s) failed" in err and "Traceback" not in err
     bad = write(tmp_path, "base = 3", "bad.toml")
     assert main(["sweep", str(bad)]) == 2
     err = capsys.readouterr().err
