@@ -4,19 +4,26 @@ A population's `decide` fills an `Outbox` with (k,) arrays of orders for the k m
 that act (sizes floored to lots, prices rounded away from the touch, as one member's
 order form would); the outbox groups them into one `MemberOrders` per member. The
 model shuffles every population's `MemberOrders` into one arrival order and `send`s
-them: each member's cancels, then its orders under one margin check
-(`Exchange.submit_many`). `send` is the only code that talks to the exchange's order
-entry for traders, so a batched exchange call replaces it alone.
+them: each member's cancels, then its orders under one margin check. `send` is the
+only code that talks to the exchange's order entry for traders. Members that send at
+most one order (holders, noise and FCN traders, momentum traders in one instrument:
+nearly every member) go to the books together through `Exchange.submit_batch`, one
+compiled call for every run of them in the arrival order, with the results one
+`Exchange.submit` per order would give; a member with several orders (a market
+maker's ladder, an arbitrageur's legs) keeps its all-or-nothing check
+(`Exchange.submit_many`) and ends the run.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.book import KIND_CANCEL, KIND_CODES
 from sim.types import OrderRequest, OrderType, Side, SubmitResult
 
 if TYPE_CHECKING:
@@ -43,12 +50,71 @@ class MemberOrders:
 def send(exchange: Exchange, arrivals: Sequence[MemberOrders]) -> list[list[SubmitResult]]:
     """Send every member's cancels and orders to the exchange in arrival order; one
     list of results (one per request) per member."""
-    cancel, submit_many = exchange.cancel, exchange.submit_many
-    results = []
+    results: list[list[SubmitResult]] = []
+    run: list[MemberOrders] = []
     for orders in arrivals:
+        if len(orders.requests) <= 1:
+            run.append(orders)
+            continue
+        results += _send_run(exchange, run)
+        run = []
         for order_id in orders.cancels:
-            cancel(order_id)
-        results.append(submit_many(orders.account, orders.requests) if orders.requests else [])
+            exchange.cancel(order_id)
+        results.append(exchange.submit_many(orders.account, orders.requests))
+    return results + _send_run(exchange, run)
+
+
+def _send_run(exchange: Exchange, run: list[MemberOrders]) -> list[list[SubmitResult]]:
+    """Members with at most one order each, in one `Exchange.submit_batch`: each
+    member's cancels, then its order, as rows in arrival order."""
+    rows: list[tuple[int, int, int, float, float, int, bool, int]] = []
+    for orders in run:
+        rows += [(orders.account, 0, 1, 0.0, 0.0, KIND_CANCEL, False, oid) for oid in orders.cancels]
+        for r in orders.requests:
+            price = math.nan if r.price is None else r.price
+            rows.append(
+                (orders.account, r.instrument, int(r.side), r.qty, price, KIND_CODES[r.kind], r.reduce_only, -1)
+            )
+    if not rows:
+        return [[] for _ in run]
+    account, instrument, side, qty, price, kind, reduce_only, cancel_id = zip(*rows, strict=True)
+    batch = exchange.submit_batch(
+        np.array(account),
+        np.array(instrument),
+        np.array(side),
+        np.array(qty),
+        np.array(price),
+        np.array(kind),
+        np.array(reduce_only),
+        np.array(cancel_id),
+    )
+    fills: dict[int, list] = {}
+    for row, fill in zip(batch.fill_order.tolist(), batch.fills, strict=True):
+        fills.setdefault(row, []).append(fill)
+    stp: dict[int, list] = {}
+    for row, cancelled in zip(batch.stp_order.tolist(), batch.self_trade_cancels, strict=True):
+        stp.setdefault(row, []).append(cancelled)
+    reasons = batch.reasons()
+    results, row = [], 0
+    for orders in run:
+        row += len(orders.cancels)
+        if orders.requests:
+            results.append(
+                [
+                    SubmitResult(
+                        int(batch.order_id[row]),
+                        fills.get(row, []),
+                        int(batch.rested[row]),
+                        int(batch.cancelled[row]),
+                        reasons[row],
+                        stp.get(row, []),
+                        int(batch.clipped[row]),
+                    )
+                ]
+            )
+            row += 1
+        else:
+            results.append([])
     return results
 
 
