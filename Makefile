@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/cascadelab run $(CONFIG)
 
+# One pytest worker per core (pytest-xdist), each test file on one worker so a file's
+# module fixtures (a Dask cluster, a crash run) are built once.
 test: $(VENV)/.installed browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The report tests open reports in Debian's headless Chromium; install it when we can.
 browser:

@@ -179,6 +179,8 @@ def test_bad_sweep_files(tmp_path, text, message):
         load_sweep(write(tmp_path, text))
 
 
+# the failing sweep's own LocalCluster finds the module cluster's dashboard port taken
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 def test_cli_sweep_on_local_cores_and_errors(tmp_path, capsys):
     path = write(tmp_path, SMALL.replace('"liquidation.mode" = ["partial", "full"]', '"liquidation.mode" = ["full"]'))
     result = subprocess.run(
