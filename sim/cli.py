@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,8 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set once SIGTERM or Ctrl-C arrived: a library may turn the KeyboardInterrupt raised
+#: inside it into its own error (numba's compiler while it fills a cold cache), and that
+#: error is then the interruption too.
+_interrupted = threading.Event()
+
+
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so temporary result folders are removed."""
+    """SIGTERM and Ctrl-C unwind as KeyboardInterrupt, so temporary result folders are
+    removed."""
+    _interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_runtime()
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         commands = {"run": _run, "sweep": _sweep, "report": _report, "compare": _compare, "facts": _facts}
         return commands[args.command](args)
@@ -86,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cascadelab: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
+        print("cascadelab: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        if not _interrupted.is_set():
+            raise
         print("cascadelab: interrupted", file=sys.stderr)
         return 130
 
