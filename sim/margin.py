@@ -63,26 +63,25 @@ class TierTable:
 
         Most positions sit in the first tier, so that is computed for all of them with
         one broadcast and only the entries at or above the second floor are looked up
-        tier by tier (a full (..., I, K) comparison would cost ~10x more). Inputs must be
-        Fortran-ordered (or one row), as everything derived from the ledger is; results
-        keep that order because numpy's ufuncs follow their inputs' layout.
+        tier by tier (a full (..., I, K) comparison would cost ~10x more). Any memory
+        layout works (the ledger's columns are Fortran-ordered, rows picked by an index
+        array are C-ordered); results keep the input's layout.
         """
         out = notional * rates[:, 0]
         if self.floors.shape[1] == 1:
             return out
         if notional.size <= _SMALL and notional.max(initial=0.0) < self.lowest_second_floor:
             return out  # the one-row pre-trade check: one cheap test instead of three calls
-        n_accounts = notional.shape[0] if notional.ndim > 1 else 1
-        flat = notional.ravel(order="F")  # a view: ledger-derived arrays are Fortran-ordered
-        high = np.flatnonzero((notional >= self.floors[:, 1]).ravel(order="F"))
-        if high.size == 0:
+        high = notional >= self.floors[:, 1]
+        if not high.any():
             return out
-        n, inst = flat[high], high // n_accounts
+        n = notional[high]
+        inst = np.broadcast_to(np.arange(self.floors.shape[0]), notional.shape)[high]
         tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
         fixed = n * rates[inst, tier]
         if cum is not None:
             fixed -= cum[inst, tier]
-        out.ravel(order="F")[high] = fixed
+        out[high] = fixed
         return out
 
     def maintenance(self, notional: np.ndarray) -> np.ndarray:

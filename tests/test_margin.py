@@ -93,6 +93,16 @@ def test_tables_of_different_depth_stack():
     assert mm[0] == pytest.approx([3_700.0, 5_000.0])
 
 
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_tiers_apply_in_any_memory_layout(order):
+    """Rows picked by an index array are C-ordered; their tiers once went unapplied."""
+    table = TierTable.from_tiers([E0_TIERS, MarginTiers.flat(0.01, 20)])
+    notional = np.array([[500_000.0, 500_000.0], [10_000.0, 2e6], [2e6, 10.0]] * 30, order=order)
+    mm = table.maintenance(notional)
+    assert mm[:3] == pytest.approx(np.array([[3_700.0, 5_000.0], [40.0, 20_000.0], [33_700.0, 0.1]]))
+    assert table.initial(notional)[0, 0] == pytest.approx(500_000.0 / 50.0)
+
+
 @pytest.mark.parametrize(
     ("floors", "mmr", "lev", "message"),
     [
