@@ -4,8 +4,12 @@
 The per-step scan must stay vectorized. Uses the ledger of ``bench_margin.py`` with every
 account well collateralized, wired as the model wires it (the venue's index with its
 impact propagator, the takeover unwinder, the default loss waterfall), and times
-`LiquidationEngine.run_step` (the health of every account, the attribution's check and
-the scan) in cross and isolated mode.
+`LiquidationEngine.run_step` (which accounts are liquidatable, the attribution's check
+and the scan) in cross and isolated mode. Before every timed step the index moves, as
+it does in a run (a random walk of 2e-4 a step: BTC's volatility per 5 s), so the
+engine's `sim.health_watch.LiquidatableWatch` answers for prices it has not seen, and
+3 % of the accounts pay each other 1 USD, as a calm step of `configs/scale_crash.toml`
+changes the ledger rows of about that share of its accounts (their fills).
 Run: ``python bench/bench_liquidation.py [--accounts N --instruments I] [--mode cross|isolated|both]``.
 """
 
@@ -26,14 +30,23 @@ from sim.unwind import TakeoverUnwinder
 SIZES = ((10_000, 5, 1.0), (100_000, 3, 5.0))
 
 
+#: Steps of the index's random walk (more than any --repeat), and its volatility per step.
+WALK_STEPS = 10_000
+WALK_VOLATILITY = 2e-4
+#: Share of the accounts whose ledger row changes between two steps.
+TOUCHED_SHARE = 0.03
+
+
 def engine_for(n_accounts: int, mode: str, n_instruments: int = len(NAMES)) -> LiquidationEngine:
-    """A healthy venue and its engine, as `sim.model.MarketModel` builds them."""
+    """A healthy venue and its engine, as `sim.model.MarketModel` builds them, on an
+    index that follows a random walk."""
     ex = build(n_accounts, mode, n_instruments)
     ex.ledger.balances[:] = np.abs(ex.ledger.balances)
     ex.ledger.balances[:, 0] = 1e6  # everyone healthy
     if mode == "isolated":
         ex.ledger.isolated_margin[:] = 1e5
-    paths = np.tile(np.array(PRICES[:n_instruments]), (2, 1))
+    walk = np.random.default_rng(0).normal(0.0, WALK_VOLATILITY, (WALK_STEPS, n_instruments))
+    paths = np.array(PRICES[:n_instruments]) * np.exp(np.vstack([np.zeros(n_instruments), walk.cumsum(axis=0)]))
     params = [ImpactParams(daily_volatility=0.03, venue_share=0.2)] * n_instruments
     index = VenueIndex(ex, paths, Propagator(params), 1.0)
     index.advance(1)
@@ -43,8 +56,14 @@ def engine_for(n_accounts: int, mode: str, n_instruments: int = len(NAMES)) -> L
 
 def median_ms(engine: LiquidationEngine, repeat: int) -> float:
     assert not engine.run_step(0), "bench state must have no liquidatable account"
+    ledger = engine.exchange.ledger
+    rng = np.random.default_rng(1)
     times = []
-    for step in range(repeat):
+    for step in range(1, repeat + 1):
+        engine.index.advance(step)
+        payers = rng.choice(ledger.n_accounts, round(TOUCHED_SHARE * ledger.n_accounts / 2), replace=False)
+        for payer, payee in zip(payers.tolist(), rng.permutation(payers).tolist(), strict=True):
+            ledger.transfer(payer, payee, 1.0)
         start = time.perf_counter()
         engine.run_step(step)
         times.append(time.perf_counter() - start)

@@ -31,7 +31,6 @@ import numpy as np
 
 from sim.exchange import Exchange
 from sim.impact import VenueIndex
-from sim.margin import Health
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,14 +58,13 @@ class CascadeAttribution:
         self._episodes: dict[int, Episode] = {}
         self._next_cascade = 0
 
-    def scan(self, health: Health) -> np.ndarray:
-        """(A,) liquidatable trader accounts now; ends the episodes of healthy ones."""
-        flags = health.account_liquidatable & self.is_trader
+    def scan(self, flags: np.ndarray) -> None:
+        """A scan found (A,) ``flags`` trader accounts liquidatable: ends the episodes of
+        the healthy ones."""
         self.liquidatable = flags
         for book in (self._triggers, self._episodes):
             for account in [a for a in book if not flags[a]]:
                 del book[account]
-        return flags
 
     def episode(self, account: int) -> Episode:
         """The episode ``account`` is being liquidated in (started if new)."""
@@ -79,25 +77,25 @@ class CascadeAttribution:
             self._episodes[account] = episode
         return episode
 
-    def after_liquidation(self, row_id: int, episode: Episode) -> None:
-        """Tag accounts liquidation ``row_id`` (its last row) pushed under."""
-        after = self.exchange.health().account_liquidatable & self.is_trader
+    def after_liquidation(self, row_id: int, episode: Episode, after: np.ndarray) -> None:
+        """Tag accounts liquidation ``row_id`` (its last row) pushed under: (A,) ``after``
+        are the trader accounts liquidatable right after it."""
         for j in np.flatnonzero(after & ~self.liquidatable):
             self._trigger(int(j), Episode(episode.cascade_id, row_id))
         self.liquidatable = after
 
-    def through_impact(self, health: Health, index: VenueIndex | None, cascade_of: Callable[[int], int]) -> None:
+    def through_impact(self, flags: np.ndarray, index: VenueIndex | None, cascade_of: Callable[[int], int]) -> None:
         """Link accounts that liquidations' index impact pushed under since the last check
         to the liquidation whose impact cost them most (module docstring).
 
         Args:
-            health: The margin state of every account now.
+            flags: (A,) the trader accounts liquidatable now.
             index: The venue's index (None: no impact to attribute).
             cascade_of: The cascade id of a liquidation row, by row id.
         """
         if index is None:
             return
-        fresh = np.flatnonzero(health.account_liquidatable & self.is_trader & ~self.liquidatable)
+        fresh = np.flatnonzero(flags & ~self.liquidatable)
         fresh = np.array([j for j in fresh if j not in self._episodes and j not in self._triggers], dtype=np.int64)
         if fresh.size == 0:
             return

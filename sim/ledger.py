@@ -76,6 +76,10 @@ class Ledger:
         self.open_asks = np.zeros((n, n_inst), order="F")
         self.deposits = np.zeros(n_assets)
         self.deposited = np.zeros((n, n_assets))
+        #: Counts the changes to margin-relevant state (everything but open orders).
+        self.clock = 0
+        #: (A,) the `clock` of each row's last such change (`sim.health_watch` reads it).
+        self.row_version = np.zeros(n, np.int64)
 
     @property
     def n_accounts(self) -> int:
@@ -96,8 +100,14 @@ class Ledger:
         )
 
     # ---------------------------------------------------------------- mutations
+    def _touch(self, rows) -> None:
+        """Rows (an int or an array) whose balances, positions or margins change now."""
+        self.clock += 1
+        self.row_version[rows] = self.clock
+
     def deposit(self, account: int, asset: int, amount: float) -> None:
         """External money in: the only way value enters the system."""
+        self._touch(account)
         self.balances[account, asset] += amount
         self.deposits[asset] += amount
         self.deposited[account, asset] += amount
@@ -105,10 +115,12 @@ class Ledger:
     def pay(self, account: int, instrument: int, to: int, amount: float) -> None:
         """Move USD (negative: receive) from the margin backing a position to ``to``'s balance."""
         self.credit_pocket(account, instrument, -amount)
+        self._touch(to)
         self.balances[to, USD] += amount
 
     def transfer(self, src: int, dst: int, amount: float) -> None:
         """Move USD between two accounts' balances."""
+        self._touch([src, dst])
         self.balances[src, USD] -= amount
         self.balances[dst, USD] += amount
 
@@ -119,10 +131,12 @@ class Ledger:
         position closed), so what is charged or paid after the close, such as the fee or
         the insurance fund's payment on the closing fill, lands in the USD balance.
         """
+        self._touch(account)
         _credit_pocket(self.balances, self.positions, self.isolated_margin, self.isolated, account, instrument, amount)
 
     def settle_funding(self, account: int, instrument: int, cum_funding: float) -> float:
         """Pay the funding accrued on a position since it was last settled; return it."""
+        self._touch(account)
         return _settle_funding(*self._settlement_arrays(), account, instrument, cum_funding)
 
     def settle_trade(self, account: int, instrument: int, lots: int, price: float, cum_funding: float) -> float:
@@ -131,6 +145,7 @@ class Ledger:
         Returns:
             The realized PnL, USD (already credited to the position's pocket).
         """
+        self._touch(account)
         return _settle_trade(*self._settlement_arrays(), account, instrument, lots, price, cum_funding)
 
     def settle_fills(
@@ -155,7 +170,7 @@ class Ledger:
             The index after the first fill with an isolated-mode party (whose margin the
             caller may have to top up before the next fill), or F when all are settled.
         """
-        return _settle_fills(
+        done = _settle_fills(
             *self._settlement_arrays(),
             self.open_bids,
             self.open_asks,
@@ -169,6 +184,8 @@ class Ledger:
             maker_fees,
             start,
         )
+        self._touch(np.concatenate([takers[start:done], makers[start:done]]))
+        return done
 
     def _settlement_arrays(self) -> tuple[np.ndarray, ...]:
         return (
@@ -201,6 +218,7 @@ class Ledger:
             The USD the account received.
         """
         proceeds = units * price
+        self._touch(account)
         for row, asset_, amount in ((account, asset, -units), (account, USD, proceeds)):
             self.balances[row, asset_] += amount
             self.deposits[asset_] += amount
@@ -222,15 +240,18 @@ class Ledger:
 
     def set_isolated(self, account: int, isolated: bool) -> None:
         """Put an account in isolated (True) or cross margin mode."""
+        self._touch(account)
         self.isolated[account] = isolated
 
     def allocate_isolated(self, account: int, instrument: int, amount: float) -> None:
         """Move USD from the balance into a position's isolated margin."""
+        self._touch(account)
         self.balances[account, USD] -= amount
         self.isolated_margin[account, instrument] += amount
 
     def release_isolated(self, account: int, instrument: int) -> None:
         """Return a closed position's isolated margin (possibly negative) to the balance."""
+        self._touch(account)
         self.balances[account, USD] += self.isolated_margin[account, instrument]
         self.isolated_margin[account, instrument] = 0.0
 

@@ -67,6 +67,7 @@ import numpy as np
 
 from sim.attribution import CascadeAttribution, Episode
 from sim.exchange import Exchange
+from sim.health_watch import LiquidatableWatch
 from sim.impact import VenueIndex
 from sim.ledger import GENESIS, INSURANCE_FUND, N_SYSTEM, USD
 from sim.margin import Health, Sizing, bankruptcy_prices, liquidation_size
@@ -211,7 +212,10 @@ class LiquidationEngine:
         self.system = SystemAccounts(exchange)
         #: (account, its one-row Health) until the engine next changes prices or the ledger.
         self._health_of: tuple[int, Health] | None = None
-        self.attribution = CascadeAttribution(exchange, np.arange(exchange.ledger.n_accounts) >= N_SYSTEM)
+        is_trader = np.arange(exchange.ledger.n_accounts) >= N_SYSTEM
+        self.attribution = CascadeAttribution(exchange, is_trader)
+        #: The liquidatable flags between full passes (one full pass per step).
+        self.watch = LiquidatableWatch(exchange, is_trader)
         #: (holder, instrument, lots, row id) taken over in the liquidation being closed.
         self._takeovers: list[tuple[int, int, int, int]] = []
 
@@ -233,16 +237,16 @@ class LiquidationEngine:
         self._changed()  # prices moved since the last step
         self._relieve_system_accounts(state)
         self._auto_convert(state)
-        health = self.exchange.health()
-        self.attribution.through_impact(health, self.index, lambda row: self.rows[row].cascade_id)
-        accounts = self._scan(health)
+        flags = self.watch.liquidatable()
+        self.attribution.through_impact(flags, self.index, lambda row: self.rows[row].cascade_id)
+        accounts = self._scan(flags)
         while accounts:
             acted = [self._liquidate_account(a, state) for a in accounts]
             state.round += 1
             if not any(acted):
                 break
             self._relieve_system_accounts(state)
-            accounts = self._scan(self.exchange.health())
+            accounts = self._scan(self.watch.liquidatable())
             if state.round == self.rules.rounds:
                 break
         left = {a: state.stuck.get(a, "rounds_exhausted") for a in accounts if self.attribution.liquidatable[a]}
@@ -257,12 +261,15 @@ class LiquidationEngine:
                 self.unresolved.append((step, account, reason))
         self.open_unresolved = reasons
 
-    def _scan(self, health) -> list[int]:
-        """Liquidatable accounts, worst margin ratio first (ties: lower id)."""
-        accounts = np.flatnonzero(self.attribution.scan(health))
+    def _scan(self, flags: np.ndarray) -> list[int]:
+        """The (A,) ``flags`` liquidatable accounts, worst margin ratio first (ties: lower id)."""
+        self.attribution.scan(flags)
+        accounts = np.flatnonzero(flags)
         if accounts.size == 0:
             return []
-        order = np.lexsort((accounts, -health.margin_ratio[accounts]))
+        ex = self.exchange
+        ratio = ex.health_at(ex.marks, ex.asset_prices, accounts).margin_ratio
+        order = np.lexsort((accounts, -ratio))
         return [int(a) for a in accounts[order]]
 
     # ---------------------------------------------------------- system accounts
@@ -481,7 +488,7 @@ class LiquidationEngine:
         self._takeovers.clear()
         self.exchange.update_marks()
         self._changed()
-        self.attribution.after_liquidation(self.rows[-1].row_id, episode)
+        self.attribution.after_liquidation(self.rows[-1].row_id, episode, self.watch.liquidatable())
 
     def _sell_into_book(
         self, account: int, m: int, lots: int, state: _StepState, episode: Episode
