@@ -63,25 +63,29 @@ class TierTable:
 
         Most positions sit in the first tier, so that is computed for all of them with
         one broadcast and only the entries at or above the second floor are looked up
-        tier by tier (a full (..., I, K) comparison would cost ~10x more). Any memory
-        layout works (the ledger's columns are Fortran-ordered, rows picked by an index
-        array are C-ordered); results keep the input's layout.
+        tier by tier (a full (..., I, K) comparison would cost ~10x more). The lookup
+        works on Fortran-ordered arrays, as the ledger's columns are; other inputs (rows
+        picked by an index array are C-ordered) are copied to that order first, and the
+        result is Fortran-ordered.
         """
         out = notional * rates[:, 0]
         if self.floors.shape[1] == 1:
             return out
         if notional.size <= _SMALL and notional.max(initial=0.0) < self.lowest_second_floor:
             return out  # the one-row pre-trade check: one cheap test instead of three calls
-        high = notional >= self.floors[:, 1]
-        if not high.any():
+        if notional.ndim > 1 and not notional.flags.f_contiguous:
+            notional, out = np.asfortranarray(notional), np.asfortranarray(out)
+        n_accounts = notional.shape[0] if notional.ndim > 1 else 1
+        flat = notional.ravel(order="F")  # a view of a Fortran-ordered array
+        high = np.flatnonzero((notional >= self.floors[:, 1]).ravel(order="F"))
+        if high.size == 0:
             return out
-        n = notional[high]
-        inst = np.broadcast_to(np.arange(self.floors.shape[0]), notional.shape)[high]
+        n, inst = flat[high], high // n_accounts
         tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
         fixed = n * rates[inst, tier]
         if cum is not None:
             fixed -= cum[inst, tier]
-        out[high] = fixed
+        out.ravel(order="F")[high] = fixed  # a view: written through
         return out
 
     def maintenance(self, notional: np.ndarray) -> np.ndarray:
