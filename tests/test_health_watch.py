@@ -117,3 +117,23 @@ def test_a_short_is_watched_for_its_margin_rising_with_the_price():
     assert not watch.liquidatable()[account]
     ex.set_prices([3_010.0], [3_010.0])
     assert watch.liquidatable()[account]
+
+
+def test_an_isolated_account_in_debt_is_watched_for_its_collateral_price():
+    """Isolated positions stand on their own margins, but a debt is margined against the
+    account's collateral: 1 BTC owed (liability weight 1.1, MMR 5 %) against 57,600 USD
+    is covered at 50,000 (slack 100 USD) and not at 50,100."""
+    ex = venue(0, 0.0)
+    account = N_SYSTEM + N_TRADERS - 1
+    ledger = ex.ledger
+    for m in (0, 1):  # flat, no collateral but what the test gives it
+        if ledger.positions[account, m]:
+            ledger.trade_between(account, GENESIS, m, -int(ledger.positions[account, m]), float(ex.marks[m]), 0.0)
+    ledger.transfer(account, GENESIS, float(ledger.balances[account, USD]) - 57_600.0)
+    ledger.deposit(account, BTC_ASSET, -1.0 - float(ledger.balances[account, BTC_ASSET]))
+    ledger.set_isolated(account, True)
+    is_trader = np.arange(ledger.n_accounts) >= N_SYSTEM
+    watch = LiquidatableWatch(ex, is_trader, refresh_share=1.0)
+    assert not watch.liquidatable()[account]
+    ex.set_prices([50_100.0, 3_000.0], [50_100.0, 3_000.0])
+    assert watch.liquidatable()[account] and np.array_equal(watch.liquidatable(), full(ex, is_trader))
