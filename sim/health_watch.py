@@ -117,7 +117,9 @@ class LiquidatableWatch:
         high[rows] = slack
         self._exposure[changed] = self._exposure_of(changed)
         self._rebase()
-        self._flags = (high < 0.0) & self.is_trader  # slack < 0: liquidatable (IEEE: a - b < 0 iff a < b)
+        # only recomputed rows can change flag: a row left alone kept its bounds' side of 0
+        self._flags = self._flags.copy()  # callers keep the previous answer
+        self._flags[rows] = slack < 0.0  # liquidatable iff slack < 0 (IEEE: a - b < 0 iff a < b)
         return self._flags
 
     def _rebase(self) -> None:
