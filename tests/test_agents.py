@@ -64,9 +64,9 @@ def agents(model: MarketModel, kind: str) -> list:
 
 def act(model: MarketModel, pop) -> None:
     """One step of a population's members: decide, send in their order, learn the results."""
-    orders = pop.decide()
-    for member_orders, results in zip(orders, send(model.exchange, orders), strict=True):
-        pop.receive(member_orders, results)
+    sheet = pop.decide()
+    (outcome,) = send(model.exchange, [sheet], np.arange(len(sheet.members)))
+    pop.receive(sheet, outcome)
 
 
 def lp(model: MarketModel) -> int:
@@ -145,10 +145,10 @@ def test_outbox_snaps_orders_to_the_grid_and_drops_what_rounds_to_nothing():
         OrderType.LIMIT,
     )
     assert sent.tolist() == [True, True, False]  # 0.0009 BTC is no lot
-    (buy,), (sell,) = (o.requests for o in out.orders())
-    assert (buy.qty, buy.price, buy.side) == (pytest.approx(0.123), pytest.approx(49_999.9), Side.BUY)
-    assert (sell.qty, sell.price, sell.side) == (pytest.approx(0.123), pytest.approx(50_000.0), Side.SELL)
-    assert [o.account for o in out.orders()] == agents(model, "noise")[0].accounts[:2].tolist()
+    sheet = out.sheet()
+    assert sheet.lots.tolist() == [123, 123] and sheet.ticks.tolist() == [499_999, 500_000]
+    assert sheet.side.tolist() == [1, -1] and sheet.n_orders.tolist() == [1, 1]
+    assert sheet.accounts.tolist() == agents(model, "noise")[0].accounts[:2].tolist()
 
 
 # ------------------------------------------------------------- noise, momentum
@@ -330,7 +330,7 @@ def test_fcn_fundamentalist_bids_below_its_expected_price_when_the_index_is_abov
     act(model, fcn)
     # p = mid 50,000; r = ln(50,500 / 50,000) / 100 s; p_hat = p exp(r 100 s) = 50,500;
     # a buy at p_hat (1 - 0.01) = 49,995, resting (below the 50,100 ask), 2,000 USD.
-    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.accounts[0], 1, 499_950, 40)]
+    assert own_orders(model, fcn) == [(fcn.expiring_id[0], fcn.accounts[0], 1, 499_950, 40)]
     model = build(population("fcn", FUNDAMENTAL))
     fcn = agents(model, "fcn")[0]
     quote(model, 49_900.0, 50_100.0)
@@ -352,7 +352,7 @@ def test_fcn_chartist_follows_the_venue_trend_over_its_window_in_seconds(step_se
     # C = ln(50,000 / then) / 100 s; p_hat = 50,000 exp(C 100 s) = 50,000^2 / then, beyond
     # the touch after the 1 % margin: it takes 0.04 BTC in the trend's direction.
     assert fcn.position(0, 0) == pytest.approx(side * 0.04)
-    assert not fcn.expiring  # filled: nothing rests
+    assert not fcn.expiring_id.size  # filled: nothing rests
     wide = build(population("fcn", CHARTIST.replace("order_margin = 0.01", "order_margin = 0.03")), step_seconds)
     fcn = agents(wide, "fcn")[0]
     quote(wide, 49_900.0, 50_100.0)
@@ -378,7 +378,7 @@ def test_fcn_cancels_its_order_when_its_lifetime_in_seconds_ends(step_seconds):
     assert len(own_orders(model, fcn)) == 1  # 30 s not yet over
     model.market.step += 1
     act(model, fcn)
-    assert own_orders(model, fcn) == [] and fcn.expiring == []
+    assert own_orders(model, fcn) == [] and not fcn.expiring_id.size
 
 
 @pytest.mark.parametrize("step_seconds", [1.0, 5.0])
@@ -555,10 +555,10 @@ def test_holders_decide_apart_and_only_those_that_act_send():
     assert holders.accounts.tolist() == [i for i, k in enumerate(model.account_types) if k == "leveraged_holder"]
     quote(model, 47_000.0, None, qty=1_000.0)
     model.exchange.last_price[0] = 48_000.0  # under the 2 % stops (49,000), above 47,500 and 46,000
-    orders = holders.decide()
+    sheet = holders.decide()
     near = np.flatnonzero(holders.stop_loss == 0.02)
-    assert 0 < len(near) < 30 and sorted(o.member for o in orders) == near.tolist()
-    assert all(o.account == holders.accounts[o.member] and o.requests[0].reduce_only for o in orders)
+    assert 0 < len(near) < 30 and sorted(sheet.members.tolist()) == near.tolist()
+    assert (sheet.accounts == holders.accounts[sheet.members]).all() and sheet.reduce_only.all()
 
 
 def test_round_numbers():
@@ -610,7 +610,7 @@ def test_market_maker_stays_out_when_volatility_leaves_no_sensible_quote(monkeyp
     def quotes():
         out = Outbox(mm)
         mm.quote(out, mm.equity())
-        return [r for o in out.orders() for r in o.requests]
+        return out.sheet().lots.tolist()
 
     for sigma in (1.0, 1e6):
         monkeypatch.setattr(model.market, "venue_vols", lambda seconds, sigma=sigma: np.array([sigma]))
@@ -631,9 +631,10 @@ def test_orders_of_all_populations_arrive_in_one_shuffled_order(monkeypatch):
     quote(model, 49_990.0, 50_010.0, qty=1_000.0)
     seen = []
 
-    def record(exchange, arrivals):
-        seen.append([o.population.kind for o in arrivals])
-        return send(exchange, arrivals)
+    def record(exchange, sheets, arrival):
+        kinds = np.concatenate([np.full(len(s.members), s.population.kind) for s in sheets])
+        seen.append(kinds[arrival].tolist())
+        return send(exchange, sheets, arrival)
 
     monkeypatch.setattr("sim.model.send", record)
     for _ in range(10):
