@@ -442,7 +442,7 @@ class Exchange:
 
     def _execute(self, batch: _Batch, liquidation: bool) -> BatchResult:
         """Admit and run a batch (`submit_batch`)."""
-        batch.admit(self, batch.alone(), liquidation, as_of=0)
+        batch.admit(self, np.arange(batch.n), liquidation, as_of=0)
         state, start, n_events = None, 0, 0
         numbering = np.array([self._next_order, len(self.instruments)], np.int64)
         while True:
@@ -466,7 +466,6 @@ class Exchange:
             n_events = state.n_out
             if stop == batch.n:
                 break
-            # stale, or a group's turn: admit it against the state now
             batch.admit(self, np.arange(stop, batch.end[stop]), liquidation, as_of=stop)
             start = stop
         return batch.result(state)
@@ -863,10 +862,6 @@ class _Batch:
     def n(self) -> int:
         return self.accounts.shape[0]
 
-    def alone(self) -> np.ndarray:
-        """Indices of the rows that are not part of a group of several orders."""
-        return np.flatnonzero(self.end - self.lead == 1)
-
     @classmethod
     def from_floats(
         cls, ex: Exchange, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids, groups
@@ -925,9 +920,6 @@ class _Batch:
         )
         lead, end = _group_bounds(accounts, is_cancel, groups)
         watch = BatchWatch.over(n, ex.ledger.n_accounts)
-        grouped = np.flatnonzero((lead == np.arange(n)) & (end > np.arange(n) + 1))
-        watch.account[grouped] = True
-        watch.checked_after[grouped] = -1  # the books stop before a group: it is admitted when its turn comes
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
@@ -986,13 +978,35 @@ class _Batch:
             )
             reject[checked[refused[together]]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
             self.watch.check_ticks[rows[checked]] = worst
-        alone = self.end[rows] - self.lead[rows] == 1  # a group is admitted at its turn: nothing to watch
+        alone = self.end[rows] - self.lead[rows] == 1
         self.watch.account[rows] = alone & ~_STATELESS[reject] & (reduce_only | (not liquidation))
         self.watch.book[rows] = alone & needs_check & market
         self.watch.checked_after[rows] = as_of
         self.reject[rows], self.lots[rows], self.ticks[rows], self.kinds[rows] = reject, lots, ticks, kinds
         self.clipped[rows] = clipped
         self.active[rows] = reject == 0
+        if not alone.all():
+            self._watch_groups(rows[~alone], (needs_check & market)[~alone], as_of)
+
+    def _watch_groups(self, rows: np.ndarray, walks: np.ndarray, as_of: int) -> None:
+        """Watch the groups of orders ``rows`` (whole groups, just admitted; ``walks``:
+        the checked market orders among them). A group is admitted against the state
+        before its first order, so only that order is watched: when its account was
+        touched since the check, the whole group is re-admitted at its turn. A group
+        admitted before its turn is re-admitted at its turn in any case when its check
+        walked the book (market orders: the books change under it) or when a cancel of
+        the account's orders could reverse it (refused while its first order, which the
+        books test for cancels only when inactive, is active)."""
+        leads = self.lead[rows]
+        first = rows[leads == rows]
+        self.watch.account[first] = True
+        early = first[first > as_of]
+        if len(early):
+            refused = self.reject[rows] == _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            walking, refusing = np.zeros(self.n, bool), np.zeros(self.n, bool)
+            np.logical_or.at(walking, leads, walks)
+            np.logical_or.at(refusing, leads, refused)
+            self.watch.checked_after[early[walking[early] | (refusing[early] & self.active[early])]] = -1
 
     def result(self, state: BatchState) -> BatchResult:
         reject = self.reject.copy()

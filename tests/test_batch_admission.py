@@ -191,3 +191,23 @@ def test_malformed_groups_are_refused_loudly(accounts, kinds, groups, message):
     n = len(accounts)
     with pytest.raises(ValueError, match=message):
         ex.submit_batch_lots(accounts, [0] * n, [1] * n, [1] * n, [500_000] * n, kinds, None, [0] * n, groups)
+
+
+def test_a_group_refused_at_the_start_is_checked_again_after_a_cancel_frees_its_margin():
+    """A group whose first order needs no check (reduce-only) and whose bid fails the
+    check only while the account's older bid rests: cancelled first in the batch, the
+    group passes, as `cancel` then `submit_many` would."""
+    ex = exchange()
+    account = N_SYSTEM
+    ex.ledger.trade_between(account, GENESIS, 0, 100, 50_000.0, 0.0)  # long 0.1 BTC
+    old_bid = ex.submit(account, 0, Side.BUY, 0.2, 49_000.0).order_id
+    sell, buy = (
+        (-1, 50, 500_010, KIND_CODES[OrderType.IOC], True),
+        (1, 150, 495_000, KIND_CODES[OrderType.LIMIT], False),
+    )
+    result = ex.submit_batch_lots(
+        [account] * 3, [0] * 3, [1, sell[0], buy[0]], [0, sell[1], buy[1]], [0, sell[2], buy[2]],
+        [KIND_CANCEL, sell[3], buy[3]], [False, sell[4], buy[4]], [old_bid, -1, -1], [-1, 7, 7],
+    )  # fmt: skip
+    assert result.reasons() == [None, None, None] and result.rested[2] == 150
+    assert ex.ledger.open_bids[account, 0] == 150 and ex.ledger.positions[account, 0] == 100
