@@ -83,6 +83,7 @@ _STATELESS = np.array(
     ]
 )
 _LIMIT, _MARKET, _IOC, _POST_ONLY = (KIND_CODES[kind] for kind in OrderType)
+_SIDES = {1: Side.BUY, -1: Side.SELL}  # an Enum call per fill costs more than this lookup
 
 
 @dataclass(frozen=True)
@@ -556,21 +557,18 @@ class Exchange:
         books = batch.books[takers]
         ledger.count_open_many(events[gone, OUT_ACCOUNT], books[gone], events[gone, OUT_SIDE], -events[gone, OUT_LOTS])
         self.n_cancels += int(batch.is_cancel[takers[gone]].sum())
-        fills = [
-            Fill(m, order, maker, account, maker_account, Side(side), price, lots, liquidation)
-            for m, order, maker, account, maker_account, side, price, lots in zip(
-                books[~gone].tolist(),
-                batch.ids[takers[~gone]].tolist(),
-                events[~gone, OUT_ID].tolist(),
-                batch.book_accounts[takers[~gone]].tolist(),
-                events[~gone, OUT_ACCOUNT].tolist(),
-                batch.sides[takers[~gone]].tolist(),
-                events[~gone, OUT_PRICE].tolist(),
-                events[~gone, OUT_LOTS].tolist(),
-                strict=True,
-            )
-        ]
-        self._settle(fills)
+        filled, fill_events = takers[~gone], events[~gone]
+        columns = (
+            books[~gone], batch.book_accounts[filled], fill_events[:, OUT_ACCOUNT], batch.sides[filled],
+            fill_events[:, OUT_PRICE], fill_events[:, OUT_LOTS],
+        )  # fmt: skip
+        if len(filled):
+            self._settle_columns(*columns, np.full(len(filled), int(liquidation)))
+        m, account, maker_account, side, price, lots = (c.tolist() for c in columns)
+        order_ids, maker_ids = batch.ids[filled].tolist(), fill_events[:, OUT_ID].tolist()
+        rows = zip(m, order_ids, maker_ids, account, maker_account, [_SIDES[s] for s in side], price, lots, strict=True)
+        fills = [Fill(*row, liquidation) for row in rows]
+        self.trades += fills
         batch.fills += fills
         ledger.count_open_many(
             batch.book_accounts[rested], batch.books[rested], batch.sides[rested], rested_lots[rested]
@@ -734,36 +732,50 @@ class Exchange:
 
     # ------------------------------------------------------------- settlement
     def _settle(self, fills: Sequence[Fill]) -> None:
-        """Write fills into the ledger in order: both sides' positions, the maker's open
-        orders, fees (one compiled pass, `sim.ledger.Ledger.settle_fills`), isolated
-        top-ups, last prices, and the trade log."""
+        """Write fills into the ledger in order (`_settle_columns`) and the trade log."""
         if not fills:
             return
-        columns = [(f.instrument, f.taker_account, f.maker_account, int(f.taker_side), f.price, f.qty) for f in fills]
-        instruments, takers, makers, sides, ticks, lots = (np.array(c, np.int64) for c in zip(*columns, strict=True))
+        columns = [
+            (f.instrument, f.taker_account, f.maker_account, f.taker_side, f.price, f.qty, f.liquidation) for f in fills
+        ]
+        self._settle_columns(*(np.array(c, np.int64) for c in zip(*columns, strict=True)))
+        self.trades.extend(fills)
+
+    def _settle_columns(
+        self,
+        instruments: np.ndarray,
+        takers: np.ndarray,
+        makers: np.ndarray,
+        sides: np.ndarray,
+        ticks: np.ndarray,
+        lots: np.ndarray,
+        liquidation: np.ndarray,
+    ) -> None:
+        """Write F fills into the ledger in order: both sides' positions, the maker's open
+        orders, fees (one compiled pass, `sim.ledger.Ledger.settle_fills`), isolated
+        top-ups, last prices. Columns are (F,) int64: instrument, taker and maker
+        accounts, taker side (+1 / -1), price (ticks), lots, liquidation (0 / 1)."""
         prices = ticks * self._tick_sizes[instruments]
         sizes = lots * self._lot_sizes[instruments]
         # a liquidation pays the insurance fund's fee instead of the taker fee, so its
         # makers get no rebate either: the fee pool pays rebates only out of taker fees
-        liquidation = np.array([f.liquidation for f in fills])
+        liquidation = liquidation.astype(bool)
         taker_rate = np.where(liquidation, 0.0, self.fees.taker)
         maker_rate = np.where(liquidation, max(self.fees.maker, 0.0), self.fees.maker)
         ledger = self.ledger
         cum = self.cum_funding[instruments]
         done = 0
-        while done < len(fills):
+        while done < len(instruments):
             done = ledger.settle_fills(
                 takers, makers, instruments, sides * lots, prices, cum, taker_rate * sizes * prices,
                 maker_rate * sizes * prices, done,
             )  # fmt: skip
-            fill = fills[done - 1]
-            for account in (fill.taker_account, fill.maker_account):
+            for account in (int(takers[done - 1]), int(makers[done - 1])):
                 if ledger.isolated[account]:
-                    self._top_up_isolated(account, fill.instrument)
+                    self._top_up_isolated(account, int(instruments[done - 1]))
         for m in set(instruments.tolist()):
             self.last_price[m] = prices[np.flatnonzero(instruments == m)[-1]]
             self.last_trade_time[m] = self.time
-        self.trades.extend(fills)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
         """Move free USD into a position's isolated margin until it covers its initial
