@@ -35,11 +35,14 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (what does not fill there goes to the fallback chain). A book that empties therefore
   cannot print trades far from the mark.
 - Order ids encode the instrument: ``order_id % n_instruments``.
-- Batches: `Exchange.submit_batch` takes arrays of orders and cancels of many accounts
-  and gives the results of one `submit` / `cancel` per row in that order (see its
-  docstring for how each order's margin check sees the batch's earlier orders). All
-  instruments' books live in one compiled `sim.book.BookSet`, so a batch crosses
-  instruments in arrival order in one call.
+- Batches: `Exchange.submit_batch` (sizes and prices) and `Exchange.submit_batch_lots`
+  (lots and ticks) take arrays of orders and cancels of many accounts and give the
+  results of one `submit` / `cancel` per row in that order, or of one `submit_many` for
+  a group of rows (see its docstring for how each order's margin check sees the batch's
+  earlier orders). Admission is numpy over the rows (`Exchange._admit_many`, the same
+  rules as `_admit`, which single orders keep). All instruments' books live in one
+  compiled `sim.book.BookSet`, so a batch crosses instruments in arrival order in one
+  call.
 """
 
 from __future__ import annotations
