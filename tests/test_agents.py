@@ -10,6 +10,7 @@ is not run); member 0 of a one-member population is "the" trader of a test.
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from pathlib import Path
@@ -20,10 +21,12 @@ import pytest
 from agents import AGENT_TYPES
 from agents.market_maker import MAX_HALF_SPREAD
 from agents.orders import Outbox, send
+from sim.book import KIND_CODES
 from sim.config import Config, ConfigError, load_config
+from sim.exchange import EXCHANGE_REJECTS
 from sim.ledger import GENESIS
 from sim.model import MarketModel
-from sim.types import OrderType, Side
+from sim.types import OrderRequest, OrderType, RejectReason, Side
 
 MARKET = """
 steps = 2000
@@ -641,3 +644,59 @@ def test_orders_of_all_populations_arrive_in_one_shuffled_order(monkeypatch):
         model.step()
     assert len(seen) == 10 and {kinds[0] for kinds in seen} == {"noise", "fcn"}
     assert all(kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True) for kinds in seen)
+
+
+def test_send_gives_each_member_what_its_cancels_then_submit_or_submit_many_would():
+    """`send` (one batch for the step, several-order members as groups) against the
+    loop it stands for: per member in arrival order, `cancel` each id, then `submit` its
+    order or `submit_many` its orders; same outcomes (ids, rejects, rested and filled
+    lots, last fill price) and ledger."""
+    pops = "".join(
+        [
+            population("market_maker", "levels = 2", count=3, collateral=3_000_000.0),
+            population("market_maker", "levels = 2", count=3, collateral=1_000.0),  # a ladder too big for one check
+            population("noise", "interval_seconds = 2.0", count=40, collateral=50_000.0),
+            population("fcn", "interval_seconds = 5.0", count=30, collateral=100_000.0),
+        ]
+    )
+    model = build(pops)
+    for _ in range(30):
+        model.step()
+    sheets = [pop.decide() for pop in model.actors]
+    assert any((s.n_orders > 1).any() for s in sheets) and any(s.n_cancels.any() for s in sheets)
+    arrival = np.random.default_rng(7).permutation(sum(len(s.members) for s in sheets))
+    loop = copy.deepcopy(model.exchange)
+    outcomes = send(model.exchange, sheets, arrival)
+    kind_of = {code: kind for kind, code in KIND_CODES.items()}
+    slots = [
+        (s, i, int(s.n_cancels[:i].sum()), int(s.n_orders[:i].sum())) for s in sheets for i in range(len(s.members))
+    ]
+    expected = {}
+    for s, i, first_cancel, first_order in (slots[k] for k in arrival):
+        for order_id in s.cancel_ids[first_cancel : first_cancel + s.n_cancels[i]].tolist():
+            loop.cancel(order_id)
+        rows = range(first_order, first_order + s.n_orders[i])
+        requests = []
+        for r in rows:
+            inst = loop.instruments[s.instrument[r]]
+            qty, price = inst.qty(int(s.lots[r])), inst.price(int(s.ticks[r]))
+            kind = kind_of[int(s.kind[r])]
+            requests.append(
+                OrderRequest(int(s.instrument[r]), Side(int(s.side[r])), qty, price, kind, s.reduce_only[r])
+            )
+        account = int(s.accounts[i])
+        if len(requests) == 1:
+            (one,) = requests
+            results = [loop.submit(account, one.instrument, one.side, one.qty, one.price, one.kind, one.reduce_only)]
+        else:
+            results = loop.submit_many(account, requests)
+        for r, res in zip(rows, results, strict=True):
+            last = res.fills[-1].price if res.fills else -1
+            expected[id(s), r] = (res.order_id, res.reject, res.rested, res.filled, last)
+    for s, outcome in zip(sheets, outcomes, strict=True):
+        columns = (outcome.order_id, outcome.reject, outcome.rested, outcome.filled, outcome.last_fill_ticks)
+        for r, (order_id, reject, rested, filled, last) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
+            assert (order_id, EXCHANGE_REJECTS[reject], rested, filled, last) == expected[id(s), r]
+    assert any(reject is RejectReason.INSUFFICIENT_MARGIN for _, reject, *_ in expected.values())
+    for name in ("balances", "positions", "open_bids", "open_asks"):
+        assert np.array_equal(getattr(model.exchange.ledger, name), getattr(loop.ledger, name)), name
