@@ -111,41 +111,38 @@ def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) 
     cancel_of, order_of = first_cancel[slot] + place, first_order[slot] + place - n_cancels[slot]
     order = order_of[~is_cancel]  # the sheets' orders (concatenated) in arrival order
 
-    def rows(column: str, cancel_value) -> np.ndarray:
+    if not slot.size:
+        return [Outcome(*[_NO_IDS] * 5) for _ in sheets]
+
+    def rows(column: str, cancel_value: int) -> np.ndarray:
+        """(n,) a column of the sheets' orders in arrival order, ``cancel_value`` on cancels."""
         values = np.full(slot.size, cancel_value, np.int64)
         values[~is_cancel] = np.concatenate([getattr(s, column) for s in sheets])[order]
         return values
 
-    n_total = int(n_orders.sum())
-    if slot.size:
-        cancel_ids = np.full(slot.size, -1, np.int64)
-        cancel_ids[is_cancel] = np.concatenate([s.cancel_ids for s in sheets])[cancel_of[is_cancel]]
-        result = exchange.submit_batch_lots(
-            np.concatenate([s.accounts for s in sheets])[slot],
-            rows("instrument", 0),
-            rows("side", 1),
-            rows("lots", 0),
-            rows("ticks", 0),
-            rows("kind", KIND_CANCEL),
-            rows("reduce_only", 0).astype(bool),
-            cancel_ids,
-            np.where(~is_cancel & (n_orders[slot] > 1), slot, -1),
-        )
-        last_fill = np.full(slot.size, -1, np.int64)
-        takers = result.fill_order
-        last = np.flatnonzero(np.append(takers[1:] != takers[:-1], True)) if takers.size else _NO_IDS
-        last_fill[takers[last]] = result.fill_ticks[last]  # a taker's fills are consecutive
-        columns = [result.order_id, result.reject, result.rested, result.filled, last_fill]
-    else:
-        columns = [_NO_IDS] * 5
+    cancel_ids = np.full(slot.size, -1, np.int64)
+    cancel_ids[is_cancel] = np.concatenate([s.cancel_ids for s in sheets])[cancel_of[is_cancel]]
+    result = exchange.submit_batch_lots(
+        np.concatenate([s.accounts for s in sheets])[slot],
+        rows("instrument", 0),
+        rows("side", 1),
+        rows("lots", 0),
+        rows("ticks", 0),
+        rows("kind", KIND_CANCEL),
+        rows("reduce_only", 0).astype(bool),
+        cancel_ids,
+        np.where(~is_cancel & (n_orders[slot] > 1), slot, -1),  # a member's several orders: one group
+    )
+    last_fill = np.full(slot.size, -1, np.int64)
+    takers = result.fill_order
+    last = np.flatnonzero(np.append(takers[1:] != takers[:-1], True)) if takers.size else _NO_IDS
+    last_fill[takers[last]] = result.fill_ticks[last]  # a taker's fills are consecutive
     by_order = []
-    for column in columns:
-        values = np.empty(n_total, np.int64)
-        values[order] = column[~is_cancel] if slot.size else column
-        by_order.append(values)
-    ends = np.cumsum([len(s.member) for s in sheets])
-    per_sheet = [np.split(values, ends[:-1]) for values in by_order]
-    return [Outcome(*(values[i] for values in per_sheet)) for i in range(len(sheets))]
+    for column in (result.order_id, result.reject, result.rested, result.filled, last_fill):
+        values = np.empty(len(order), np.int64)
+        values[order] = column[~is_cancel]
+        by_order.append(np.split(values, np.cumsum([len(s.member) for s in sheets])[:-1]))
+    return [Outcome(*(values[i] for values in by_order)) for i in range(len(sheets))]
 
 
 class Outbox:

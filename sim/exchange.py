@@ -400,14 +400,17 @@ class Exchange:
         case and a cancel can only raise the margin), or, for a checked market order (its
         check walks the book), its sweep of the book now ends at another price. The
         fills so far are settled, that order alone is re-checked against the state now,
-        and execution resumes. A group of orders is admitted when its turn comes (the
-        books stop before it). Order ids are assigned in execution order, as `submit`
+        and execution resumes. A group's orders are checked at the start too, together;
+        only its first order is watched, and the whole group is re-admitted at its turn
+        when that order is stale, or in any case when the group's check walked the book
+        (a market order) or refused it while its first order is active (a cancel could
+        reverse that). Order ids are assigned in execution order, as `submit`
         assigns them. Results are those of the loop (a property test compares them to
         the bit), up to float rounding of the margin sums exactly at the limit.
         Cost: admission (grid, reduce-only, band, margin) is a few numpy operations over
-        the batch, plus one margin check per stale order and per group: a
-        cancel-and-replace costs no re-check, but an account that rests two orders in one
-        batch pays a loop's check for the second.
+        the batch, plus a stop of the books and one margin check per stale order or
+        group: a cancel-and-replace costs no re-check, but an account that rests two
+        orders in one batch pays a loop's check for the second.
 
         Settlement: the fills of each stretch are settled in one compiled pass
         (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
