@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import NonNegativeDist, Population, PositiveDist, StrictParams
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox
 from sim.distributions import sample
 from sim.types import OrderType
 
@@ -79,7 +79,7 @@ class Arbitrageur(Population):
                 return None
         return venue / float(market.index[m]) - 1.0
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         market = self.market
         equity = self.equity()
         budget = self.rate * market.step_seconds  # (n,) USD this step
@@ -108,4 +108,4 @@ class Arbitrageur(Population):
             limit = index * (1 - np.sign(held[leave, j]) * exit_band[leave])
             sent = out.reduce(m, leave, held[leave, j], qty, limit)
             budget[leave[sent]] -= qty[sent] * index
-        return out.orders()
+        return out.sheet()

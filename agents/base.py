@@ -5,8 +5,10 @@ ledger row ``first_account + j`` and never a ledger. Members see only public dat
 (index, mark, last trade, the books, price history) through `MarketView`, and their
 own account rows as of the start of the step (`Population.equity`, `margin_ratio`,
 `lots`). A population decides for all its members at once with numpy (`decide`) and
-hands back one `agents.orders.MemberOrders` per member that acts; the model sends them
-to the exchange in one shuffled arrival order with every other population's.
+hands back one `agents.orders.OrderSheet` (arrays of orders and cancels grouped by
+member); the model sends its members to the exchange in one shuffled arrival order with
+every other population's, and gives back what became of the orders as arrays
+(`agents.orders.Outcome`, to `receive`).
 
 Time: every window, lifetime, interval and refill time in agent parameters is in
 simulated *seconds*; `MarketView.steps_for` and `MarketView.chance` convert them with
@@ -23,11 +25,11 @@ import mesa
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from agents.orders import OrderSheet, Outbox, Outcome
 from sim.distributions import Choice, Distribution, Exponential, LogNormal, Uniform
-from sim.types import Side, SubmitResult
+from sim.types import Side
 
 if TYPE_CHECKING:
-    from agents.orders import MemberOrders
     from sim.exchange import Exchange
 
 
@@ -286,8 +288,10 @@ class Population(mesa.Agent):
         self.leverage = np.asarray(leverage, dtype=float)
         self.params = params
         self.draws = rng
-        #: member -> ids of orders it left resting (some may have filled since).
-        self.resting: dict[int, list[int]] = {}
+        #: (r,) member and id of each order the members left resting (some may have
+        #: filled since), oldest first.
+        self.resting_member = np.zeros(0, np.int64)
+        self.resting_id = np.zeros(0, np.int64)
         #: False when no member's strategy does anything: the model does not schedule it.
         self.acts = n > 0
 
@@ -334,18 +338,26 @@ class Population(mesa.Agent):
         return self.model.health.margin_ratio[self.rows]
 
     # --------------------------------------------------------------- orders
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         """The orders (and cancels) of every member that acts this step, from the public
         state and the members' start-of-step rows."""
-        return []
+        return Outbox(self).sheet()
 
-    def cancels(self, member: int) -> list[int]:
-        """Ids of the orders ``member`` left resting, forgotten here (to cancel them)."""
-        return self.resting.pop(member, [])
+    def cancels(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The orders (k,) ``members`` left resting, forgotten here (to cancel them):
+        ``(member, order_id)``, (c,) each, grouped by member in the order of ``members``,
+        each member's oldest first."""
+        rank = np.full(self.n, -1, np.int64)
+        rank[members] = np.arange(len(members))
+        theirs = rank[self.resting_member] >= 0
+        member, order_id = self.resting_member[theirs], self.resting_id[theirs]
+        self.resting_member, self.resting_id = self.resting_member[~theirs], self.resting_id[~theirs]
+        by_member = np.argsort(rank[member], kind="stable")
+        return member[by_member], order_id[by_member]
 
-    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
-        """What the exchange did with one member's orders (one result per request):
-        remembers the ids of those that rest. Never draws."""
-        rested = [r.order_id for r in results if r.rested]
-        if rested:
-            self.resting.setdefault(orders.member, []).extend(rested)
+    def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:
+        """What the exchange did with the members' orders of the step (`Outcome`, over
+        ``sheet``'s orders): remembers the ids of those that rest. Never draws."""
+        rested = outcome.rested > 0
+        self.resting_member = np.concatenate([self.resting_member, sheet.member[rested]])
+        self.resting_id = np.concatenate([self.resting_id, outcome.order_id[rested]])

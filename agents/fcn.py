@@ -28,14 +28,12 @@ size of BTC's moves over it (about 1e-4 per sqrt(second), i.e. ~60 % a year).
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox, Outcome
 from sim.distributions import Exponential, Uniform, sample
-from sim.types import OrderType, SubmitResult
+from sim.types import OrderType
 
 
 class FCNParams(StrictParams):
@@ -103,8 +101,10 @@ class FCNTrader(Population):
         market = model.market
         self.chance = market.chance(self.interval)
         self.lifetime_steps = market.steps_for_many(self.lifetime)
-        #: Heap of (expiry step, order id, member) of the members' resting orders.
-        self.expiring: list[tuple[int, int, int]] = []
+        #: (r,) expiry step, order id and member of each of the members' resting orders.
+        self.expiry = np.zeros(0, np.int64)
+        self.expiring_id = np.zeros(0, np.int64)
+        self.expiring_member = np.zeros(0, np.int64)
 
     def expected_prices(self, members: np.ndarray, cols: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(p, p_hat)``, (k,) each: the venue price now of each member's instrument
@@ -122,18 +122,20 @@ class FCNTrader(Population):
             r = (g1 * fundamental + g2 * chart + n * eps) / total
         return p, np.where(total > 0, p * np.exp(np.where(total > 0, r, 0.0) * window), p)
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         t = self.market.step
         out = Outbox(self)
-        expiring = self.expiring
-        while expiring and expiring[0][0] <= t:
-            _, order_id, member = heapq.heappop(expiring)
-            out.cancel(member, [order_id])
+        due = self.expiry <= t
+        if due.any():  # cancelled in order of expiry, then of id
+            order = np.lexsort((self.expiring_id[due], self.expiry[due]))
+            out.cancel(self.expiring_member[due][order], self.expiring_id[due][order])
+            self.expiry, self.expiring_id = self.expiry[~due], self.expiring_id[~due]
+            self.expiring_member = self.expiring_member[~due]
         rng = self.draws
         acting = np.flatnonzero(rng.random(self.n) < self.chance)
         k = len(acting)
         if k == 0:
-            return out.orders()
+            return out.sheet()
         n_inst = len(self.instruments)
         col = rng.integers(n_inst, size=k) if n_inst > 1 else np.zeros(k, dtype=np.int64)
         p, p_hat = self.expected_prices(acting, col, self.noise[acting] * rng.standard_normal(k))
@@ -145,11 +147,12 @@ class FCNTrader(Population):
         for j, m in enumerate(self.instruments):
             pick = (col == j) & (side != 0) & (qty > 0)
             out.add(m, acting[pick], side[pick], qty[pick], price[pick], OrderType.LIMIT)
-        return out.orders()
+        return out.sheet()
 
-    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
+    def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:
         """A resting order is cancelled when its member's lifetime ends."""
-        expiry = self.market.step + int(self.lifetime_steps[orders.member])
-        for result in results:
-            if result.rested:
-                heapq.heappush(self.expiring, (expiry, result.order_id, orders.member))
+        rested = outcome.rested > 0
+        members = sheet.member[rested]
+        self.expiry = np.concatenate([self.expiry, self.market.step + self.lifetime_steps[members]])
+        self.expiring_id = np.concatenate([self.expiring_id, outcome.order_id[rested]])
+        self.expiring_member = np.concatenate([self.expiring_member, members])

@@ -48,9 +48,9 @@ import numpy as np
 from pydantic import Field
 
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams, within
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox, Outcome
 from sim.distributions import Distribution, Uniform, sample
-from sim.types import OrderType, SubmitResult
+from sim.types import OrderType
 
 #: A margin ratio threshold: in (0, 1] (1 is where the venue liquidates).
 RatioDist = Annotated[Distribution, within(0.0, 1.0, strict_low=True)]
@@ -214,7 +214,7 @@ class LeveragedHolder(Population):
         ends[on] = self.exchange.time + rng.exponential(means[on])
         return ends
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         ex = self.exchange
         now = ex.time
         lots = self.lots()
@@ -252,7 +252,7 @@ class LeveragedHolder(Population):
             out.reduce(m, members, signed, qty, limit)
         if self.any_turnover:
             self.turn_over(out, holding, prices)
-        return out.orders()
+        return out.sheet()
 
     def top_up(self, ratio: np.ndarray) -> None:
         """Members at their top-up ratio deposit what brings the ratio back to their
@@ -300,12 +300,13 @@ class LeveragedHolder(Population):
         entered = members[sent]
         self.exit_at[entered] = self.waits(self.draws, self.holding[entered])
 
-    def receive(self, orders: MemberOrders, results: list[SubmitResult]) -> None:
-        """An entry that filled sets the member's stop from its fill price (if it keeps
-        a stop)."""
-        for request, result in zip(orders.requests, results, strict=True):
-            if request.reduce_only or not result.fills:
-                continue
-            j = self.instruments.index(request.instrument)
-            entry = self.exchange.instruments[request.instrument].price(result.fills[-1].price)
-            self.set_stops(np.array([orders.member]), j, np.array([entry]), np.array([int(request.side)]))
+    def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:
+        """An entry that filled sets the member's stop from its last fill price (if it
+        keeps a stop)."""
+        entered = ~sheet.reduce_only & (outcome.filled > 0)
+        if not entered.any():
+            return
+        for j, m in enumerate(self.instruments):
+            pick = entered & (sheet.instrument == m)
+            entry = outcome.last_fill_ticks[pick] * self.exchange.instruments[m].tick_size
+            self.set_stops(sheet.member[pick], j, entry, sheet.side[pick])

@@ -45,7 +45,7 @@ import numpy as np
 from pydantic import Field
 
 from agents.base import FractionDist, Population, PositiveDist, StrictParams
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox
 from sim.distributions import Uniform, sample
 from sim.types import OrderType
 
@@ -179,14 +179,13 @@ class MarketMaker(Population):
             reservation = np.where(out, fair, fair * np.exp(-shift))
         return reservation, np.where(out, np.inf, half)
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         out = Outbox(self)
-        for member in range(self.n):
-            out.cancel(member, self.cancels(member))
+        out.cancel(*self.cancels(np.arange(self.n)))
         equity = self.equity()
         self.update_capacity(equity)
         self.quote(out, equity)
-        return out.orders()
+        return out.sheet()
 
     def quote(self, out: Outbox, equity: np.ndarray) -> None:
         """Every solvent member's quotes: per instrument with capacity, ``levels`` bids

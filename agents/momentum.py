@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from agents.base import Population, StrictParams
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox
 from sim.types import OrderType
 
 
@@ -42,12 +42,12 @@ class Momentum(Population):
     Params = MomentumParams
     kind = "momentum"
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         p: MomentumParams = self.params
         market = self.market
         returns = np.array([market.venue_return(m, p.lookback_seconds) for m in self.instruments])
         if not (np.abs(returns) >= p.threshold).any():
-            return []  # no trend anywhere: every member holds
+            return Outbox(self).sheet()  # no trend anywhere: every member holds
         equity = self.equity()
         solvent = equity > 0
         held = self.positions()
@@ -63,4 +63,4 @@ class Momentum(Population):
             side = np.where(gap[trading] > 0, 1, -1)
             qty = np.minimum(np.abs(gap[trading]), p.max_order_notional / mark)
             out.add(m, trading, side, qty, mark * (1 + side * p.max_slippage_bps / 1e4), OrderType.IOC)
-        return out.orders()
+        return out.sheet()

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from agents.base import Population, PositiveDist, StrictParams
-from agents.orders import MemberOrders, Outbox
+from agents.orders import OrderSheet, Outbox
 from sim.distributions import sample
 from sim.types import OrderType
 
@@ -52,16 +52,15 @@ class Noise(Population):
         self.interval = sample(params.interval_seconds, setup, self.n)
         self.chance = model.market.chance(self.interval)
 
-    def decide(self) -> list[MemberOrders]:
+    def decide(self) -> OrderSheet:
         p: NoiseParams = self.params
         rng = self.draws
         acting = np.flatnonzero(rng.random(self.n) < self.chance)
         k = len(acting)
-        if k == 0:
-            return []
         out = Outbox(self)
-        for member in acting.tolist():
-            out.cancel(member, self.cancels(member))
+        if k == 0:
+            return out.sheet()
+        out.cancel(*self.cancels(acting))
         n_inst = len(self.instruments)
         col = rng.integers(n_inst, size=k) if n_inst > 1 else np.zeros(k, dtype=np.int64)
         side = np.where(rng.random(k) < 0.5, 1, -1)
@@ -77,4 +76,4 @@ class Noise(Population):
             for kind, chosen in ((OrderType.IOC, market), (OrderType.POST_ONLY, ~market)):
                 pick = (col == j) & chosen & (qty > 0)
                 out.add(m, acting[pick], side[pick], qty[pick], price[pick], kind)
-        return out.orders()
+        return out.sheet()

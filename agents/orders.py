@@ -2,142 +2,165 @@
 
 A population's `decide` fills an `Outbox` with (k,) arrays of orders for the k members
 that act (sizes floored to lots, prices rounded away from the touch, as one member's
-order form would); the outbox groups them into one `MemberOrders` per member. The
-model shuffles every population's `MemberOrders` into one arrival order and `send`s
-them: each member's cancels, then its orders under one margin check. `send` is the
-only code that talks to the exchange's order entry for traders. Members that send at
-most one order (holders, noise and FCN traders, momentum traders in one instrument:
-nearly every member) go to the books together through `Exchange.submit_batch`, one
-compiled call for every run of them in the arrival order, with the results one
-`Exchange.submit` per order would give; a member with several orders (a market
-maker's ladder, an arbitrageur's legs) keeps its all-or-nothing check
-(`Exchange.submit_many`) and ends the run.
+order form would) and of cancels; `Outbox.sheet` hands them back as one `OrderSheet`,
+arrays grouped by member, members in the order they first sent something. The model
+shuffles the members of every population's sheet into one arrival order and `send`s
+them: each member's cancels, then its orders, as the rows of one
+`Exchange.submit_batch_lots` call (one compiled pass over the books for the whole step,
+integer lots and ticks throughout). A member with several orders (a market maker's
+ladder, an arbitrageur's legs, a holder's entries in several instruments) sends them
+as one group, admitted when its turn comes under one all-or-nothing margin check, as
+`Exchange.submit_many` would; every other order gets the result one `Exchange.submit`
+would give. `send` is the only code that talks to the exchange's order entry for
+traders, and each population learns what became of its orders as arrays over its
+sheet (`Outcome`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.book import KIND_CANCEL, KIND_CODES
-from sim.types import OrderRequest, OrderType, Side, SubmitResult
+from sim.types import OrderType
 
 if TYPE_CHECKING:
     from agents.base import Population
     from sim.exchange import Exchange
 
-
-#: +1 / -1 -> Side (an Enum call costs ~20 us here; a dict lookup does not).
-SIDES = {1: Side.BUY, -1: Side.SELL}
+_NO_IDS = np.zeros(0, np.int64)
 
 
-@dataclass(slots=True)
-class MemberOrders:
-    """What one member sends in a step, in this order: cancels of its resting orders
-    by id, then its orders (admitted under one margin check)."""
+@dataclass(frozen=True)
+class OrderSheet:
+    """What a population's members send in one step, as arrays.
+
+    Attributes:
+        population: The sender.
+        members: (k,) the members that send something, in the order they first did.
+        accounts: (k,) their ledger rows.
+        n_cancels, n_orders: (k,) how many cancels and orders each member sends.
+        cancel_ids: (C,) ids of the resting orders cancelled, grouped by member in the
+            order of ``members`` (each member's in the order it sent them).
+        member: (R,) the member of each order, orders grouped as the cancels are.
+        instrument: (R,) instrument index.
+        side: (R,) +1 buy, -1 sell.
+        lots: (R,) size in lots (> 0).
+        ticks: (R,) limit price in ticks (> 0).
+        kind: (R,) `sim.book.KIND_CODES` of the order type.
+        reduce_only: (R,) bool.
+    """
 
     population: Population
-    member: int
-    account: int
-    cancels: list[int] = field(default_factory=list)
-    requests: list[OrderRequest] = field(default_factory=list)
+    members: np.ndarray
+    accounts: np.ndarray
+    n_cancels: np.ndarray
+    n_orders: np.ndarray
+    cancel_ids: np.ndarray
+    member: np.ndarray
+    instrument: np.ndarray
+    side: np.ndarray
+    lots: np.ndarray
+    ticks: np.ndarray
+    kind: np.ndarray
+    reduce_only: np.ndarray
 
 
-def send(exchange: Exchange, arrivals: Sequence[MemberOrders]) -> list[list[SubmitResult]]:
-    """Send every member's cancels and orders to the exchange in arrival order; one
-    list of results (one per request) per member."""
-    results: list[list[SubmitResult]] = []
-    run: list[MemberOrders] = []
-    for orders in arrivals:
-        if len(orders.requests) <= 1:
-            run.append(orders)
-            continue
-        results += _send_run(exchange, run)
-        run = []
-        for order_id in orders.cancels:
-            exchange.cancel(order_id)
-        results.append(exchange.submit_many(orders.account, orders.requests))
-    return results + _send_run(exchange, run)
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an `OrderSheet`'s orders, (R,) arrays in the sheet's order.
+
+    Attributes:
+        order_id: The id each order got (-1: rejected before reaching a book).
+        reject: Reject code, an index into `sim.exchange.EXCHANGE_REJECTS` (0: accepted).
+        rested: Lots left resting on the book.
+        filled: Lots traded.
+        last_fill_ticks: Price of the order's last fill, ticks (-1: no fill).
+    """
+
+    order_id: np.ndarray
+    reject: np.ndarray
+    rested: np.ndarray
+    filled: np.ndarray
+    last_fill_ticks: np.ndarray
 
 
-def _send_run(exchange: Exchange, run: list[MemberOrders]) -> list[list[SubmitResult]]:
-    """Members with at most one order each, in one `Exchange.submit_batch`: each
-    member's cancels, then its order, as rows in arrival order."""
-    rows: list[tuple[int, int, int, float, float, int, bool, int]] = []
-    for orders in run:
-        rows += [(orders.account, 0, 1, 0.0, 0.0, KIND_CANCEL, False, oid) for oid in orders.cancels]
-        for r in orders.requests:
-            price = math.nan if r.price is None else r.price
-            rows.append(
-                (orders.account, r.instrument, int(r.side), r.qty, price, KIND_CODES[r.kind], r.reduce_only, -1)
-            )
-    if not rows:
-        return [[] for _ in run]
-    account, instrument, side, qty, price, kind, reduce_only, cancel_id = zip(*rows, strict=True)
-    batch = exchange.submit_batch(
-        np.array(account),
-        np.array(instrument),
-        np.array(side),
-        np.array(qty),
-        np.array(price),
-        np.array(kind),
-        np.array(reduce_only),
-        np.array(cancel_id),
+def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) -> list[Outcome]:
+    """Send the members of ``sheets`` to the exchange in arrival order: each member's
+    cancels, then its orders (several as one group, see the module docstring), all in
+    one `Exchange.submit_batch_lots` call.
+
+    Args:
+        sheets: The step's sheets; their members, concatenated in this order, are the
+            K arrival slots.
+        arrival: (K,) the slots in the order they arrive (a permutation).
+
+    Returns:
+        One `Outcome` per sheet.
+    """
+    n_cancels = np.concatenate([s.n_cancels for s in sheets]) if sheets else _NO_IDS
+    n_orders = np.concatenate([s.n_orders for s in sheets]) if sheets else _NO_IDS
+    first_cancel, first_order = np.cumsum(n_cancels) - n_cancels, np.cumsum(n_orders) - n_orders
+    n_rows = n_cancels[arrival] + n_orders[arrival]
+    slot = np.repeat(arrival, n_rows)
+    place = np.arange(slot.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)  # row within its slot
+    is_cancel = place < n_cancels[slot]
+    cancel_of, order_of = first_cancel[slot] + place, first_order[slot] + place - n_cancels[slot]
+    order = order_of[~is_cancel]  # the sheets' orders (concatenated) in arrival order
+
+    if not slot.size:
+        return [Outcome(*[_NO_IDS] * 5) for _ in sheets]
+
+    def rows(column: str, cancel_value: int) -> np.ndarray:
+        """(n,) a column of the sheets' orders in arrival order, ``cancel_value`` on cancels."""
+        values = np.full(slot.size, cancel_value, np.int64)
+        values[~is_cancel] = np.concatenate([getattr(s, column) for s in sheets])[order]
+        return values
+
+    cancel_ids = np.full(slot.size, -1, np.int64)
+    cancel_ids[is_cancel] = np.concatenate([s.cancel_ids for s in sheets])[cancel_of[is_cancel]]
+    result = exchange.submit_batch_lots(
+        np.concatenate([s.accounts for s in sheets])[slot],
+        rows("instrument", 0),
+        rows("side", 1),
+        rows("lots", 0),
+        rows("ticks", 0),
+        rows("kind", KIND_CANCEL),
+        rows("reduce_only", 0).astype(bool),
+        cancel_ids,
+        np.where(~is_cancel & (n_orders[slot] > 1), slot, -1),  # a member's several orders: one group
     )
-    fills: dict[int, list] = {}
-    for row, fill in zip(batch.fill_order.tolist(), batch.fills, strict=True):
-        fills.setdefault(row, []).append(fill)
-    stp: dict[int, list] = {}
-    for row, cancelled in zip(batch.stp_order.tolist(), batch.self_trade_cancels, strict=True):
-        stp.setdefault(row, []).append(cancelled)
-    reasons = batch.reasons()
-    results, row = [], 0
-    for orders in run:
-        row += len(orders.cancels)
-        if orders.requests:
-            results.append(
-                [
-                    SubmitResult(
-                        int(batch.order_id[row]),
-                        fills.get(row, []),
-                        int(batch.rested[row]),
-                        int(batch.cancelled[row]),
-                        reasons[row],
-                        stp.get(row, []),
-                        int(batch.clipped[row]),
-                    )
-                ]
-            )
-            row += 1
-        else:
-            results.append([])
-    return results
+    last_fill = np.full(slot.size, -1, np.int64)
+    takers = result.fill_order
+    last = np.flatnonzero(np.append(takers[1:] != takers[:-1], True)) if takers.size else _NO_IDS
+    last_fill[takers[last]] = result.fill_ticks[last]  # a taker's fills are consecutive
+    by_order = []
+    for column in (result.order_id, result.reject, result.rested, result.filled, last_fill):
+        values = np.empty(len(order), np.int64)
+        values[order] = column[~is_cancel]
+        by_order.append(np.split(values, np.cumsum([len(s.member) for s in sheets])[:-1]))
+    return [Outcome(*(values[i] for values in by_order)) for i in range(len(sheets))]
 
 
 class Outbox:
-    """A population's orders of one step, grouped by member (members in the order they
-    first send something)."""
+    """A population's orders and cancels of one step, as its `decide` writes them:
+    arrays appended in call order, grouped by member in `sheet`."""
 
     def __init__(self, population: Population):
         self.population = population
-        self._by_member: dict[int, MemberOrders] = {}
+        self._senders: list[np.ndarray] = []  # members in call order (for the first-send order)
+        self._cancels: list[tuple[np.ndarray, np.ndarray]] = []
+        self._orders: list[tuple[np.ndarray, ...]] = []
 
-    def of(self, member: int) -> MemberOrders:
-        """The `MemberOrders` of one member (created empty on first use)."""
-        orders = self._by_member.get(member)
-        if orders is None:
-            orders = MemberOrders(self.population, member, int(self.population.accounts[member]))
-            self._by_member[member] = orders
-        return orders
-
-    def cancel(self, member: int, order_ids: list[int]) -> None:
-        """``member`` cancels these orders before it sends any."""
-        if order_ids:
-            self.of(member).cancels.extend(order_ids)
+    def cancel(self, members: np.ndarray, order_ids: np.ndarray) -> None:
+        """(c,) ``members`` cancel (c,) resting orders before they send any (a member
+        may appear several times)."""
+        if len(members):
+            self._senders.append(members)
+            self._cancels.append((members, order_ids))
 
     def add(
         self,
@@ -175,13 +198,44 @@ class Outbox:
         return sent
 
     def _append(self, m, members, side, lots, ticks, kind, reduce_only, sent) -> None:
-        inst = self.population.exchange.instruments[m]
-        for member, s, n_lots, n_ticks in zip(
-            members[sent].tolist(), side[sent].tolist(), lots[sent].tolist(), ticks[sent].tolist(), strict=True
-        ):
-            request = OrderRequest(m, SIDES[s], inst.qty(n_lots), inst.price(n_ticks), kind, reduce_only)
-            self.of(member).requests.append(request)
+        members = np.asarray(members, np.int64)[sent]
+        if len(members):
+            k = len(members)
+            self._senders.append(members)
+            self._orders.append(
+                (members, np.full(k, m), side[sent], lots[sent], ticks[sent], np.full(k, KIND_CODES[kind]),
+                 np.full(k, reduce_only))
+            )  # fmt: skip
 
-    def orders(self) -> list[MemberOrders]:
-        """Every member's orders of the step."""
-        return list(self._by_member.values())
+    def sheet(self) -> OrderSheet:
+        """The step's orders and cancels, grouped by member (`OrderSheet`)."""
+        senders = np.concatenate([_NO_IDS, *self._senders])
+        found, first = np.unique(senders, return_index=True)
+        members = found[np.argsort(first)]
+        rank = np.empty(self.population.n, np.int64)
+        rank[members] = np.arange(len(members))
+        cancel_member, cancel_ids = _columns(self._cancels, 2)
+        order_columns = _columns(self._orders, 7)
+        cancel_rank, order_rank = rank[cancel_member], rank[order_columns[0]]
+        grouped = np.argsort(order_rank, kind="stable")  # stable: each member's in the order it sent them
+        member, instrument, side, lots, ticks, kind, reduce_only = (c[grouped] for c in order_columns)
+        return OrderSheet(
+            population=self.population,
+            members=members,
+            accounts=self.population.accounts[members],
+            n_cancels=np.bincount(cancel_rank, minlength=len(members)),
+            n_orders=np.bincount(order_rank, minlength=len(members)),
+            cancel_ids=cancel_ids[np.argsort(cancel_rank, kind="stable")],
+            member=member,
+            instrument=instrument,
+            side=side,
+            lots=lots,
+            ticks=ticks,
+            kind=kind,
+            reduce_only=reduce_only.astype(bool),
+        )
+
+
+def _columns(chunks: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
+    """The ``width`` columns of appended chunks of arrays, each concatenated (int64)."""
+    return [np.concatenate([_NO_IDS, *(chunk[c] for chunk in chunks)]).astype(np.int64) for c in range(width)]

@@ -35,11 +35,14 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (what does not fill there goes to the fallback chain). A book that empties therefore
   cannot print trades far from the mark.
 - Order ids encode the instrument: ``order_id % n_instruments``.
-- Batches: `Exchange.submit_batch` takes arrays of orders and cancels of many accounts
-  and gives the results of one `submit` / `cancel` per row in that order (see its
-  docstring for how each order's margin check sees the batch's earlier orders). All
-  instruments' books live in one compiled `sim.book.BookSet`, so a batch crosses
-  instruments in arrival order in one call.
+- Batches: `Exchange.submit_batch` (sizes and prices) and `Exchange.submit_batch_lots`
+  (lots and ticks) take arrays of orders and cancels of many accounts and give the
+  results of one `submit` / `cancel` per row in that order, or of one `submit_many` for
+  a group of rows (see its docstring for how each order's margin check sees the batch's
+  earlier orders). Admission is numpy over the rows (`Exchange._admit_many`, the same
+  rules as `_admit`, which single orders keep). All instruments' books live in one
+  compiled `sim.book.BookSet`, so a batch crosses instruments in arrival order in one
+  call.
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ import numpy as np
 
 from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
 from sim.book_kernels import OUT_ACCOUNT, OUT_FILL, OUT_ID, OUT_KIND, OUT_LOTS, OUT_PRICE, OUT_SIDE, OUT_STP, OUT_TAKER
-from sim.instruments import CollateralAsset, Instrument
+from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, Portfolio, TierTable, mixed_health
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
@@ -64,20 +67,26 @@ MARGIN_TOLERANCE = 1e-9
 #: Reject codes of `BatchResult.reject`: index 0 is "accepted", then every `RejectReason`.
 EXCHANGE_REJECTS: tuple[RejectReason | None, ...] = (None, *RejectReason)
 _REJECT_CODE = {reason: code for code, reason in enumerate(EXCHANGE_REJECTS)}
-_KIND_OF_CODE = {code: kind for kind, code in KIND_CODES.items()}
-#: Rejects that do not depend on account state (an order refused for one of them stays refused).
-_STATELESS_REJECTS = frozenset(
-    {
-        RejectReason.UNKNOWN_ACCOUNT,
-        RejectReason.UNKNOWN_INSTRUMENT,
-        RejectReason.BAD_QUANTITY,
-        RejectReason.OFF_LOT,
-        RejectReason.BAD_PRICE,
-        RejectReason.OFF_TICK,
-        RejectReason.REDUCE_ONLY_MUST_NOT_REST,
-        RejectReason.OUTSIDE_PRICE_BAND,
-    }
+#: Per reject code: True for rejects that do not depend on account state (an order
+#: refused for one of them stays refused).
+_STATELESS = np.array(
+    [
+        reason
+        in {
+            RejectReason.UNKNOWN_ACCOUNT,
+            RejectReason.UNKNOWN_INSTRUMENT,
+            RejectReason.BAD_QUANTITY,
+            RejectReason.OFF_LOT,
+            RejectReason.BAD_PRICE,
+            RejectReason.OFF_TICK,
+            RejectReason.REDUCE_ONLY_MUST_NOT_REST,
+            RejectReason.OUTSIDE_PRICE_BAND,
+        }
+        for reason in EXCHANGE_REJECTS
+    ]
 )
+_LIMIT, _MARKET, _IOC, _POST_ONLY = (KIND_CODES[kind] for kind in OrderType)
+_SIDES = {1: Side.BUY, -1: Side.SELL}  # an Enum call per fill costs more than this lookup
 
 
 @dataclass(frozen=True)
@@ -317,11 +326,14 @@ class Exchange:
             if result.reject is None:
                 admitted.append((result, request, lots, ticks, kind))
         checked = [a for a in admitted if not (a[1].reduce_only or liquidation)]
-        if checked and self._margin_check(
-            account, [(r.instrument, r.side, lots, ticks, kind) for _, r, lots, ticks, kind in checked]
-        ):
-            for result, *_ in checked:
-                result.reject = RejectReason.INSUFFICIENT_MARGIN
+        if checked:
+            columns = [(r.instrument, r.side, lots, -1 if ticks is None else ticks) for _, r, lots, ticks, _ in checked]
+            instruments, sides, lots, ticks = (np.array(c, np.int64) for c in zip(*columns, strict=True))
+            market = np.array([kind is OrderType.MARKET for *_, kind in checked])
+            together = np.zeros(len(checked), np.int64)
+            if self._margin_rejects(np.full(1, account), instruments, sides, lots, ticks, market, together)[0]:
+                for result, *_ in checked:
+                    result.reject = RejectReason.INSUFFICIENT_MARGIN
         for result, request, lots, ticks, kind in admitted:
             if result.reject is None:
                 self._route(account, request.instrument, request.side, lots, ticks, kind, liquidation, result)
@@ -350,6 +362,7 @@ class Exchange:
         kinds: Sequence[int] | np.ndarray,
         reduce_only: Sequence[bool] | np.ndarray | None = None,
         cancel_ids: Sequence[int] | np.ndarray | None = None,
+        groups: Sequence[int] | np.ndarray | None = None,
         liquidation: bool = False,
     ) -> BatchResult:
         """Admit, match and settle n orders and cancels in arrival order, with the results
@@ -367,7 +380,15 @@ class Exchange:
                 row's other fields are ignored).
             reduce_only: (n,) bool (default all False); see the module docstring.
             cancel_ids: (n,) order ids, read where ``kinds`` is KIND_CANCEL.
+            groups: (n,) int64, default all -1. Consecutive orders (not cancels) of one
+                account with the same value >= 0 go in as one `submit_many` call: all
+                admitted against the state before the first of them, under one margin
+                check. -1: the order is alone.
             liquidation: Every order of the batch is a liquidation order (as in `submit`).
+
+        Sizes and prices are converted to lots and ticks as `submit` converts them (an
+        order off the grid, non-positive or NaN is rejected); `submit_batch_lots` takes
+        lots and ticks as they are.
 
         Margin checks and reduce-only clipping are *sequential-equivalent*: each order is
         checked against the state the batch's earlier orders left, as in a loop of
@@ -379,12 +400,17 @@ class Exchange:
         case and a cancel can only raise the margin), or, for a checked market order (its
         check walks the book), its sweep of the book now ends at another price. The
         fills so far are settled, that order alone is re-checked against the state now,
-        and execution resumes. Order ids are assigned in execution order, as `submit`
+        and execution resumes. A group's orders are checked at the start too, together;
+        only its first order is watched, and the whole group is re-admitted at its turn
+        when that order is stale, or in any case when the group's check walked the book
+        (a market order) or refused it while its first order is active (a cancel could
+        reverse that). Order ids are assigned in execution order, as `submit`
         assigns them. Results are those of the loop (a property test compares them to
         the bit), up to float rounding of the margin sums exactly at the limit.
-        Cost: admission (grid, reduce-only, band) is a Python step per order, plus one
-        margin check per stale order: a cancel-and-replace costs no re-check, but an
-        account that rests two orders in one batch pays a loop's check for the second.
+        Cost: admission (grid, reduce-only, band, margin) is a few numpy operations over
+        the batch, plus a stop of the books and one margin check per stale order or
+        group: a cancel-and-replace costs no re-check, but an account that rests two
+        orders in one batch pays a loop's check for the second.
 
         Settlement: the fills of each stretch are settled in one compiled pass
         (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
@@ -394,7 +420,35 @@ class Exchange:
         Returns:
             The outcome per order and the fills, as arrays (`BatchResult`).
         """
-        batch = _Batch.from_arrays(self, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids)
+        batch = _Batch.from_floats(
+            self, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids, groups
+        )
+        return self._execute(batch, liquidation)
+
+    def submit_batch_lots(
+        self,
+        accounts: Sequence[int] | np.ndarray,
+        instruments: Sequence[int] | np.ndarray,
+        sides: Sequence[int] | np.ndarray,
+        lots: Sequence[int] | np.ndarray,
+        ticks: Sequence[int] | np.ndarray,
+        kinds: Sequence[int] | np.ndarray,
+        reduce_only: Sequence[bool] | np.ndarray | None = None,
+        cancel_ids: Sequence[int] | np.ndarray | None = None,
+        groups: Sequence[int] | np.ndarray | None = None,
+        liquidation: bool = False,
+    ) -> BatchResult:
+        """`submit_batch` with sizes and prices already on the grid: (n,) int64 ``lots``
+        (size / lot size; <= 0 is rejected ``BAD_QUANTITY``) and ``ticks`` (limit price /
+        tick size; <= 0 is rejected ``BAD_PRICE``, ignored for market orders). The other
+        arguments and the results are `submit_batch`'s; no float passes through."""
+        batch = _Batch.from_lots(
+            self, accounts, instruments, sides, lots, ticks, kinds, reduce_only, cancel_ids, groups
+        )
+        return self._execute(batch, liquidation)
+
+    def _execute(self, batch: _Batch, liquidation: bool) -> BatchResult:
+        """Admit and run a batch (`submit_batch`)."""
         batch.admit(self, np.arange(batch.n), liquidation, as_of=0)
         state, start, n_events = None, 0, 0
         numbering = np.array([self._next_order, len(self.instruments)], np.int64)
@@ -419,9 +473,67 @@ class Exchange:
             n_events = state.n_out
             if stop == batch.n:
                 break
-            batch.admit(self, np.array([stop]), liquidation, as_of=stop)  # stale: check it against the state now
+            batch.admit(self, np.arange(stop, batch.end[stop]), liquidation, as_of=stop)
             start = stop
         return batch.result(state)
+
+    def _admit_many(
+        self,
+        accounts: np.ndarray,
+        instruments: np.ndarray,
+        sides: np.ndarray,
+        lots: np.ndarray,
+        ticks: np.ndarray,
+        kinds: np.ndarray,
+        reduce_only: np.ndarray,
+        reject: np.ndarray,
+        liquidation: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`_admit` of K orders at once, after their ids and grid were checked:
+        reduce-only clipping and the price band against the state now.
+
+        Args:
+            accounts, instruments: (K,) int64, valid indices on every row.
+            sides: (K,) +1 / -1.
+            lots, ticks: (K,) int64 sizes and limits on the grid (ticks -1: none).
+            kinds: (K,) `sim.book.KIND_CODES`.
+            reduce_only: (K,) bool.
+            reject: (K,) reject codes (`EXCHANGE_REJECTS`) of the id and grid checks.
+
+        Returns:
+            ``(reject, lots, ticks, kinds, clipped)``, (K,) each, as `_admit` gives them
+            order by order (codes for reasons, -1 for no ticks).
+        """
+        reject, lots, ticks, kinds = reject.copy(), lots.copy(), ticks.copy(), kinds.copy()
+        clipped = np.zeros_like(lots)
+        passed = reject == 0
+        reducing = passed & reduce_only
+        if reducing.any():
+            rests = reducing & ((kinds == _LIMIT) | (kinds == _POST_ONLY))
+            position = self.ledger.positions[accounts, instruments]
+            increases = reducing & ~rests & ((position == 0) | ((position > 0) == (sides > 0)))
+            reject[rests] = _REJECT_CODE[RejectReason.REDUCE_ONLY_MUST_NOT_REST]
+            reject[increases] = _REJECT_CODE[RejectReason.REDUCE_ONLY_WOULD_INCREASE]
+            clip = reducing & ~rests & ~increases
+            allowed = np.minimum(lots, np.abs(position))
+            clipped[clip] = lots[clip] - allowed[clip]
+            lots[clip] = allowed[clip]
+            lots[rests | increases] = 0
+            passed &= ~(rests | increases)
+        if self.price_band:
+            marks, tick_sizes, buy = self.marks[instruments], self._tick_sizes[instruments], sides > 0
+            above = np.floor(marks * (1.0 + self.price_band) / tick_sizes + 1e-9)
+            below = np.maximum(1, np.ceil(marks * (1.0 - self.price_band) / tick_sizes - 1e-9))
+            edge = np.where(buy, above, below).astype(np.int64)
+            market = passed & (kinds == _MARKET)
+            beyond = passed & ~market & np.where(buy, ticks > edge, ticks < edge)
+            kinds[market] = _IOC
+            if liquidation:
+                ticks[market | beyond] = edge[market | beyond]
+            else:
+                ticks[market] = edge[market]
+                reject[beyond] = _REJECT_CODE[RejectReason.OUTSIDE_PRICE_BAND]
+        return reject, lots, ticks, kinds, clipped
 
     def _settle_stretch(
         self, batch: _Batch, state: BatchState, start: int, stop: int, first_event: int, liquidation: bool
@@ -451,21 +563,18 @@ class Exchange:
         books = batch.books[takers]
         ledger.count_open_many(events[gone, OUT_ACCOUNT], books[gone], events[gone, OUT_SIDE], -events[gone, OUT_LOTS])
         self.n_cancels += int(batch.is_cancel[takers[gone]].sum())
-        fills = [
-            Fill(m, order, maker, account, maker_account, Side(side), price, lots, liquidation)
-            for m, order, maker, account, maker_account, side, price, lots in zip(
-                books[~gone].tolist(),
-                batch.ids[takers[~gone]].tolist(),
-                events[~gone, OUT_ID].tolist(),
-                batch.book_accounts[takers[~gone]].tolist(),
-                events[~gone, OUT_ACCOUNT].tolist(),
-                batch.sides[takers[~gone]].tolist(),
-                events[~gone, OUT_PRICE].tolist(),
-                events[~gone, OUT_LOTS].tolist(),
-                strict=True,
-            )
-        ]
-        self._settle(fills)
+        filled, fill_events = takers[~gone], events[~gone]
+        columns = (
+            books[~gone], batch.book_accounts[filled], fill_events[:, OUT_ACCOUNT], batch.sides[filled],
+            fill_events[:, OUT_PRICE], fill_events[:, OUT_LOTS],
+        )  # fmt: skip
+        if len(filled):
+            self._settle_columns(*columns, np.full(len(filled), int(liquidation)))
+        m, account, maker_account, side, price, lots = (c.tolist() for c in columns)
+        order_ids, maker_ids = batch.ids[filled].tolist(), fill_events[:, OUT_ID].tolist()
+        rows = zip(m, order_ids, maker_ids, account, maker_account, [_SIDES[s] for s in side], price, lots, strict=True)
+        fills = [Fill(*row, liquidation) for row in rows]
+        self.trades += fills
         batch.fills += fills
         ledger.count_open_many(
             batch.book_accounts[rested], batch.books[rested], batch.sides[rested], rested_lots[rested]
@@ -582,33 +691,6 @@ class Exchange:
         allowed = min(lots, abs(position))
         return None, allowed, lots - allowed
 
-    def _margin_check(
-        self, account: int, orders: Sequence[tuple[int, Side, int, int | None, OrderType]]
-    ) -> RejectReason | None:
-        """Reject when the account's ``init_health`` would go negative with all ``orders``
-        counted at once (module docstring).
-
-        Args:
-            orders: ``(instrument, side, lots, limit_ticks, kind)`` of each order.
-        """
-        row = self.ledger.portfolio(slice(account, account + 1))
-        bids, asks = row.open_bids.copy(), row.open_asks.copy()
-        balances, iso = row.balances.copy(), row.isolated_margin.copy()
-        for instrument, side, lots, ticks, kind in orders:
-            if kind is OrderType.MARKET:
-                _, ticks = self.books[instrument].sweep(side, lots)
-            mark = float(self.marks[instrument])
-            fill_price = mark if ticks is None else ticks * float(self._tick_sizes[instrument])
-            cost = self._worst_cost(side, lots * float(self._lot_sizes[instrument]), fill_price, mark)
-            (bids if side > 0 else asks)[0, instrument] += lots
-            if self.ledger.isolated[account]:
-                iso[0, instrument] -= cost
-            else:
-                balances[0, USD] -= cost
-        hypothetical = Portfolio(balances, row.positions, row.entry, row.funding_index, iso, bids, asks, row.lot_sizes)
-        health = mixed_health(hypothetical, self.prices(), self.rules, self.ledger.isolated[account : account + 1])
-        return RejectReason.INSUFFICIENT_MARGIN if health.init_health[0] < -MARGIN_TOLERANCE else None
-
     def _margin_rejects(
         self,
         accounts: np.ndarray,
@@ -617,10 +699,20 @@ class Exchange:
         lots: np.ndarray,
         ticks: np.ndarray,
         market: np.ndarray,
+        groups: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(K,) True where `_margin_check` of order k alone would reject it, for K orders at
-        once (arrays of shape (K,); ticks -1: none). The worst price each market order's
-        check used (its sweep of the book now, -1: empty) is written into ``ticks``."""
+        """The margin check (module docstring) of K orders in G groups at once: (G,) True
+        where a group's account would have ``init_health < 0`` with all the group's
+        orders counted as open and filled together (each order alone by default).
+
+        Args:
+            accounts: (G,) ledger row of each group.
+            instruments, sides, lots: (K,) int64 of each order.
+            ticks: (K,) int64 limit of each order (-1: none); the worst price each market
+                order's check uses (its sweep of the book now, -1: empty) is written here.
+            market: (K,) bool, market orders.
+            groups: (K,) group index (0..G-1) of each order; None: order k is group k.
+        """
         for k in np.flatnonzero(market):
             _, worst = self.books[instruments[k]].sweep(int(sides[k]), int(lots[k]))
             ticks[k] = -1 if worst is None else worst
@@ -628,14 +720,15 @@ class Exchange:
         fill_price = np.where(ticks >= 0, ticks * self._tick_sizes[instruments], marks)
         cost = self._worst_cost(sides, lots * self._lot_sizes[instruments], fill_price, marks)
         ledger = self.ledger
-        rows = ledger.portfolio(accounts)  # fancy indexing: one copied row per order
+        rows = ledger.portfolio(accounts)  # fancy indexing: one copied row per group
         isolated = ledger.isolated[accounts]
-        each = np.arange(accounts.size)
-        buy = sides > 0
-        rows.open_bids[each[buy], instruments[buy]] += lots[buy]
-        rows.open_asks[each[~buy], instruments[~buy]] += lots[~buy]
-        rows.isolated_margin[each[isolated], instruments[isolated]] -= cost[isolated]
-        rows.balances[each[~isolated], USD] -= cost[~isolated]
+        each = np.arange(accounts.size) if groups is None else groups
+        buy, iso = sides > 0, isolated[each]
+        # in order, as a loop over the orders would add them (float sums are not associative)
+        np.add.at(rows.open_bids, (each[buy], instruments[buy]), lots[buy])
+        np.add.at(rows.open_asks, (each[~buy], instruments[~buy]), lots[~buy])
+        np.subtract.at(rows.isolated_margin, (each[iso], instruments[iso]), cost[iso])
+        np.subtract.at(rows.balances, (each[~iso], USD), cost[~iso])
         return mixed_health(rows, self.prices(), self.rules, isolated).init_health < -MARGIN_TOLERANCE
 
     def _worst_cost(self, side, size, fill_price, mark):
@@ -645,36 +738,50 @@ class Exchange:
 
     # ------------------------------------------------------------- settlement
     def _settle(self, fills: Sequence[Fill]) -> None:
-        """Write fills into the ledger in order: both sides' positions, the maker's open
-        orders, fees (one compiled pass, `sim.ledger.Ledger.settle_fills`), isolated
-        top-ups, last prices, and the trade log."""
+        """Write fills into the ledger in order (`_settle_columns`) and the trade log."""
         if not fills:
             return
-        columns = [(f.instrument, f.taker_account, f.maker_account, int(f.taker_side), f.price, f.qty) for f in fills]
-        instruments, takers, makers, sides, ticks, lots = (np.array(c, np.int64) for c in zip(*columns, strict=True))
+        columns = [
+            (f.instrument, f.taker_account, f.maker_account, f.taker_side, f.price, f.qty, f.liquidation) for f in fills
+        ]
+        self._settle_columns(*(np.array(c, np.int64) for c in zip(*columns, strict=True)))
+        self.trades.extend(fills)
+
+    def _settle_columns(
+        self,
+        instruments: np.ndarray,
+        takers: np.ndarray,
+        makers: np.ndarray,
+        sides: np.ndarray,
+        ticks: np.ndarray,
+        lots: np.ndarray,
+        liquidation: np.ndarray,
+    ) -> None:
+        """Write F fills into the ledger in order: both sides' positions, the maker's open
+        orders, fees (one compiled pass, `sim.ledger.Ledger.settle_fills`), isolated
+        top-ups, last prices. Columns are (F,) int64: instrument, taker and maker
+        accounts, taker side (+1 / -1), price (ticks), lots, liquidation (0 / 1)."""
         prices = ticks * self._tick_sizes[instruments]
         sizes = lots * self._lot_sizes[instruments]
         # a liquidation pays the insurance fund's fee instead of the taker fee, so its
         # makers get no rebate either: the fee pool pays rebates only out of taker fees
-        liquidation = np.array([f.liquidation for f in fills])
+        liquidation = liquidation.astype(bool)
         taker_rate = np.where(liquidation, 0.0, self.fees.taker)
         maker_rate = np.where(liquidation, max(self.fees.maker, 0.0), self.fees.maker)
         ledger = self.ledger
         cum = self.cum_funding[instruments]
         done = 0
-        while done < len(fills):
+        while done < len(instruments):
             done = ledger.settle_fills(
                 takers, makers, instruments, sides * lots, prices, cum, taker_rate * sizes * prices,
                 maker_rate * sizes * prices, done,
             )  # fmt: skip
-            fill = fills[done - 1]
-            for account in (fill.taker_account, fill.maker_account):
+            for account in (int(takers[done - 1]), int(makers[done - 1])):
                 if ledger.isolated[account]:
-                    self._top_up_isolated(account, fill.instrument)
+                    self._top_up_isolated(account, int(instruments[done - 1]))
         for m in set(instruments.tolist()):
             self.last_price[m] = prices[np.flatnonzero(instruments == m)[-1]]
             self.last_trade_time[m] = self.time
-        self.trades.extend(fills)
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
         """Move free USD into a position's isolated margin until it covers its initial
@@ -712,6 +819,7 @@ class BatchResult:
         filled: (n,) lots each order traded as the taker.
         fills: The fills in execution order (also appended to `Exchange.trades`).
         fill_order: (F,) batch row of each fill's taker.
+        fill_ticks: (F,) price of each fill, ticks.
         self_trade_cancels: Resting orders that self-trade prevention removed, in order.
         stp_order: (S,) batch row of the order that removed each.
     """
@@ -724,6 +832,7 @@ class BatchResult:
     filled: np.ndarray
     fills: list[Fill]
     fill_order: np.ndarray
+    fill_ticks: np.ndarray
     self_trade_cancels: list[CancelledOrder]
     stp_order: np.ndarray
 
@@ -736,18 +845,28 @@ class BatchResult:
 class _Batch:
     """One `Exchange.submit_batch` call's rows while it runs (arrays of shape (n,)).
 
-    ``ticks`` is -1 where an order has no price; ``kinds`` are the book's codes after
-    the price band; ``books`` and ``book_accounts`` are valid indices on every row
-    (rows rejected for an unknown instrument or account never reach a book).
+    ``want_*`` are the orders as sent (on the grid; ``grid_reject`` the codes of the id
+    and grid checks, which never change); ``lots``, ``ticks`` (-1: no price) and
+    ``kinds`` (the book's codes) are the orders as last admitted, after reduce-only
+    clipping and the price band. ``books`` and ``book_accounts`` are valid indices on
+    every row (rows rejected for an unknown instrument or account never reach a book).
+    Row k belongs to the group of rows ``lead[k]..end[k]-1`` (``lead[k] == k`` and
+    ``end[k] == k + 1`` for an order alone or a cancel).
     """
 
     accounts: np.ndarray
     book_accounts: np.ndarray
     books: np.ndarray
     sides: np.ndarray
-    requests: list[OrderRequest | None]
     is_cancel: np.ndarray
     ids: np.ndarray
+    want_lots: np.ndarray
+    want_ticks: np.ndarray
+    want_kinds: np.ndarray
+    reduce_only: np.ndarray
+    grid_reject: np.ndarray
+    lead: np.ndarray
+    end: np.ndarray
     lots: np.ndarray
     ticks: np.ndarray
     kinds: np.ndarray
@@ -762,15 +881,30 @@ class _Batch:
         return self.accounts.shape[0]
 
     @classmethod
-    def from_arrays(
-        cls, ex: Exchange, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids
+    def from_floats(
+        cls, ex: Exchange, accounts, instruments, sides, qtys, prices, kinds, reduce_only, cancel_ids, groups
     ) -> _Batch:
+        """The rows of `Exchange.submit_batch`: sizes and prices put on the grid as
+        `Instrument.to_lots` and `to_ticks` put them."""
+        instruments = np.asarray(instruments, np.int64)
+        qtys, prices = np.asarray(qtys, np.float64), np.asarray(prices, np.float64)
+        m = np.where((instruments >= 0) & (instruments < len(ex.instruments)), instruments, 0)
+        lots, ticks = on_grid_many(qtys, ex._lot_sizes[m]), on_grid_many(prices, ex._tick_sizes[m])
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(qtys) & (qtys > 0)), ~(np.isfinite(prices) & (prices > 0))
+        return cls.from_lots(ex, accounts, instruments, sides, lots, ticks, kinds, reduce_only, cancel_ids, groups, bad)
+
+    @classmethod
+    def from_lots(
+        cls, ex: Exchange, accounts, instruments, sides, lots, ticks, kinds, reduce_only, cancel_ids, groups, bad=None
+    ) -> _Batch:
+        """The rows of `Exchange.submit_batch_lots`. ``bad``: ``(bad_qty, bad_price)``,
+        (n,) bool each, where a size or price that is not on the grid (0 lots or ticks)
+        is a bad value rather than one off the grid; None: wherever it is not on it."""
         accounts = np.asarray(accounts, np.int64)
         n = accounts.shape[0]
         instruments = np.asarray(instruments, np.int64)
         sides = np.asarray(sides, np.int64)
-        qtys = np.asarray(qtys, np.float64)
-        prices = np.asarray(prices, np.float64)
         kinds = np.asarray(kinds, np.int64)
         reduce_only = np.zeros(n, bool) if reduce_only is None else np.asarray(reduce_only, bool)
         is_cancel = kinds == KIND_CANCEL
@@ -782,33 +916,43 @@ class _Batch:
         if is_cancel.any():
             ids[is_cancel] = np.asarray(cancel_ids, np.int64)[is_cancel]
         n_books = len(ex.instruments)
-        books = np.where(
-            is_cancel, ids % n_books, np.where((instruments >= 0) & (instruments < n_books), instruments, 0)
+        known_instrument = (instruments >= 0) & (instruments < n_books)
+        books = np.where(is_cancel, ids % n_books, np.where(known_instrument, instruments, 0))
+        known_account = (accounts >= 0) & (accounts < ex.ledger.n_accounts)
+        market = kinds == _MARKET
+        lots, ticks = np.asarray(lots, np.int64), np.asarray(ticks, np.int64)
+        off_lot, off_tick = lots <= 0, ~market & (ticks <= 0)
+        bad_qty, bad_price = (off_lot, off_tick) if bad is None else bad
+        grid_reject = np.select(
+            [is_cancel, ~known_account, ~known_instrument, off_lot & bad_qty, off_lot, off_tick & bad_price, off_tick],
+            [
+                0,
+                _REJECT_CODE[RejectReason.UNKNOWN_ACCOUNT],
+                _REJECT_CODE[RejectReason.UNKNOWN_INSTRUMENT],
+                _REJECT_CODE[RejectReason.BAD_QUANTITY],
+                _REJECT_CODE[RejectReason.OFF_LOT],
+                _REJECT_CODE[RejectReason.BAD_PRICE],
+                _REJECT_CODE[RejectReason.OFF_TICK],
+            ],
+            0,
         )
-        known = (accounts >= 0) & (accounts < ex.ledger.n_accounts)
-        requests = [
-            None
-            if is_cancel[k]
-            else OrderRequest(
-                int(instruments[k]),
-                Side(int(sides[k])),
-                float(qtys[k]),
-                float(prices[k]),
-                _KIND_OF_CODE[int(kinds[k])],
-                bool(reduce_only[k]),
-            )
-            for k in range(n)
-        ]
+        lead, end = _group_bounds(accounts, is_cancel, groups)
         watch = BatchWatch.over(n, ex.ledger.n_accounts)
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
-            book_accounts=np.where(known, accounts, 0),
+            book_accounts=np.where(known_account, accounts, 0),
             books=books.astype(np.int64),
             sides=sides,
-            requests=requests,
             is_cancel=is_cancel,
             ids=ids,
+            want_lots=np.where(grid_reject == 0, lots, 0),
+            want_ticks=np.where((grid_reject == 0) & ~market, ticks, -1),
+            want_kinds=kinds,
+            reduce_only=reduce_only,
+            grid_reject=grid_reject,
+            lead=lead,
+            end=end,
             lots=zeros.copy(),
             ticks=zeros - 1,
             kinds=kinds.copy(),
@@ -819,38 +963,68 @@ class _Batch:
         )
 
     def admit(self, ex: Exchange, rows: np.ndarray, liquidation: bool, as_of: int) -> None:
-        """(Re-)admit orders ``rows`` against the exchange's current state, which is the
-        state after the batch's orders before ``as_of``: `Exchange._admit`, then one
-        margin check per order that needs one (all in one vectorized pass)."""
-        checked = []
-        for k in rows.tolist():
-            request = self.requests[k]
-            if request is None:
-                continue
-            reject, self.lots[k], ticks, kind, self.clipped[k] = ex._admit(int(self.accounts[k]), request, liquidation)
-            self.ticks[k] = -1 if ticks is None else ticks
-            self.kinds[k] = KIND_CODES[kind]
-            self.reject[k] = _REJECT_CODE[reject]
-            self.watch.account[k] = reject not in _STATELESS_REJECTS and (request.reduce_only or not liquidation)
-            needs_check = reject is None and not (request.reduce_only or liquidation)
-            self.watch.book[k] = needs_check and kind is OrderType.MARKET
-            if needs_check:
-                checked.append(k)
-        if checked:
-            idx = np.array(checked)
-            worst = self.ticks[idx].copy()  # market orders: the sweep's worst price goes in here
+        """(Re-)admit orders ``rows`` (whole groups) against the exchange's current state,
+        which is the state after the batch's orders before ``as_of``: `Exchange._admit_many`,
+        then the margin checks of the orders that need one (one per group), all at once."""
+        rows = rows[~self.is_cancel[rows]]
+        reduce_only = self.reduce_only[rows]
+        reject, lots, ticks, kinds, clipped = ex._admit_many(
+            self.book_accounts[rows],
+            self.books[rows],
+            self.sides[rows],
+            self.want_lots[rows],
+            self.want_ticks[rows],
+            self.want_kinds[rows],
+            reduce_only,
+            self.grid_reject[rows],
+            liquidation,
+        )
+        market = kinds == _MARKET
+        needs_check = (reject == 0) & ~(reduce_only | liquidation)
+        checked = np.flatnonzero(needs_check)
+        if len(checked):
+            leads, together = np.unique(self.lead[rows[checked]], return_inverse=True)
+            worst = ticks[checked]  # a copy: market orders get the sweep's worst price in here
             refused = ex._margin_rejects(
-                self.accounts[idx],
-                self.books[idx],
-                self.sides[idx],
-                self.lots[idx],
+                self.accounts[leads],
+                self.books[rows[checked]],
+                self.sides[rows[checked]],
+                lots[checked],
                 worst,
-                self.kinds[idx] == KIND_CODES[OrderType.MARKET],
+                market[checked],
+                together,
             )
-            self.reject[idx[refused]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
-            self.watch.check_ticks[idx] = worst
+            reject[checked[refused[together]]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            self.watch.check_ticks[rows[checked]] = worst
+        alone = self.end[rows] - self.lead[rows] == 1
+        self.watch.account[rows] = alone & ~_STATELESS[reject] & (reduce_only | (not liquidation))
+        self.watch.book[rows] = alone & needs_check & market
         self.watch.checked_after[rows] = as_of
-        self.active[rows] = self.is_cancel[rows] | (self.reject[rows] == 0)
+        self.reject[rows], self.lots[rows], self.ticks[rows], self.kinds[rows] = reject, lots, ticks, kinds
+        self.clipped[rows] = clipped
+        self.active[rows] = reject == 0
+        if not alone.all():
+            self._watch_groups(rows[~alone], (needs_check & market)[~alone], as_of)
+
+    def _watch_groups(self, rows: np.ndarray, walks: np.ndarray, as_of: int) -> None:
+        """Watch the groups of orders ``rows`` (whole groups, just admitted; ``walks``:
+        the checked market orders among them). A group is admitted against the state
+        before its first order, so only that order is watched: when its account was
+        touched since the check, the whole group is re-admitted at its turn. A group
+        admitted before its turn is re-admitted at its turn in any case when its check
+        walked the book (market orders: the books change under it) or when a cancel of
+        the account's orders could reverse it (refused while its first order, which the
+        books test for cancels only when inactive, is active)."""
+        leads = self.lead[rows]
+        first = rows[leads == rows]
+        self.watch.account[first] = True
+        early = first[first > as_of]
+        if len(early):
+            refused = self.reject[rows] == _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
+            walking, refusing = np.zeros(self.n, bool), np.zeros(self.n, bool)
+            np.logical_or.at(walking, leads, walks)
+            np.logical_or.at(refusing, leads, refused)
+            self.watch.checked_after[early[walking[early] | (refusing[early] & self.active[early])]] = -1
 
     def result(self, state: BatchState) -> BatchResult:
         reject = self.reject.copy()
@@ -876,6 +1050,27 @@ class _Batch:
             filled=filled,
             fills=self.fills,
             fill_order=fill_rows[:, OUT_TAKER],
+            fill_ticks=fill_rows[:, OUT_PRICE],
             self_trade_cancels=stp,
             stp_order=stp_rows[:, OUT_TAKER],
         )
+
+
+def _group_bounds(accounts: np.ndarray, is_cancel: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
+    """``(lead, end)``, (n,) each: the first row of each row's group and the row after
+    its last, from `Exchange.submit_batch`'s ``groups`` (None: every row alone)."""
+    n = accounts.shape[0]
+    rows = np.arange(n)
+    if groups is None:
+        return rows, rows + 1
+    groups = np.asarray(groups, np.int64)
+    member = groups >= 0
+    starts = ~member | np.concatenate([[True], groups[1:] != groups[:-1]])
+    lead = np.maximum.accumulate(np.where(starts, rows, 0))
+    ends = np.flatnonzero(np.concatenate([starts[1:], [True]])) + 1  # the end of each run that starts a group
+    end = ends[np.cumsum(starts) - 1]
+    if len(np.unique(groups[member])) != int((starts & member).sum()):
+        raise ValueError("submit_batch: the rows of a group must be consecutive")
+    if (member & is_cancel).any() or (accounts != accounts[lead]).any():
+        raise ValueError("submit_batch: a group holds orders of one account, no cancels")
+    return lead, end

@@ -14,6 +14,9 @@ import numpy as np
 
 #: Relative slack when deciding whether a float price or size sits on the grid.
 GRID_TOLERANCE = 1e-9
+#: Most lots or ticks a size or price can be: beyond 2**53 steps a float no longer
+#: tells whole numbers apart, so a size or price there counts as off the grid.
+MAX_GRID_UNITS = 2**53
 
 
 @dataclass(frozen=True)
@@ -169,13 +172,31 @@ def _snap_many(units: np.ndarray, rounding) -> np.ndarray:
 
 
 def _on_grid(value: float, step: float) -> int | None:
+    """``value / step`` as a whole number of steps (1 to `MAX_GRID_UNITS`); None when
+    ``value`` is not a finite positive number or not within float noise of the grid."""
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         return None
     units = value / step
-    nearest = round(units)
+    nearest = round(units) if units <= MAX_GRID_UNITS else 0
     if nearest <= 0 or abs(units - nearest) > GRID_TOLERANCE * max(1.0, abs(units)):
         return None
     return int(nearest)
+
+
+def on_grid_many(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """`Instrument.to_ticks` / `to_lots` elementwise: (k,) float values on (k,) grid
+    steps (tick or lot sizes) as int64 whole steps, 0 where those give None."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        units = values / steps
+        nearest = np.round(units)
+        on = (
+            np.isfinite(values)
+            & (values > 0)
+            & (nearest > 0)
+            & (nearest <= MAX_GRID_UNITS)
+            & (np.abs(units - nearest) <= GRID_TOLERANCE * np.maximum(1.0, np.abs(units)))
+        )
+    return np.where(on, nearest, 0.0).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ shuffled together (no population always goes first) and sent through
 
 Randomness: one `numpy.random.SeedSequence` from the config's seed is spawned into
 three children: price paths, the model's shuffle stream (Mesa's ``rng``: one
-permutation of the step's `MemberOrders` per step) and the populations. The latter is
+permutation of the step's acting members per step) and the populations. The latter is
 spawned into one child per population (so adding a population never shifts another's
 draws), and each population's child into two streams: *setup* (in this order: each
 collateral asset's (n,) deposits, the (n,) leverages, the strategy's (n,) parameters in
@@ -274,10 +274,10 @@ class MarketModel(mesa.Model):
         """Every acting population decides from the start-of-step state; the members'
         orders reach the books in one arrival order drawn from the shuffle stream, and
         each population learns what became of its members' orders."""
-        decided = [orders for batch in self.actors.map("decide") for orders in batch]
-        arrivals = [decided[i] for i in self.rng.permutation(len(decided))]
-        for orders, results in zip(arrivals, send(self.exchange, arrivals), strict=True):
-            orders.population.receive(orders, results)
+        sheets = self.actors.map("decide")
+        arrival = self.rng.permutation(sum(len(sheet.members) for sheet in sheets))
+        for sheet, outcome in zip(sheets, send(self.exchange, sheets, arrival), strict=True):
+            sheet.population.receive(sheet, outcome)
 
     def _traders_flow(self) -> None:
         """The step's taker flow (USD, buys > 0) per instrument moves the index."""

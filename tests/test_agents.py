@@ -10,6 +10,7 @@ is not run); member 0 of a one-member population is "the" trader of a test.
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from pathlib import Path
@@ -20,10 +21,12 @@ import pytest
 from agents import AGENT_TYPES
 from agents.market_maker import MAX_HALF_SPREAD
 from agents.orders import Outbox, send
+from sim.book import KIND_CODES
 from sim.config import Config, ConfigError, load_config
+from sim.exchange import EXCHANGE_REJECTS
 from sim.ledger import GENESIS
 from sim.model import MarketModel
-from sim.types import OrderType, Side
+from sim.types import OrderRequest, OrderType, RejectReason, Side
 
 MARKET = """
 steps = 2000
@@ -64,9 +67,9 @@ def agents(model: MarketModel, kind: str) -> list:
 
 def act(model: MarketModel, pop) -> None:
     """One step of a population's members: decide, send in their order, learn the results."""
-    orders = pop.decide()
-    for member_orders, results in zip(orders, send(model.exchange, orders), strict=True):
-        pop.receive(member_orders, results)
+    sheet = pop.decide()
+    (outcome,) = send(model.exchange, [sheet], np.arange(len(sheet.members)))
+    pop.receive(sheet, outcome)
 
 
 def lp(model: MarketModel) -> int:
@@ -145,10 +148,10 @@ def test_outbox_snaps_orders_to_the_grid_and_drops_what_rounds_to_nothing():
         OrderType.LIMIT,
     )
     assert sent.tolist() == [True, True, False]  # 0.0009 BTC is no lot
-    (buy,), (sell,) = (o.requests for o in out.orders())
-    assert (buy.qty, buy.price, buy.side) == (pytest.approx(0.123), pytest.approx(49_999.9), Side.BUY)
-    assert (sell.qty, sell.price, sell.side) == (pytest.approx(0.123), pytest.approx(50_000.0), Side.SELL)
-    assert [o.account for o in out.orders()] == agents(model, "noise")[0].accounts[:2].tolist()
+    sheet = out.sheet()
+    assert sheet.lots.tolist() == [123, 123] and sheet.ticks.tolist() == [499_999, 500_000]
+    assert sheet.side.tolist() == [1, -1] and sheet.n_orders.tolist() == [1, 1]
+    assert sheet.accounts.tolist() == agents(model, "noise")[0].accounts[:2].tolist()
 
 
 # ------------------------------------------------------------- noise, momentum
@@ -330,7 +333,7 @@ def test_fcn_fundamentalist_bids_below_its_expected_price_when_the_index_is_abov
     act(model, fcn)
     # p = mid 50,000; r = ln(50,500 / 50,000) / 100 s; p_hat = p exp(r 100 s) = 50,500;
     # a buy at p_hat (1 - 0.01) = 49,995, resting (below the 50,100 ask), 2,000 USD.
-    assert own_orders(model, fcn) == [(fcn.expiring[0][1], fcn.accounts[0], 1, 499_950, 40)]
+    assert own_orders(model, fcn) == [(fcn.expiring_id[0], fcn.accounts[0], 1, 499_950, 40)]
     model = build(population("fcn", FUNDAMENTAL))
     fcn = agents(model, "fcn")[0]
     quote(model, 49_900.0, 50_100.0)
@@ -352,7 +355,7 @@ def test_fcn_chartist_follows_the_venue_trend_over_its_window_in_seconds(step_se
     # C = ln(50,000 / then) / 100 s; p_hat = 50,000 exp(C 100 s) = 50,000^2 / then, beyond
     # the touch after the 1 % margin: it takes 0.04 BTC in the trend's direction.
     assert fcn.position(0, 0) == pytest.approx(side * 0.04)
-    assert not fcn.expiring  # filled: nothing rests
+    assert not fcn.expiring_id.size  # filled: nothing rests
     wide = build(population("fcn", CHARTIST.replace("order_margin = 0.01", "order_margin = 0.03")), step_seconds)
     fcn = agents(wide, "fcn")[0]
     quote(wide, 49_900.0, 50_100.0)
@@ -378,7 +381,7 @@ def test_fcn_cancels_its_order_when_its_lifetime_in_seconds_ends(step_seconds):
     assert len(own_orders(model, fcn)) == 1  # 30 s not yet over
     model.market.step += 1
     act(model, fcn)
-    assert own_orders(model, fcn) == [] and fcn.expiring == []
+    assert own_orders(model, fcn) == [] and not fcn.expiring_id.size
 
 
 @pytest.mark.parametrize("step_seconds", [1.0, 5.0])
@@ -555,10 +558,10 @@ def test_holders_decide_apart_and_only_those_that_act_send():
     assert holders.accounts.tolist() == [i for i, k in enumerate(model.account_types) if k == "leveraged_holder"]
     quote(model, 47_000.0, None, qty=1_000.0)
     model.exchange.last_price[0] = 48_000.0  # under the 2 % stops (49,000), above 47,500 and 46,000
-    orders = holders.decide()
+    sheet = holders.decide()
     near = np.flatnonzero(holders.stop_loss == 0.02)
-    assert 0 < len(near) < 30 and sorted(o.member for o in orders) == near.tolist()
-    assert all(o.account == holders.accounts[o.member] and o.requests[0].reduce_only for o in orders)
+    assert 0 < len(near) < 30 and sorted(sheet.members.tolist()) == near.tolist()
+    assert (sheet.accounts == holders.accounts[sheet.members]).all() and sheet.reduce_only.all()
 
 
 def test_round_numbers():
@@ -610,7 +613,7 @@ def test_market_maker_stays_out_when_volatility_leaves_no_sensible_quote(monkeyp
     def quotes():
         out = Outbox(mm)
         mm.quote(out, mm.equity())
-        return [r for o in out.orders() for r in o.requests]
+        return out.sheet().lots.tolist()
 
     for sigma in (1.0, 1e6):
         monkeypatch.setattr(model.market, "venue_vols", lambda seconds, sigma=sigma: np.array([sigma]))
@@ -631,12 +634,69 @@ def test_orders_of_all_populations_arrive_in_one_shuffled_order(monkeypatch):
     quote(model, 49_990.0, 50_010.0, qty=1_000.0)
     seen = []
 
-    def record(exchange, arrivals):
-        seen.append([o.population.kind for o in arrivals])
-        return send(exchange, arrivals)
+    def record(exchange, sheets, arrival):
+        kinds = np.concatenate([np.full(len(s.members), s.population.kind) for s in sheets])
+        seen.append(kinds[arrival].tolist())
+        return send(exchange, sheets, arrival)
 
     monkeypatch.setattr("sim.model.send", record)
     for _ in range(10):
         model.step()
     assert len(seen) == 10 and {kinds[0] for kinds in seen} == {"noise", "fcn"}
     assert all(kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True) for kinds in seen)
+
+
+def test_send_gives_each_member_what_its_cancels_then_submit_or_submit_many_would():
+    """`send` (one batch for the step, several-order members as groups) against the
+    loop it stands for: per member in arrival order, `cancel` each id, then `submit` its
+    order or `submit_many` its orders; same outcomes (ids, rejects, rested and filled
+    lots, last fill price) and ledger."""
+    pops = "".join(
+        [
+            population("market_maker", "levels = 2", count=3, collateral=3_000_000.0),
+            population("market_maker", "levels = 2", count=3, collateral=1_000.0),  # a ladder too big for one check
+            population("noise", "interval_seconds = 2.0", count=40, collateral=50_000.0),
+            population("fcn", "interval_seconds = 5.0", count=30, collateral=100_000.0),
+        ]
+    )
+    model = build(pops)
+    for _ in range(30):
+        model.step()
+    sheets = [pop.decide() for pop in model.actors]
+    assert any((s.n_orders > 1).any() for s in sheets) and any(s.n_cancels.any() for s in sheets)
+    arrival = np.random.default_rng(7).permutation(sum(len(s.members) for s in sheets))
+    loop = copy.deepcopy(model.exchange)
+    outcomes = send(model.exchange, sheets, arrival)
+    kind_of = {code: kind for kind, code in KIND_CODES.items()}
+    slots = [
+        (s, i, int(s.n_cancels[:i].sum()), int(s.n_orders[:i].sum())) for s in sheets for i in range(len(s.members))
+    ]
+    expected = {}
+    for s, i, first_cancel, first_order in (slots[k] for k in arrival):
+        for order_id in s.cancel_ids[first_cancel : first_cancel + s.n_cancels[i]].tolist():
+            loop.cancel(order_id)
+        rows = range(first_order, first_order + s.n_orders[i])
+        requests = []
+        for r in rows:
+            inst = loop.instruments[s.instrument[r]]
+            qty, price = inst.qty(int(s.lots[r])), inst.price(int(s.ticks[r]))
+            kind = kind_of[int(s.kind[r])]
+            requests.append(
+                OrderRequest(int(s.instrument[r]), Side(int(s.side[r])), qty, price, kind, s.reduce_only[r])
+            )
+        account = int(s.accounts[i])
+        if len(requests) == 1:
+            (one,) = requests
+            results = [loop.submit(account, one.instrument, one.side, one.qty, one.price, one.kind, one.reduce_only)]
+        else:
+            results = loop.submit_many(account, requests)
+        for r, res in zip(rows, results, strict=True):
+            last = res.fills[-1].price if res.fills else -1
+            expected[id(s), r] = (res.order_id, res.reject, res.rested, res.filled, last)
+    for s, outcome in zip(sheets, outcomes, strict=True):
+        columns = (outcome.order_id, outcome.reject, outcome.rested, outcome.filled, outcome.last_fill_ticks)
+        for r, (order_id, reject, rested, filled, last) in enumerate(zip(*(c.tolist() for c in columns), strict=True)):
+            assert (order_id, EXCHANGE_REJECTS[reject], rested, filled, last) == expected[id(s), r]
+    assert any(reject is RejectReason.INSUFFICIENT_MARGIN for _, reject, *_ in expected.values())
+    for name in ("balances", "positions", "open_bids", "open_asks"):
+        assert np.array_equal(getattr(model.exchange.ledger, name), getattr(loop.ledger, name)), name
