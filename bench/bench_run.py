@@ -5,7 +5,8 @@ This VM's speed drifts by up to +-20 % between runs, so the old code's baseline 
 ``git worktree`` of ``--old`` in a temporary folder, its own ``configs/baseline.toml``)
 runs in a subprocess right before the new one, and the ratio is printed. Then the new
 workload with 10x agents (every population scaled) for ``--scaled-steps`` steps shows
-how the cost per step grows.
+how the cost per step grows, and with ``--old``, the old code's order events/s at that
+size (issue 11's target: >= 10x at 10,000 agents against 04fd630, the code before it).
 Run: ``python bench/bench_run.py [--steps N] [--old REV] [--scaled-steps N] [--scale K]``.
 """
 
@@ -60,11 +61,12 @@ def run_old(rev: str, code: str) -> object:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_old(rev: str, steps: int) -> tuple[float, int, int, int]:
-    """`measure` of the baseline at commit ``rev``, in a worktree of it and a subprocess."""
+def measure_old(rev: str, overrides: list[str]) -> tuple[float, int, int, int]:
+    """`measure` of the baseline with ``overrides`` at commit ``rev``, in a worktree of it
+    and a subprocess."""
     code = (
         "from bench_run import measure; from sim.runtime import tune_runtime; tune_runtime();"
-        f"print(json.dumps(measure(['steps={steps}'])))"
+        f"print(json.dumps(measure({overrides!r})))"
     )
     return tuple(run_old(rev, code))
 
@@ -84,16 +86,25 @@ def main() -> None:
     parser.add_argument("--scaled-steps", type=int, default=200)
     args = parser.parse_args()
     tune_runtime()
-    old = measure_old(args.old, args.steps) if args.old else None
+    old = measure_old(args.old, [f"steps={args.steps}"]) if args.old else None
     if old:
         report(f"old baseline ({args.old})", *old)
     new = measure([f"steps={args.steps}"])
     report("baseline", *new)
     if old:
-        print(f"new / old wall time: {new[0] / old[0]:.2f} (target <= 1.5)")
+        print(f"new / old wall time: {new[0] / old[0]:.2f} (old / new: {old[0] / new[0]:.2f}x faster)")
     base = load_config(CONFIG)
-    scaled = [f"populations.{i}.count={p.count * args.scale}" for i, p in enumerate(base.populations)]
-    report(f"{args.scale}x agents", *measure([f"steps={args.scaled_steps}", *scaled]))
+    scaled = [
+        f"steps={args.scaled_steps}",
+        *(f"populations.{i}.count={p.count * args.scale}" for i, p in enumerate(base.populations)),
+    ]
+    new = measure(scaled)
+    report(f"{args.scale}x agents", *new)
+    if old:
+        old = measure_old(args.old, scaled)
+        report(f"old, {args.scale}x agents ({args.old})", *old)
+        ratio = (new[3] / new[0]) / (old[3] / old[0])
+        print(f"order events/s at {args.scale}x agents, new / old: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

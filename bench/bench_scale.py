@@ -13,7 +13,7 @@ Prints, in this order:
 3. the cost per step of the scale crash at 1,000, 10,000 and 100,000 trader accounts
    (every population scaled; ``--series-steps`` steps, before the shock);
 4. the whole scale crash: wall time (building the model, the run and its tables), peak
-   memory (the process's maximum resident set, ``resource.getrusage``), order events
+   memory (the process's maximum resident set, `peak_mb`), order events
    (orders + cancels) per second and the ratio to the old baseline's wall time (target
    <= 4, peak <= 2 GB).
 
@@ -72,8 +72,22 @@ def measure(overrides: list[str]) -> dict:
         "accounts": sum(p.count for p in config.populations),
         "steps": config.steps,
         "events": model.exchange.n_orders + model.exchange.n_cancels,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "peak_mb": peak_mb(),
     }
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory, MB: ``VmHWM`` of its address space (Linux keeps
+    ``getrusage``'s ``ru_maxrss`` across ``execve``, so a child started by a process that
+    had grown larger would report the parent's peak); ``ru_maxrss`` elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure_in_child(overrides: list[str]) -> dict:
@@ -153,7 +167,7 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(measure(json.loads(args.child))))
         return
-    old = measure_old(args.old, 2000) if args.old else None
+    old = measure_old(args.old, ["steps=2000"]) if args.old else None
     if old:
         report(f"old baseline ({args.old}, configs/baseline.toml)", *old)
     print_propagator("impact propagator", [propagator_step_us(steps) for steps in PROPAGATOR_STEPS])
