@@ -293,23 +293,36 @@ def collateral_and_debt_margin(
 def position_risk(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> PositionRisk:
     """Unrealized PnL (net of accrued funding), notional and MM of every position (IM on demand)."""
     # In-place arithmetic on results that keep the ledger's Fortran order: few temporaries.
-    marks = prices.marks
     size = portfolio.positions * portfolio.lot_sizes  # base units
-    # U = q (M - e) - q (Phi - phi) = q ((M - Phi) - e + phi)
-    unrealized = (marks - prices.cum_funding) - portfolio.entry
-    unrealized += portfolio.funding_index
-    unrealized *= size
     notional = np.abs(size)
-    notional *= marks
+    notional *= prices.marks
     collateral, debt_maint = collateral_and_debt_margin(portfolio.balances, prices.asset_prices, rules)
     return PositionRisk(
         collateral=collateral,
-        unrealized=unrealized,
+        unrealized=unrealized_pnl(portfolio, prices, size),
         notional=notional,
         maint=rules.tiers.maintenance(notional),
         source=(portfolio, prices, rules),
         liability_maint=debt_maint,
     )
+
+
+def unrealized_pnl(portfolio: Portfolio, prices: MarketPrices, size: np.ndarray | None = None) -> np.ndarray:
+    """(A, I) unrealized PnL net of accrued funding, USD: ``q ((M - Phi) - e + phi)``
+    (``size``: the positions in base units, if already computed)."""
+    size = portfolio.positions * portfolio.lot_sizes if size is None else size
+    unrealized = (prices.marks - prices.cum_funding) - portfolio.entry
+    unrealized += portfolio.funding_index
+    unrealized *= size
+    return unrealized
+
+
+def equity(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> np.ndarray:
+    """(A,) every account's equity, USD, to the bit as the health functions add it up,
+    without the margin requirements: for rankings over many accounts, such as ADL's.
+    (A cross account's isolated margin is zero, so cross and isolated sums agree.)"""
+    collateral = collateral_value(portfolio.balances, prices.asset_prices, rules)
+    return collateral + _row_sum(portfolio.isolated_margin + unrealized_pnl(portfolio, prices))
 
 
 def position_initial(portfolio: Portfolio, prices: MarketPrices, rules: MarginRules) -> np.ndarray:

@@ -206,7 +206,7 @@ def adl_counterparties(close: Close) -> list[int]:
     candidates = _opposite(close)
     traders = candidates[candidates >= N_SYSTEM]
     if traders.size:
-        equity = ex.health_at(ex.marks, ex.asset_prices, traders).equity
+        equity = ex.equity_of(traders)
         mark = float(ex.marks[m])
         notional = np.abs(ex.ledger.positions[traders, m]) * ex.instruments[m].lot_size * mark
         scores = adl_scores(np.full(traders.size, -close.side), ex.ledger.entry[traders, m], mark, notional, equity)

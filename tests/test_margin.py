@@ -8,7 +8,9 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from sim.instruments import MarginTiers
+from sim.exchange import Exchange
+from sim.instruments import CollateralAsset, Instrument, MarginTiers
+from sim.ledger import GENESIS, N_SYSTEM, USD
 from sim.margin import (
     MarginRules,
     MarketPrices,
@@ -25,7 +27,7 @@ from sim.margin import (
     mixed_health,
     partial_liquidation_size,
 )
-from tests.conftest import E0_TIERS
+from tests.conftest import E0_TIERS, eth
 
 # ----------------------------------------------------------------------- E0 tiers
 
@@ -379,3 +381,25 @@ def test_mixed_modes_match_each_mode_row_by_row():
         assert bankruptcy_prices(mixed)[row] == pytest.approx(bankruptcy_prices(alone)[row], nan_ok=True)
         assert liquidation_prices(mixed)[row] == pytest.approx(liquidation_prices(alone)[row], nan_ok=True)
     assert mixed.liquidatable[0].tolist() == [True, False] and not mixed.account_liquidatable[1]
+
+
+@pytest.mark.parametrize("isolated_share", [0.0, 0.5, 1.0])
+def test_equity_alone_is_health_s_equity_to_the_bit(isolated_share):
+    """ADL ranks every opposite position by equity; it asks for equity alone."""
+    rng = np.random.default_rng(7)
+    btc = Instrument("BTC", tick_size=0.1, lot_size=0.001, tiers=E0_TIERS)
+    ex = Exchange(
+        [btc, eth()], [CollateralAsset("USD"), CollateralAsset("BTC", 0.9, 1.1, 0.05)], 40, [50_000.0, 3_000.0]
+    )
+    for account in range(N_SYSTEM, N_SYSTEM + 40):
+        ex.ledger.deposit(account, USD, float(rng.uniform(-1_000, 50_000)))
+        ex.ledger.deposit(account, 1, float(rng.uniform(-0.1, 0.5)))
+        ex.ledger.set_isolated(account, bool(rng.random() < isolated_share))
+        for m, price in enumerate((50_000.0, 3_000.0)):
+            ex.ledger.trade_between(
+                account, GENESIS, m, int(rng.integers(-40_000, 40_000)), price * rng.uniform(0.9, 1.1), 0.0
+            )
+    ex.accrue_funding(np.array([3.0, -0.2]))
+    ex.set_prices([51_000.0, 2_950.0], [51_000.0, 2_950.0])
+    rows = np.sort(rng.choice(np.arange(N_SYSTEM, N_SYSTEM + 40), 25, replace=False))
+    assert np.array_equal(ex.equity_of(rows), ex.health_at(ex.marks, ex.asset_prices, rows).equity)
