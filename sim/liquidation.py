@@ -3,7 +3,9 @@ and the loss waterfall.
 
 The engine's parts, after dYdX v4's split of detection from execution:
 
-- detection: one vectorized health scan of every account (`CascadeAttribution.scan`);
+- detection: which accounts are liquidatable, from `sim.health_watch.LiquidatableWatch`
+  (a full margin pass's answer, recomputing only the accounts near their line or whose
+  ledger row changed), at every scan and after every liquidation;
 - sizing: pure functions of `sim.margin` (`liquidation_size`, `bankruptcy_prices`), the
   same ones the MARGIN-SPEC tests check;
 - execution: this module, an IOC order into the book, then the loss waterfall;
