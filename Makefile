@@ -51,7 +51,7 @@ bench: $(VENV)/.installed
 bench-scale: $(VENV)/.installed
 	$(PY) bench/bench_scale.py
 
-# The stylized-facts validation (long: ~15-25 min on 2 cores); exits 1 if a target misses.
+# The stylized-facts validation (long: 10-20 min on 2 cores); exits 1 if a target misses.
 validate: $(VENV)/.installed
 	$(PY) validation/stylized_facts.py
 
