@@ -86,16 +86,20 @@ class Ledger:
         return self.balances.shape[0]
 
     def portfolio(self, rows: slice | np.ndarray | None = None) -> Portfolio:
-        """The margin module's view of some rows (all by default): no copies for slices."""
+        """The margin module's view of some rows (all by default): no copies for slices;
+        rows picked by an index array are copied in Fortran order, as the ledger stores
+        them, so the margin sums (BLAS products over columns) give each row the bits a
+        pass over every account gives it (`sim.health_watch` relies on that)."""
         sel = slice(None) if rows is None else rows
+        pick = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: np.asfortranarray(a[sel]))
         return Portfolio(
-            balances=self.balances[sel],
-            positions=self.positions[sel],
-            entry=self.entry[sel],
-            funding_index=self.funding_index[sel],
-            isolated_margin=self.isolated_margin[sel],
-            open_bids=self.open_bids[sel],
-            open_asks=self.open_asks[sel],
+            balances=pick(self.balances),
+            positions=pick(self.positions),
+            entry=pick(self.entry),
+            funding_index=pick(self.funding_index),
+            isolated_margin=pick(self.isolated_margin),
+            open_bids=pick(self.open_bids),
+            open_asks=pick(self.open_asks),
             lot_sizes=self.lot_sizes,
         )
 
@@ -184,7 +188,7 @@ class Ledger:
             maker_fees,
             start,
         )
-        self._touch(np.concatenate([takers[start:done], makers[start:done]]))
+        self._touch(np.concatenate([takers[start:done], makers[start:done], [FEE_POOL]]))
         return done
 
     def _settlement_arrays(self) -> tuple[np.ndarray, ...]:

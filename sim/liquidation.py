@@ -216,7 +216,7 @@ class LiquidationEngine:
         self._health_of: tuple[int, Health] | None = None
         is_trader = np.arange(exchange.ledger.n_accounts) >= N_SYSTEM
         self.attribution = CascadeAttribution(exchange, is_trader)
-        #: The liquidatable flags between full passes (one full pass per step).
+        #: Which accounts are liquidatable, between full passes (`sim.health_watch`).
         self.watch = LiquidatableWatch(exchange, is_trader)
         #: (holder, instrument, lots, row id) taken over in the liquidation being closed.
         self._takeovers: list[tuple[int, int, int, int]] = []

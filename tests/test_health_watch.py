@@ -12,6 +12,7 @@ from sim.health_watch import LiquidatableWatch
 from sim.instruments import CollateralAsset, Instrument
 from sim.ledger import GENESIS, N_SYSTEM, USD
 from tests.conftest import E0_TIERS, eth
+from tests.conftest import btc as flat_btc
 
 N_TRADERS = 12
 BTC_ASSET = 1
@@ -137,3 +138,21 @@ def test_an_isolated_account_in_debt_is_watched_for_its_collateral_price():
     assert not watch.liquidatable()[account]
     ex.set_prices([50_100.0, 3_000.0], [50_100.0, 3_000.0])
     assert watch.liquidatable()[account] and np.array_equal(watch.liquidatable(), full(ex, is_trader))
+
+
+def test_recomputed_rows_get_the_bits_of_a_full_pass():
+    """Rows picked by an index array were C-ordered copies, and BLAS summed their
+    collateral to another last bit than the full pass: an account within that bit of its
+    line got another flag (found in review; three collateral assets, a debt)."""
+    collateral = [CollateralAsset("USD"), CollateralAsset("BTC", 0.9, 1.1, 0.05), CollateralAsset("ETH", 0.8, 1.2, 0.1)]
+    ex = Exchange([flat_btc(), eth()], collateral, 30, [50_000.0, 3_000.0], FeeSchedule(0.0, 0.0))
+    ledger, account = ex.ledger, 29
+    is_trader = np.arange(ledger.n_accounts) >= N_SYSTEM
+    ledger.deposit(account, 1, -0.012711115168446615)
+    ledger.deposit(account, 2, 17.16234510409263)
+    watch = LiquidatableWatch(ex, is_trader, refresh_share=1.0)
+    watch.liquidatable()
+    for other in (4, 5, 6, 9, 12, 13, 19, 20, 22, 23, 25, 28, 31, 32, 33):
+        ledger.deposit(other, USD, 1.0)
+    ledger.deposit(account, USD, -40458.739127636625)  # onto its line, within a bit
+    assert np.array_equal(watch.liquidatable(), full(ex, is_trader))
