@@ -65,8 +65,8 @@ class LiquidatableWatch:
         self.is_trader = is_trader
         self.refresh_share = refresh_share
         tiers = exchange.rules.tiers
-        #: (I,) highest maintenance rate of each instrument's tiers.
-        self._mmr_max = np.where(np.isfinite(tiers.floors), tiers.mmr, 0.0).max(axis=1)
+        #: (I,) highest maintenance rate of each instrument's tiers (padding tiers have 0).
+        self._mmr_max = tiers.mmr.max(axis=1)
         rules = exchange.rules
         liability_mmr = 0.0 if rules.liability_mmr is None else rules.liability_mmr
         #: (S,) USD of slack one unit of balance can lose per USD of its asset's price move.
@@ -89,7 +89,7 @@ class LiquidatableWatch:
         self._low = _slack(health)
         self._high = self._low.copy()
         self._exposure = self._exposure_of(slice(None))
-        self._rebase()
+        self._rebase(self._price_vector())
         self._flags = health.account_liquidatable & self.is_trader
         self.recomputed = np.arange(self.is_trader.size)
         return self._flags
@@ -116,15 +116,15 @@ class LiquidatableWatch:
         low[rows] = slack
         high[rows] = slack
         self._exposure[changed] = self._exposure_of(changed)
-        self._rebase()
+        self._rebase(prices)
         # only recomputed rows can change flag: a row left alone kept its bounds' side of 0
         self._flags = self._flags.copy()  # callers keep the previous answer
         self._flags[rows] = slack < 0.0  # liquidatable iff slack < 0 (IEEE: a - b < 0 iff a < b)
         return self._flags
 
-    def _rebase(self) -> None:
-        """The bounds now stand at the current prices and ledger."""
-        self._prices = self._price_vector()
+    def _rebase(self, prices: np.ndarray) -> None:
+        """The bounds now stand at ``prices`` (`_price_vector` now) and the current ledger."""
+        self._prices = prices
         self._version = self.exchange.ledger.clock
 
     def _exposure_of(self, rows) -> np.ndarray:

@@ -64,9 +64,9 @@ class TierTable:
         Most positions sit in the first tier, so that is computed for all of them with
         one broadcast and only the entries at or above the second floor are looked up
         tier by tier (a full (..., I, K) comparison would cost ~10x more). The lookup
-        works on Fortran-ordered arrays, as the ledger's columns are; other inputs (rows
-        picked by an index array are C-ordered) are copied to that order first, and the
-        result is Fortran-ordered.
+        works on Fortran-ordered arrays, as the ledger's columns (and `Ledger.portfolio`'s
+        picked rows) are; other inputs are copied to that order first, and the result is
+        Fortran-ordered.
         """
         out = notional * rates[:, 0]
         if self.floors.shape[1] == 1:

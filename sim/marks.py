@@ -83,22 +83,19 @@ class MedianMark:
         self._samples = np.zeros((self.window, n_instruments))
         self._count = 0
         self.funding_basis = np.zeros(n_instruments)
-        self._basis_average = np.zeros(n_instruments)
+        #: (I,) moving average of the book's basis, USD (it changes only with `observe`).
+        self.basis_average = np.zeros(n_instruments)
 
     def observe(self, index: np.ndarray, mid: np.ndarray, funding_basis: np.ndarray) -> None:
         """Record one basis sample ``mid - I`` (0 where a side is empty) and ``F tau / T``."""
         self._samples[self._count % self.window] = np.where(np.isnan(mid), 0.0, mid - index)
         self._count += 1
         self.funding_basis = np.asarray(funding_basis, dtype=float).copy()
-        self._basis_average = self._samples[: min(self._count, self.window)].mean(axis=0)
-
-    def basis_average(self) -> np.ndarray:
-        """(I,) moving average of the book's basis, USD (it changes only with `observe`)."""
-        return self._basis_average
+        self.basis_average = self._samples[: min(self._count, self.window)].mean(axis=0)
 
     def __call__(self, index: np.ndarray, last: np.ndarray, last_age: np.ndarray) -> np.ndarray:
         fresh = ~np.isnan(last) & (last_age <= self.stale_seconds)
-        a, b = index * (1.0 + self.funding_basis), index + self._basis_average
+        a, b = index * (1.0 + self.funding_basis), index + self.basis_average
         c = np.where(fresh, last, index)
         # the median of three, as np.median picks it, without its generic machinery
         # (the engine recomputes the marks after every liquidation)
