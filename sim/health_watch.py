@@ -19,16 +19,24 @@ the slack by at most::
 
     sum_m |q_m| (|dF_m| + mmr_max,m |dM_m|) + sum_s |b_s| |dP_s| (max(w_s, w'_s) + l_s)
 
-(``w``: collateral weight, ``w'``: liability weight, ``l``: liability MMR). At each
-question the bounds widen by that much. An account whose bounds stay on one side of zero
-keeps its flag (healthy ones far from their line, and the ones deep under it that wait
-for their turn in a crash); every other account, and every account whose ledger row
-changed since the last question (`sim.ledger.Ledger.row_version`), is recomputed
-exactly, and its bounds close on its exact slack. The answer is therefore the full
-pass's, bit for bit (a property test compares them); a question costs a few (A,) vector
-operations (two per price that moved) plus the rows near their line. Bounds loosen as
-prices wander, so when the rows to recompute pass a share of the accounts a full pass
-resets them.
+(``w``: collateral weight, ``w'``: liability weight, ``l``: liability MMR): the row's
+(P,) *exposure* ``e_i`` (P = 2I + S prices) dotted with the moves. Summed along the
+path, the slack has moved by at most ``e_i . (T - T_i)``, where ``T`` is each price's
+total variation (its *travel*) since the last full pass and ``T_i`` the travel when the
+row was last computed exactly. An account is recomputed when that bound reaches its
+distance to zero (``threshold``), and whenever its ledger row changed since the last
+question (`sim.ledger.Ledger.row_version`); every other account keeps its flag (healthy
+ones far from their line, and the ones deep under it that wait for their turn in a
+crash). The answer is therefore the full pass's, bit for bit (a property test compares
+them).
+
+A question costs one compiled pass over the accounts that reads two numbers per row:
+a scalar clock ``tau`` (the travel of the price that moved most, relative to its level)
+and the row's *key*, the ``tau`` at which ``e_i . (T - T_i)`` could first reach its
+distance (from ``e_i . scale``); the exact dot product is taken only for rows past their
+key, and the margin state only for rows past their threshold. Bounds loosen as prices
+wander, so when the rows to recompute pass a share of the accounts a full pass resets
+them.
 """
 
 from __future__ import annotations
@@ -43,9 +51,15 @@ from sim.margin import Health
 #: margin state of rows picked by an index costs about 3x a full pass's per row (copies
 #: of the rows; measured at 100,000 x 3: 3,000 rows 0.9 ms, 30,000 rows about a full pass).
 REFRESH_SHARE = 0.15
-#: Relative and absolute (USD) slack on the bound: float rounding in the margin sums.
-_RELATIVE_SLACK = 1e-9
+#: Absolute (USD) and relative (per USD of `LiquidatableWatch._anchor`'s weight, about
+#: the gross value of the row) room for float rounding in the margin sums.
 _ABSOLUTE_SLACK = 1e-6
+_RELATIVE_SLACK = 1e-9
+#: Relative room in the first, scalar test (`_unsure`), for the rounding of its sum.
+_KEY_SLACK = 1e-6
+#: A full pass once prices have travelled this many times their levels since the last
+#: one, so the rounding of the travel sums stays far below `_RELATIVE_SLACK`.
+_TAU_LIMIT = 1e3
 
 
 class LiquidatableWatch:
@@ -72,12 +86,20 @@ class LiquidatableWatch:
         #: (S,) USD of slack one unit of balance can lose per USD of its asset's price move.
         self._balance_rate = np.maximum(rules.weights, rules.liability_weights) + liability_mmr
         self._version = -1
-        #: (A,) lower and upper bounds of each account's slack at `_prices`, USD.
-        self._low = np.empty(0)
-        self._high = np.empty(0)
-        #: (A, 2I + S) slack lost (or gained) per unit move of each entry of `_price_vector`.
-        self._exposure = np.empty((0, 0), order="F")
+        #: (P,) the price vector (`_price_vector`) at the last question.
         self._prices = np.empty(0)
+        #: (P,) each price's total variation since the last full pass, USD.
+        self._travel = np.empty(0)
+        #: Total variation in units of `_scale` (the largest of the prices' per question).
+        self._tau = 0.0
+        #: (P,) the price levels of the last full pass (any positive scale is correct).
+        self._scale = np.empty(0)
+        #: (A, P) slack lost (or gained) per unit move of each price, USD per USD.
+        self._exposure = np.empty((0, 0), order="F")
+        #: (A,) a row may have crossed its line once ``exposure_i . travel`` reaches it.
+        self._threshold = np.empty(0)
+        #: (A,) ... and not before `_tau` reaches this (a cheap first test).
+        self._key = np.empty(0)
         #: The last answer, valid while nothing changes.
         self._flags = np.empty(0, dtype=bool)
         #: (R,) the rows the last question computed exactly (every row after a full pass).
@@ -86,12 +108,19 @@ class LiquidatableWatch:
     def refresh(self) -> np.ndarray:
         """A full pass now: exact slacks at the current prices. Returns the (A,) flags."""
         health = self.exchange.health()
-        self._low = _slack(health)
-        self._high = self._low.copy()
+        prices = self._price_vector()
+        self._prices = prices
+        self._scale = np.where(prices != 0.0, np.abs(prices), 1.0)
+        self._travel = np.zeros_like(prices)
+        self._tau = 0.0
         self._exposure = self._exposure_of(slice(None))
-        self._rebase(self._price_vector())
+        self._threshold = np.empty(self.is_trader.size)
+        self._key = np.empty(self.is_trader.size)
+        every = np.arange(self.is_trader.size)
+        self._anchor(every, _slack(health))
+        self._version = self.exchange.ledger.clock
         self._flags = health.account_liquidatable & self.is_trader
-        self.recomputed = np.arange(self.is_trader.size)
+        self.recomputed = every
         return self._flags
 
     def liquidatable(self) -> np.ndarray:
@@ -104,31 +133,44 @@ class LiquidatableWatch:
         move = np.abs(prices - self._prices)
         if ledger.clock == self._version and not move.any():
             return self._flags  # nothing changed since the last question
-        low, high = self._low, self._high
-        moved = np.flatnonzero(move)
-        rows, changed = _widen(
-            low, high, self._exposure, moved, move[moved], ledger.row_version, self._version, self.is_trader
+        self._travel += move
+        self._tau += float((move / self._scale).max())
+        self._prices = prices
+        rows, changed = _unsure(
+            self._key,
+            self._tau,
+            self._threshold,
+            self._exposure,
+            self._travel,
+            ledger.row_version,
+            self._version,
+            self.is_trader,
         )
-        if rows.size > self.refresh_share * low.size:
+        if rows.size > self.refresh_share * self.is_trader.size or self._tau > _TAU_LIMIT:
             return self.refresh()
+        self._version = ledger.clock
         self.recomputed = rows
-        slack = _slack(ex.health_at(ex.marks, ex.asset_prices, rows))
-        low[rows] = slack
-        high[rows] = slack
         self._exposure[changed] = self._exposure_of(changed)
-        self._rebase(prices)
-        # only recomputed rows can change flag: a row left alone kept its bounds' side of 0
+        slack = _slack(ex.health_at(ex.marks, ex.asset_prices, rows))
+        self._anchor(rows, slack)
+        # only recomputed rows can change flag: the others are still on their side of 0
         self._flags = self._flags.copy()  # callers keep the previous answer
         self._flags[rows] = slack < 0.0  # liquidatable iff slack < 0 (IEEE: a - b < 0 iff a < b)
         return self._flags
 
-    def _rebase(self, prices: np.ndarray) -> None:
-        """The bounds now stand at ``prices`` (`_price_vector` now) and the current ledger."""
-        self._prices = prices
-        self._version = self.exchange.ledger.clock
+    def _anchor(self, rows: np.ndarray, slack: np.ndarray) -> None:
+        """``rows`` have exact (R,) ``slack`` now: the travel that may bring them to their
+        line starts from here."""
+        exposure = self._exposure[rows]  # (R, P)
+        weight = exposure @ self._scale  # (R,) slack lost per unit of tau, at most
+        reach = np.abs(slack) - (_ABSOLUTE_SLACK + _RELATIVE_SLACK * weight)
+        self._threshold[rows] = reach + exposure @ self._travel
+        with np.errstate(divide="ignore", invalid="ignore"):
+            key = np.where(weight > 0.0, reach / weight * (1.0 - _KEY_SLACK), np.where(reach > 0.0, np.inf, -np.inf))
+        self._key[rows] = self._tau + key
 
     def _exposure_of(self, rows) -> np.ndarray:
-        """(R, 2I + S) the slack ``rows`` lose per unit move of each price, USD. Collateral
+        """(R, P) the slack ``rows`` lose per unit move of each price, USD. Collateral
         prices move an isolated account's slack only through its debt (its positions
         stand on their own margins), so an isolated account without debt has none."""
         ledger = self.exchange.ledger
@@ -140,8 +182,8 @@ class LiquidatableWatch:
         )
 
     def _price_vector(self) -> np.ndarray:
-        """(2I + S,) what the slack depends on: ``M - Phi`` per instrument, the marks, the
-        collateral prices."""
+        """(P,) = (2I + S,) what the slack depends on: ``M - Phi`` per instrument, the
+        marks, the collateral prices."""
         ex = self.exchange
         return np.concatenate([ex.marks - ex.cum_funding, ex.marks, ex.asset_prices])
 
@@ -160,30 +202,30 @@ def _slack(health: Health) -> np.ndarray:
 
 
 @njit(cache=True)
-def _widen(low, high, exposure, moved, move, row_version, version, is_trader):
-    """Widen every row's slack bounds (A,) ``low`` / ``high`` in place by its bound for
-    the price moves ``move`` (USD, >= 0) of the columns ``moved`` of (A, 2I + S)
-    ``exposure``, with the float slack of the module. Returns ``(unsure, changed)``:
-    the trader rows whose slack may have changed sign or whose ledger row changed since
+def _unsure(key, tau, threshold, exposure, travel, row_version, version, is_trader):
+    """The rows to compute exactly now. Returns ``(unsure, changed)``: the trader rows
+    whose slack may have reached 0 (first test: (A,) ``key <= tau``; then the bound
+    ``exposure_i . travel >= threshold_i`` over the (A, P) exposures and the (P,)
+    travel) or whose ledger row changed since
     ``version``, and all rows whose ledger row changed, ascending."""
-    n = low.shape[0]
-    bound = np.full(n, _ABSOLUTE_SLACK)
-    for j in range(moved.shape[0]):  # column by column: each is contiguous
-        column, step = exposure[:, moved[j]], move[j] * (1.0 + _RELATIVE_SLACK)
-        for i in range(n):
-            bound[i] += column[i] * step
+    n, n_prices = exposure.shape
     unsure = np.empty(n, np.int64)
     changed = np.empty(n, np.int64)
     n_unsure = 0
     n_changed = 0
     for i in range(n):
-        low[i] -= bound[i]
-        high[i] += bound[i]
         touched = row_version[i] > version
         if touched:
             changed[n_changed] = i
             n_changed += 1
-        if is_trader[i] and (touched or (low[i] < 0.0 and high[i] >= 0.0)):
+        if not is_trader[i]:
+            continue
+        if not touched and key[i] <= tau:
+            bound = 0.0
+            for j in range(n_prices):
+                bound += exposure[i, j] * travel[j]
+            touched = bound >= threshold[i]
+        if touched:
             unsure[n_unsure] = i
             n_unsure += 1
     return unsure[:n_unsure], changed[:n_changed]
