@@ -57,7 +57,7 @@ from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWat
 from sim.book_kernels import OUT_ACCOUNT, OUT_FILL, OUT_ID, OUT_KIND, OUT_LOTS, OUT_PRICE, OUT_SIDE, OUT_STP, OUT_TAKER
 from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
-from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, equity, mixed_health
+from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
@@ -231,10 +231,6 @@ class Exchange:
         """Margin state of some accounts at hypothetical prices (for counterfactuals)."""
         prices = MarketPrices(marks, asset_prices, self.cum_funding)
         return mixed_health(self.ledger.portfolio(rows), prices, self.rules, self.ledger.isolated[rows])
-
-    def equity_of(self, rows: np.ndarray) -> np.ndarray:
-        """(R,) equity of some accounts at the marks, USD, as `health_at` gives it."""
-        return equity(self.ledger.portfolio(rows), self.prices(), self.rules)
 
     def account_health(self, account: int) -> Health:
         """Margin state of one account, as one-row arrays."""

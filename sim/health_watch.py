@@ -100,6 +100,8 @@ class LiquidatableWatch:
         self._threshold = np.empty(0)
         #: (A,) ... and not before `_tau` reaches this (a cheap first test).
         self._key = np.empty(0)
+        #: (A,) the most slack a row can lose per unit of `_tau`, USD.
+        self._weight = np.empty(0)
         #: The last answer, valid while nothing changes.
         self._flags = np.empty(0, dtype=bool)
         #: (R,) the rows the last question computed exactly (every row after a full pass).
@@ -116,6 +118,7 @@ class LiquidatableWatch:
         self._exposure = self._exposure_of(slice(None))
         self._threshold = np.empty(self.is_trader.size)
         self._key = np.empty(self.is_trader.size)
+        self._weight = np.empty(self.is_trader.size)
         every = np.arange(self.is_trader.size)
         self._anchor(every, _slack(health))
         self._version = self.exchange.ledger.clock
@@ -140,6 +143,7 @@ class LiquidatableWatch:
             self._key,
             self._tau,
             self._threshold,
+            self._weight,
             self._exposure,
             self._travel,
             ledger.row_version,
@@ -163,6 +167,7 @@ class LiquidatableWatch:
         line starts from here."""
         exposure = self._exposure[rows]  # (R, P)
         weight = exposure @ self._scale  # (R,) slack lost per unit of tau, at most
+        self._weight[rows] = weight
         reach = np.abs(slack) - (_ABSOLUTE_SLACK + _RELATIVE_SLACK * weight)
         self._threshold[rows] = reach + exposure @ self._travel
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -202,12 +207,14 @@ def _slack(health: Health) -> np.ndarray:
 
 
 @njit(cache=True)
-def _unsure(key, tau, threshold, exposure, travel, row_version, version, is_trader):
+def _unsure(key, tau, threshold, weight, exposure, travel, row_version, version, is_trader):
     """The rows to compute exactly now. Returns ``(unsure, changed)``: the trader rows
     whose slack may have reached 0 (first test: (A,) ``key <= tau``; then the bound
     ``exposure_i . travel >= threshold_i`` over the (A, P) exposures and the (P,)
-    travel) or whose ledger row changed since
-    ``version``, and all rows whose ledger row changed, ascending."""
+    travel) or whose ledger row changed since ``version``, and all rows whose ledger
+    row changed, ascending. A row past its key and short of its threshold gets the key
+    at which the rest of its reach could be spent (``weight``: the most slack it loses
+    per unit of ``tau``), so its bound is taken again only when that much has moved."""
     n, n_prices = exposure.shape
     unsure = np.empty(n, np.int64)
     changed = np.empty(n, np.int64)
@@ -225,6 +232,8 @@ def _unsure(key, tau, threshold, exposure, travel, row_version, version, is_trad
             for j in range(n_prices):
                 bound += exposure[i, j] * travel[j]
             touched = bound >= threshold[i]
+            if not touched:
+                key[i] = tau + (threshold[i] - bound) / weight[i] * (1.0 - _KEY_SLACK)
         if touched:
             unsure[n_unsure] = i
             n_unsure += 1

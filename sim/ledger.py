@@ -92,7 +92,7 @@ class Ledger:
         pass over every account gives it (`sim.health_watch` relies on that)."""
         sel = slice(None) if rows is None else rows
         # a gather along the contiguous columns: 5x faster than a[sel] on Fortran arrays
-        pick = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: np.take(a.T, sel, axis=1).T)
+        pick = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: a.T.take(sel, axis=1).T)
         return Portfolio(
             balances=pick(self.balances),
             positions=pick(self.positions),

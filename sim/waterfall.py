@@ -60,7 +60,7 @@ import numpy as np
 
 from sim.exchange import Exchange
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
-from sim.margin import Health, adl_scores
+from sim.margin import Health, adl_scores, opposite_positions
 
 #: The system accounts that take positions over, each with the name of its step of the
 #: chain, in waterfall order (the fund above the backstop).
@@ -204,19 +204,20 @@ def adl_counterparties(close: Close, lots: int) -> list[int]:
     positions highest BitMEX score first (ties: lower id), then genesis's (module
     docstring: why); only as many as it takes to hold ``lots``."""
     ex, m = close.exchange, close.instrument
-    candidates = _opposite(close)
-    traders = candidates[candidates >= N_SYSTEM]
+    ledger = ex.ledger
+    traders, equity, held = opposite_positions(
+        ledger.portfolio(), ex.prices(), ex.rules, m, close.side, close.account, N_SYSTEM
+    )
     if traders.size:
-        equity = ex.equity_of(traders)
         mark = float(ex.marks[m])
-        held = np.abs(ex.ledger.positions[traders, m])
         notional = held * ex.instruments[m].lot_size * mark
-        scores = adl_scores(np.full(traders.size, -close.side), ex.ledger.entry[traders, m], mark, notional, equity)
+        scores = adl_scores(np.full(traders.size, -close.side), ledger.entry[traders, m], mark, notional, equity)
         order = _first_by_score(scores, traders, held, lots)
         traders = traders[order]
         if held[order].sum() >= lots:
             return traders.tolist()
-    return [*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])]
+    genesis = np.sign(ledger.positions[GENESIS, m]) == -close.side and close.account != GENESIS
+    return [*traders.tolist(), *([GENESIS] if genesis else [])]
 
 
 def _first_by_score(scores: np.ndarray, ids: np.ndarray, held: np.ndarray, lots: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from sim.margin import (
     liquidation_prices,
     liquidation_size,
     mixed_health,
+    opposite_positions,
     partial_liquidation_size,
 )
 from tests.conftest import E0_TIERS, eth
@@ -384,8 +385,9 @@ def test_mixed_modes_match_each_mode_row_by_row():
 
 
 @pytest.mark.parametrize("isolated_share", [0.0, 0.5, 1.0])
-def test_equity_alone_is_health_s_equity_to_the_bit(isolated_share):
-    """ADL ranks every opposite position by equity; it asks for equity alone."""
+def test_adl_candidates_are_the_opposite_positions_with_health_s_equity(isolated_share):
+    """ADL ranks every opposite position by equity, which it sums in one pass over the
+    ledger: the candidates are the other side's trader rows, their equity health's."""
     rng = np.random.default_rng(7)
     btc = Instrument("BTC", tick_size=0.1, lot_size=0.001, tiers=E0_TIERS)
     ex = Exchange(
@@ -401,5 +403,11 @@ def test_equity_alone_is_health_s_equity_to_the_bit(isolated_share):
             )
     ex.accrue_funding(np.array([3.0, -0.2]))
     ex.set_prices([51_000.0, 2_950.0], [51_000.0, 2_950.0])
-    rows = np.sort(rng.choice(np.arange(N_SYSTEM, N_SYSTEM + 40), 25, replace=False))
-    assert np.array_equal(ex.equity_of(rows), ex.health_at(ex.marks, ex.asset_prices, rows).equity)
+    for m, side in ((0, 1), (0, -1), (1, 1)):
+        skip = N_SYSTEM + 3
+        rows, equity, held = opposite_positions(ex.ledger.portfolio(), ex.prices(), ex.rules, m, side, skip, N_SYSTEM)
+        positions = ex.ledger.positions[:, m]
+        expected = [r for r in range(N_SYSTEM, N_SYSTEM + 40) if positions[r] * side < 0 and r != skip]
+        assert rows.tolist() == expected and np.array_equal(held, np.abs(positions[rows]))
+        health = ex.health_at(ex.marks, ex.asset_prices, rows).equity
+        np.testing.assert_allclose(equity, health, rtol=1e-12, atol=1e-6)
