@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from numba import njit
 
 from sim.instruments import MarginTiers
 
@@ -570,63 +569,3 @@ def adl_scores(
         lev = np.where(equity > 0, notional / equity, np.inf)
         score = np.where(pnl_pct > 0, pnl_pct * lev, pnl_pct / lev)
     return score
-
-
-def opposite_positions(
-    portfolio: Portfolio, prices: MarketPrices, rules: MarginRules, m: int, side: int, exclude: int, first: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The positions ADL may close a side-``side`` position in m against: rows
-    ``first..A-1`` of ``portfolio`` on the other side, other than row ``exclude``.
-    Returns ``(rows, equity, held)``, (n,) each, in row order: the rows, their equity at
-    ``prices`` (USD; `cross_health`'s and `isolated_health`'s sum term by term, in one
-    compiled pass over the portfolio rather than a copy of every candidate's row, as a
-    crash ranks tens of thousands of positions per ADL; it differs from theirs by
-    rounding only) and their position in m, lots."""
-    return _opposite_positions(
-        portfolio.positions,
-        portfolio.entry,
-        portfolio.funding_index,
-        portfolio.isolated_margin,
-        portfolio.balances,
-        portfolio.lot_sizes,
-        prices.marks - prices.cum_funding,
-        prices.asset_prices * rules.weights,
-        prices.asset_prices * (rules.liability_weights - rules.weights),
-        m,
-        side,
-        exclude,
-        first,
-    )
-
-
-@njit(cache=True)
-def _opposite_positions(
-    positions, entry, funding_index, isolated_margin, balances, lot_sizes, marks_less_funding, asset_value,
-    debt_value, m, side, exclude, first,
-):  # fmt: skip
-    """`opposite_positions` over the (A, I) and (A, S) ledger arrays; ``asset_value``:
-    (S,) price times collateral weight; ``debt_value``: (S,) price times the extra
-    weight of a negative balance; ``marks_less_funding``: (I,) ``M - Phi``."""
-    n, n_instruments = positions.shape
-    ids = np.empty(n, np.int64)
-    equity = np.empty(n)
-    held = np.empty(n)
-    k = 0
-    for r in range(first, n):
-        q = positions[r, m]
-        if not q * side < 0.0 or r == exclude:
-            continue
-        value = 0.0
-        for s in range(balances.shape[1]):
-            b = balances[r, s]
-            value += b * asset_value[s]
-            if b < 0.0:
-                value += b * debt_value[s]
-        for j in range(n_instruments):
-            size = positions[r, j] * lot_sizes[j]
-            value += isolated_margin[r, j] + ((marks_less_funding[j] - entry[r, j]) + funding_index[r, j]) * size
-        ids[k] = r
-        equity[k] = value
-        held[k] = abs(q)
-        k += 1
-    return ids[:k], equity[:k], held[:k]

@@ -58,9 +58,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.equity_terms import EquityTerms
 from sim.exchange import Exchange
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
-from sim.margin import Health, adl_scores, opposite_positions
+from sim.margin import Health, adl_scores
 
 #: The system accounts that take positions over, each with the name of its step of the
 #: chain, in waterfall order (the fund above the backstop).
@@ -100,6 +101,7 @@ class Close:
         bankrupt: Its bankruptcy price, USD, on the tick grid in the trader's favour.
         transfer: Moves lots to a counterparty and records it.
         system: The system accounts' margin state.
+        equity: Every account's equity, for ADL's ranking.
     """
 
     exchange: Exchange
@@ -109,6 +111,7 @@ class Close:
     bankrupt: float
     transfer: Transfer
     system: SystemAccounts
+    equity: EquityTerms
 
     def mark_on_grid(self) -> float:
         """The instrument's mark, rounded to the nearest tick (at least one tick)."""
@@ -205,19 +208,19 @@ def adl_counterparties(close: Close, lots: int) -> list[int]:
     docstring: why); only as many as it takes to hold ``lots``."""
     ex, m = close.exchange, close.instrument
     ledger = ex.ledger
-    traders, equity, held = opposite_positions(
-        ledger.portfolio(), ex.prices(), ex.rules, m, close.side, close.account, N_SYSTEM
-    )
+    candidates = _opposite(close)
+    traders = candidates[candidates >= N_SYSTEM]
     if traders.size:
         mark = float(ex.marks[m])
+        equity = close.equity.equity()[traders]
+        held = np.abs(ledger.positions[traders, m])
         notional = held * ex.instruments[m].lot_size * mark
         scores = adl_scores(np.full(traders.size, -close.side), ledger.entry[traders, m], mark, notional, equity)
         order = _first_by_score(scores, traders, held, lots)
         traders = traders[order]
         if held[order].sum() >= lots:
             return traders.tolist()
-    genesis = np.sign(ledger.positions[GENESIS, m]) == -close.side and close.account != GENESIS
-    return [*traders.tolist(), *([GENESIS] if genesis else [])]
+    return [*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])]
 
 
 def _first_by_score(scores: np.ndarray, ids: np.ndarray, held: np.ndarray, lots: int) -> np.ndarray:

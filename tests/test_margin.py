@@ -8,6 +8,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
+from sim.equity_terms import EquityTerms
 from sim.exchange import Exchange
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
 from sim.ledger import GENESIS, N_SYSTEM, USD
@@ -25,7 +26,6 @@ from sim.margin import (
     liquidation_prices,
     liquidation_size,
     mixed_health,
-    opposite_positions,
     partial_liquidation_size,
 )
 from tests.conftest import E0_TIERS, eth
@@ -385,9 +385,10 @@ def test_mixed_modes_match_each_mode_row_by_row():
 
 
 @pytest.mark.parametrize("isolated_share", [0.0, 0.5, 1.0])
-def test_adl_candidates_are_the_opposite_positions_with_health_s_equity(isolated_share):
-    """ADL ranks every opposite position by equity, which it sums in one pass over the
-    ledger: the candidates are the other side's trader rows, their equity health's."""
+def test_equity_terms_give_health_s_equity_through_trades_and_moves(isolated_share):
+    """ADL ranks every opposite position by equity, from terms kept per ledger row
+    (`sim.equity_terms`): health's equity, to rounding, after trades, debts, funding and
+    price moves."""
     rng = np.random.default_rng(7)
     btc = Instrument("BTC", tick_size=0.1, lot_size=0.001, tiers=E0_TIERS)
     ex = Exchange(
@@ -403,11 +404,10 @@ def test_adl_candidates_are_the_opposite_positions_with_health_s_equity(isolated
             )
     ex.accrue_funding(np.array([3.0, -0.2]))
     ex.set_prices([51_000.0, 2_950.0], [51_000.0, 2_950.0])
-    for m, side in ((0, 1), (0, -1), (1, 1)):
-        skip = N_SYSTEM + 3
-        rows, equity, held = opposite_positions(ex.ledger.portfolio(), ex.prices(), ex.rules, m, side, skip, N_SYSTEM)
-        positions = ex.ledger.positions[:, m]
-        expected = [r for r in range(N_SYSTEM, N_SYSTEM + 40) if positions[r] * side < 0 and r != skip]
-        assert rows.tolist() == expected and np.array_equal(held, np.abs(positions[rows]))
-        health = ex.health_at(ex.marks, ex.asset_prices, rows).equity
-        np.testing.assert_allclose(equity, health, rtol=1e-12, atol=1e-6)
+    terms = EquityTerms(ex)
+    np.testing.assert_allclose(terms.equity(), ex.health().equity, rtol=1e-12, atol=1e-6)
+    ex.ledger.trade_between(N_SYSTEM + 3, GENESIS, 0, 5_000, 50_500.0, float(ex.cum_funding[0]))  # its row changes
+    ex.ledger.deposit(N_SYSTEM + 5, 1, -0.3)  # into debt
+    ex.accrue_funding(np.array([-1.0, 0.4]))
+    ex.set_prices([48_000.0, 3_100.0], [48_000.0, 3_100.0])
+    np.testing.assert_allclose(terms.equity(), ex.health().equity, rtol=1e-12, atol=1e-6)
