@@ -67,8 +67,8 @@ from functools import partial
 
 import numpy as np
 
+from sim.adl_ranking import AdlRanking
 from sim.attribution import CascadeAttribution, Episode
-from sim.equity_terms import EquityTerms
 from sim.exchange import Exchange
 from sim.health_watch import LiquidatableWatch
 from sim.impact import VenueIndex
@@ -213,8 +213,8 @@ class LiquidationEngine:
         #: account -> reason, of the accounts left unresolved at the end of the last step.
         self.open_unresolved: dict[int, str] = {}
         self.system = SystemAccounts(exchange)
-        #: Every account's equity at any prices, for ADL's ranking (`sim.equity_terms`).
-        self.equity = EquityTerms(exchange)
+        #: ADL's scores of opposite positions, kept between ADLs (`sim.adl_ranking`).
+        self.ranking = AdlRanking(exchange)
         #: (account, its one-row Health) until the engine next changes prices or the ledger.
         self._health_of: tuple[int, Health] | None = None
         is_trader = np.arange(exchange.ledger.n_accounts) >= N_SYSTEM
@@ -479,7 +479,7 @@ class LiquidationEngine:
         bankrupt = float(bankruptcy_prices(self._health(account))[0, m])
         price = inst.price(max(1, inst.ticks_toward(bankrupt, -sign)))
         transfer = partial(self._transfer, account, m, sign, bankrupt, state, episode)
-        return Close(ex, account, m, sign, price, transfer, self.system, self.equity)
+        return Close(ex, account, m, sign, price, transfer, self.system, self.ranking)
 
     def _after_rows(self, m: int, flow: float, episode: Episode) -> None:
         """After a liquidation's rows: its book flow (USD, buys > 0) moves the index, the

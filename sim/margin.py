@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from numba import njit
 
 from sim.instruments import MarginTiers
 
@@ -557,15 +558,28 @@ def partial_liquidation_size(
 def adl_scores(
     side: np.ndarray, entry: np.ndarray, mark: float, notional: np.ndarray, equity: np.ndarray
 ) -> np.ndarray:
-    """BitMEX auto-deleveraging rank: higher is deleveraged first.
+    """BitMEX auto-deleveraging rank (`adl_score`) of n candidate positions: all
+    arrays (n,), one entry per candidate position."""
+    return _adl_scores(side.astype(np.float64), entry, float(mark), notional, equity)
+
+
+@njit(cache=True)
+def _adl_scores(side, entry, mark, notional, equity):
+    score = np.empty(entry.shape[0])
+    for k in range(entry.shape[0]):
+        score[k] = adl_score(side[k], entry[k], mark, notional[k], equity[k])
+    return score
+
+
+@njit(cache=True)
+def adl_score(side: float, entry: float, mark: float, notional: float, equity: float) -> float:
+    """BitMEX auto-deleveraging rank of one position: higher is deleveraged first.
 
     ``PnL% = s (M - e) / e``; ``lev = N / E``; score ``PnL% * lev`` if ``PnL% > 0``
     else ``PnL% / lev``. An account with equity <= 0 has unbounded leverage: it ranks
     first among the profitable (score +inf) and at 0 among the losing, ahead of every
-    losing account with equity. All arrays (n,), one entry per candidate position.
+    losing account with equity.
     """
     pnl_pct = side * (mark - entry) / entry
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lev = np.where(equity > 0, notional / equity, np.inf)
-        score = np.where(pnl_pct > 0, pnl_pct * lev, pnl_pct / lev)
-    return score
+    leverage = notional / equity if equity > 0 else np.inf
+    return pnl_pct * leverage if pnl_pct > 0 else pnl_pct / leverage

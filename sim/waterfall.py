@@ -58,10 +58,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.equity_terms import EquityTerms
+from sim.adl_ranking import AdlRanking
 from sim.exchange import Exchange
 from sim.ledger import BACKSTOP, GENESIS, INSURANCE_FUND, N_SYSTEM, USD
-from sim.margin import Health, adl_scores
+from sim.margin import Health
 
 #: The system accounts that take positions over, each with the name of its step of the
 #: chain, in waterfall order (the fund above the backstop).
@@ -101,7 +101,7 @@ class Close:
         bankrupt: Its bankruptcy price, USD, on the tick grid in the trader's favour.
         transfer: Moves lots to a counterparty and records it.
         system: The system accounts' margin state.
-        equity: Every account's equity, for ADL's ranking.
+        ranking: ADL's scores of the opposite positions.
     """
 
     exchange: Exchange
@@ -111,7 +111,7 @@ class Close:
     bankrupt: float
     transfer: Transfer
     system: SystemAccounts
-    equity: EquityTerms
+    ranking: AdlRanking
 
     def mark_on_grid(self) -> float:
         """The instrument's mark, rounded to the nearest tick (at least one tick)."""
@@ -206,21 +206,12 @@ def adl_counterparties(close: Close, lots: int) -> list[int]:
     """The accounts ADL closes ``lots`` of ``close`` against, in order: opposite trader
     positions highest BitMEX score first (ties: lower id), then genesis's (module
     docstring: why); only as many as it takes to hold ``lots``."""
-    ex, m = close.exchange, close.instrument
-    ledger = ex.ledger
-    candidates = _opposite(close)
-    traders = candidates[candidates >= N_SYSTEM]
-    if traders.size:
-        mark = float(ex.marks[m])
-        equity = close.equity.equity()[traders]
-        held = np.abs(ledger.positions[traders, m])
-        notional = held * ex.instruments[m].lot_size * mark
-        scores = adl_scores(np.full(traders.size, -close.side), ledger.entry[traders, m], mark, notional, equity)
-        order = _first_by_score(scores, traders, held, lots)
-        traders = traders[order]
-        if held[order].sum() >= lots:
-            return traders.tolist()
-    return [*traders.tolist(), *([GENESIS] if GENESIS in candidates else [])]
+    traders, scores, held = close.ranking.candidates(close.instrument, close.side, close.account)
+    order = _first_by_score(scores, traders, held, lots)
+    if held[order].sum() >= lots:
+        return traders[order].tolist()
+    genesis = close.exchange.ledger.positions[GENESIS, close.instrument] * close.side < 0
+    return [*traders[order].tolist(), *([GENESIS] if genesis and close.account != GENESIS else [])]
 
 
 def _first_by_score(scores: np.ndarray, ids: np.ndarray, held: np.ndarray, lots: int) -> np.ndarray:

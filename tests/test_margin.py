@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from sim.equity_terms import EquityTerms
+from sim.adl_ranking import AdlRanking
 from sim.exchange import Exchange
 from sim.instruments import CollateralAsset, Instrument, MarginTiers
 from sim.ledger import GENESIS, N_SYSTEM, USD
@@ -385,9 +385,9 @@ def test_mixed_modes_match_each_mode_row_by_row():
 
 
 @pytest.mark.parametrize("isolated_share", [0.0, 0.5, 1.0])
-def test_equity_terms_give_health_s_equity_through_trades_and_moves(isolated_share):
+def test_adl_ranks_by_health_s_equity_through_trades_and_moves(isolated_share):
     """ADL ranks every opposite position by equity, from terms kept per ledger row
-    (`sim.equity_terms`): health's equity, to rounding, after trades, debts, funding and
+    (`sim.adl_ranking`): health's equity, to rounding, after trades, debts, funding and
     price moves."""
     rng = np.random.default_rng(7)
     btc = Instrument("BTC", tick_size=0.1, lot_size=0.001, tiers=E0_TIERS)
@@ -404,10 +404,27 @@ def test_equity_terms_give_health_s_equity_through_trades_and_moves(isolated_sha
             )
     ex.accrue_funding(np.array([3.0, -0.2]))
     ex.set_prices([51_000.0, 2_950.0], [51_000.0, 2_950.0])
-    terms = EquityTerms(ex)
-    np.testing.assert_allclose(terms.equity(), ex.health().equity, rtol=1e-12, atol=1e-6)
-    ex.ledger.trade_between(N_SYSTEM + 3, GENESIS, 0, 5_000, 50_500.0, float(ex.cum_funding[0]))  # its row changes
+    ranking = AdlRanking(ex)
+    assert_ranks_by_health(ex, ranking)
+    richest = N_SYSTEM + int(np.argmax(ex.health().equity[N_SYSTEM:]))  # scored by its equity (> 0)
+    ex.ledger.trade_between(richest, GENESIS, 0, 500, 50_500.0, float(ex.cum_funding[0]))  # a funding index of 3
     ex.ledger.deposit(N_SYSTEM + 5, 1, -0.3)  # into debt
     ex.accrue_funding(np.array([-1.0, 0.4]))
     ex.set_prices([48_000.0, 3_100.0], [48_000.0, 3_100.0])
-    np.testing.assert_allclose(terms.equity(), ex.health().equity, rtol=1e-12, atol=1e-6)
+    assert_ranks_by_health(ex, ranking)
+
+
+def assert_ranks_by_health(ex: Exchange, ranking: AdlRanking) -> None:
+    """The candidates are the other side's trader rows but the excluded one, scored with
+    health's equity (to rounding)."""
+    equity = ex.health().equity
+    for m, side in ((0, 1), (0, -1), (1, 1)):
+        excluded = N_SYSTEM + 7
+        ids, scores, held = ranking.candidates(m, side, excluded)
+        positions = ex.ledger.positions[:, m]
+        expected = [r for r in range(N_SYSTEM, ex.ledger.n_accounts) if positions[r] * side < 0 and r != excluded]
+        assert ids.tolist() == expected and np.array_equal(held, np.abs(positions[ids]))
+        mark = float(ex.marks[m])
+        notional = held * ex.instruments[m].lot_size * mark
+        health = adl_scores(np.full(ids.size, -side), ex.ledger.entry[ids, m], mark, notional, equity[ids])
+        np.testing.assert_allclose(scores, health, rtol=1e-9)
