@@ -222,6 +222,14 @@ class Exchange:
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
 
+    def state_of(self, rows) -> tuple:
+        """A key that changes whenever the margin state of ledger ``rows`` (an int or an
+        index array) can: their `sim.ledger.Ledger.row_version` and the prices, for
+        caches of margin states."""
+        versions = self.ledger.row_version[rows]
+        prices = (self.marks.tobytes(), self.cum_funding.tobytes(), self.asset_prices.tobytes())
+        return (int(versions), *prices) if np.ndim(versions) == 0 else (versions.tobytes(), *prices)
+
     # ----------------------------------------------------------------- health
     def health(self) -> Health:
         """Margin state of every account, (A,) and (A, I) arrays."""

@@ -47,7 +47,7 @@ closes positions largest maintenance margin first:
   tried again only when something it depends on could act (`_waiting_for`), and is
   recorded in ``unresolved`` once per episode; the results are those of trying it every
   round, at the cost of one test. Margin states of the account being liquidated and of
-  the system accounts are computed once per change of prices or ledger.
+  the system accounts are computed once per change of the prices or of their ledger rows.
 
 ``liquidation.penalty`` is not charged: it is the discount to the mark at which the
 sizing formula assumes the book fills (MARGIN-SPEC E1b, where it is what the trader
@@ -215,8 +215,8 @@ class LiquidationEngine:
         self.system = SystemAccounts(exchange)
         #: ADL's scores of opposite positions, kept between ADLs (`sim.adl_ranking`).
         self.ranking = AdlRanking(exchange)
-        #: (account, its one-row Health) until the engine next changes prices or the ledger.
-        self._health_of: tuple[int, Health] | None = None
+        #: ((account, its `Exchange.state_of`), its one-row Health) of the last account asked.
+        self._health_of: tuple[tuple, Health] | None = None
         is_trader = np.arange(exchange.ledger.n_accounts) >= N_SYSTEM
         self.attribution = CascadeAttribution(exchange, is_trader)
         #: Which accounts are liquidatable, between full passes (`sim.health_watch`).
@@ -239,7 +239,6 @@ class LiquidationEngine:
         """
         first_row = len(self.rows)
         state = _StepState(step)
-        self._changed()  # prices moved since the last step
         self._relieve_system_accounts(state)
         self._auto_convert(state)
         flags = self.watch.liquidatable()
@@ -492,7 +491,6 @@ class LiquidationEngine:
             self.unwinder.take_over(*takeover)
         self._takeovers.clear()
         self.exchange.update_marks()
-        self._changed()
         self.attribution.after_liquidation(self.rows[-1].row_id, episode, self.watch.liquidatable())
 
     def _sell_into_book(
@@ -637,15 +635,12 @@ class LiquidationEngine:
         return bool(shares)
 
     # ----------------------------------------------------------------- state
-    def _changed(self) -> None:
-        """Prices or the ledger changed: cached margin states are stale."""
-        self.system.invalidate()
-        self._health_of = None
-
     def _health(self, account: int) -> Health:
-        """``account`` 's one-row margin state, reused until `_changed`."""
-        if self._health_of is None or self._health_of[0] != account:
-            self._health_of = (account, self.exchange.account_health(account))
+        """``account`` 's one-row margin state, reused while its ledger row and the
+        prices stay as they were (`sim.exchange.Exchange.state_of`)."""
+        state = (account, self.exchange.state_of(account))
+        if self._health_of is None or self._health_of[0] != state:
+            self._health_of = (state, self.exchange.account_health(account))
         return self._health_of[1]
 
     # ---------------------------------------------------------------- records
@@ -654,7 +649,6 @@ class LiquidationEngine:
         trade (account, instrument, side, qty, price, bankruptcy_price, kind, fund_delta,
         counterparty, covered, socialized); the step, round, mark and cascade are filled in."""
         m = columns["instrument"]
-        self._changed()  # every row follows a change to the ledger
         self.rows.append(
             LiquidationRow(
                 row_id=len(self.rows),

@@ -121,9 +121,9 @@ class Close:
 
 class SystemAccounts:
     """The insurance fund's and the backstop vault's margin state at the marks, computed
-    once and reused until `invalidate` (the engine calls it after every change it makes
-    to prices or to the ledger), so that a round of liquidations does not recompute it
-    for every account it looks at.
+    once and reused while their ledger rows and the prices stay as they were
+    (`sim.exchange.Exchange.state_of`), so that a round of liquidations does not
+    recompute it for every account it looks at.
 
     Args:
         exchange: The venue.
@@ -133,16 +133,15 @@ class SystemAccounts:
         self.exchange = exchange
         self._rows = np.array(HOLDERS)
         self._health: Health | None = None
-
-    def invalidate(self) -> None:
-        """Prices or the ledger changed: the next question recomputes."""
-        self._health = None
+        self._state: tuple | None = None
 
     def health(self) -> Health:
         """Two-row `Health`, rows in `HOLDERS` order."""
-        if self._health is None:
-            ex = self.exchange
+        ex = self.exchange
+        state = ex.state_of(self._rows)
+        if state != self._state:
             self._health = ex.health_at(ex.marks, ex.asset_prices, self._rows)
+            self._state = state
         return self._health
 
     def equity(self, holder: int) -> float:
@@ -317,7 +316,6 @@ def settle_deficit(
             amount = min(deficit, system.payable(payer))
             if amount > 0:
                 ledger.transfer(payer, account, amount)
-                system.invalidate()
                 shares.append(DeficitShare(payer, amount))
                 deficit -= amount
     if "socialize" in chain and deficit > 0:
@@ -331,5 +329,4 @@ def settle_deficit(
                 amount = deficit * float(notional[j].sum()) / total
                 ledger.pay(int(j), m, account, amount)
                 shares.append(DeficitShare(int(j), amount, socialized=True))
-            system.invalidate()
     return shares
