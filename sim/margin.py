@@ -555,22 +555,6 @@ def partial_liquidation_size(
     return shortfall / (mark * rate)
 
 
-def adl_scores(
-    side: np.ndarray, entry: np.ndarray, mark: float, notional: np.ndarray, equity: np.ndarray
-) -> np.ndarray:
-    """BitMEX auto-deleveraging rank (`adl_score`) of n candidate positions: all
-    arrays (n,), one entry per candidate position."""
-    return _adl_scores(side.astype(np.float64), entry, float(mark), notional, equity)
-
-
-@njit(cache=True)
-def _adl_scores(side, entry, mark, notional, equity):
-    score = np.empty(entry.shape[0])
-    for k in range(entry.shape[0]):
-        score[k] = adl_score(side[k], entry[k], mark, notional[k], equity[k])
-    return score
-
-
 @njit(cache=True)
 def adl_score(side: float, entry: float, mark: float, notional: float, equity: float) -> float:
     """BitMEX auto-deleveraging rank of one position: higher is deleveraged first.

@@ -18,7 +18,7 @@ from sim.margin import (
     Portfolio,
     Sizing,
     TierTable,
-    adl_scores,
+    adl_score,
     bankruptcy_prices,
     collateral_value,
     cross_health,
@@ -282,6 +282,12 @@ def test_e3_bankruptcy_and_adl_ranking():
 def test_adl_score_of_a_losing_position_divides_by_leverage():
     score = adl_scores(np.array([1.0]), np.array([100.0]), 90.0, np.array([900.0]), np.array([90.0]))
     assert score[0] == pytest.approx(-0.1 / 10)
+
+
+def adl_scores(side, entry, mark, notional, equity) -> np.ndarray:
+    """`adl_score` of each of n positions, (n,) arrays."""
+    rows = zip(side, entry, notional, equity, strict=True)
+    return np.array([adl_score(float(s), float(e), mark, float(n), float(q)) for s, e, n, q in rows])
 
 
 # --------------------------------------------------------------- collateral, orders
