@@ -95,7 +95,7 @@ class LiquidatableWatch:
         #: (P,) the price levels of the last full pass (any positive scale is correct).
         self._scale = np.empty(0)
         #: (A, P) slack lost (or gained) per unit move of each price, USD per USD.
-        self._exposure = np.empty((0, 0), order="F")
+        self._exposure = np.empty((0, 0))
         #: (A,) a row may have crossed its line once ``exposure_i . travel`` reaches it.
         self._threshold = np.empty(0)
         #: (A,) ... and not before `_tau` reaches this (a cheap first test).
@@ -115,11 +115,12 @@ class LiquidatableWatch:
         self._scale = np.where(prices != 0.0, np.abs(prices), 1.0)
         self._travel = np.zeros_like(prices)
         self._tau = 0.0
-        self._exposure = self._exposure_of(slice(None))
-        self._threshold = np.empty(self.is_trader.size)
-        self._key = np.empty(self.is_trader.size)
-        self._weight = np.empty(self.is_trader.size)
-        every = np.arange(self.is_trader.size)
+        n = self.is_trader.size
+        self._exposure = np.zeros((n, prices.size))
+        self._threshold = np.empty(n)
+        self._key = np.empty(n)
+        self._weight = np.empty(n)
+        every = np.arange(n)
         self._anchor(every, _slack(health))
         self._version = self.exchange.ledger.clock
         self._flags = health.account_liquidatable & self.is_trader
@@ -139,7 +140,7 @@ class LiquidatableWatch:
         self._travel += move
         self._tau += float((move / self._scale).max())
         self._prices = prices
-        rows, changed = _unsure(
+        rows = _unsure(
             self._key,
             self._tau,
             self._threshold,
@@ -154,7 +155,6 @@ class LiquidatableWatch:
             return self.refresh()
         self._version = ledger.clock
         self.recomputed = rows
-        self._exposure[changed] = self._exposure_of(changed)
         slack = _slack(ex.health_at(ex.marks, ex.asset_prices, rows))
         self._anchor(rows, slack)
         # only recomputed rows can change flag: the others are still on their side of 0
@@ -163,27 +163,25 @@ class LiquidatableWatch:
         return self._flags
 
     def _anchor(self, rows: np.ndarray, slack: np.ndarray) -> None:
-        """``rows`` have exact (R,) ``slack`` now: the travel that may bring them to their
-        line starts from here."""
-        exposure = self._exposure[rows]  # (R, P)
-        weight = exposure @ self._scale  # (R,) slack lost per unit of tau, at most
-        self._weight[rows] = weight
-        reach = np.abs(slack) - (_ABSOLUTE_SLACK + _RELATIVE_SLACK * weight)
-        self._threshold[rows] = reach + exposure @ self._travel
-        with np.errstate(divide="ignore", invalid="ignore"):
-            key = np.where(weight > 0.0, reach / weight * (1.0 - _KEY_SLACK), np.where(reach > 0.0, np.inf, -np.inf))
-        self._key[rows] = self._tau + key
-
-    def _exposure_of(self, rows) -> np.ndarray:
-        """(R, P) the slack ``rows`` lose per unit move of each price, USD. Collateral
-        prices move an isolated account's slack only through its debt (its positions
-        stand on their own margins), so an isolated account without debt has none."""
+        """``rows`` have exact (R,) ``slack`` now: their exposures from their ledger rows,
+        and the travel that may bring them to their line starts from here."""
         ledger = self.exchange.ledger
-        size = np.abs(ledger.positions[rows]) * ledger.lot_sizes  # (R, I) base units
-        balances = ledger.balances[rows]
-        exposed = ~ledger.isolated[rows] | (balances < 0).any(axis=1)
-        return np.asfortranarray(
-            np.hstack([size, size * self._mmr_max, np.abs(balances) * self._balance_rate * exposed[:, None]])
+        _anchor_rows(
+            rows,
+            slack,
+            ledger.positions,
+            ledger.balances,
+            ledger.isolated,
+            ledger.lot_sizes,
+            self._mmr_max,
+            self._balance_rate,
+            self._scale,
+            self._travel,
+            self._tau,
+            self._exposure,
+            self._weight,
+            self._threshold,
+            self._key,
         )
 
     def _price_vector(self) -> np.ndarray:
@@ -208,25 +206,20 @@ def _slack(health: Health) -> np.ndarray:
 
 @njit(cache=True)
 def _unsure(key, tau, threshold, weight, exposure, travel, row_version, version, is_trader):
-    """The rows to compute exactly now. Returns ``(unsure, changed)``: the trader rows
-    whose slack may have reached 0 (first test: (A,) ``key <= tau``; then the bound
-    ``exposure_i . travel >= threshold_i`` over the (A, P) exposures and the (P,)
-    travel) or whose ledger row changed since ``version``, and all rows whose ledger
-    row changed, ascending. A row past its key and short of its threshold gets the key
-    at which the rest of its reach could be spent (``weight``: the most slack it loses
-    per unit of ``tau``), so its bound is taken again only when that much has moved."""
+    """The trader rows to compute exactly now, ascending: those whose slack may have
+    reached 0 (first test: (A,) ``key <= tau``; then the bound ``exposure_i . travel >=
+    threshold_i`` over the (A, P) exposures and the (P,) travel) or whose ledger row
+    changed since ``version``. A row past its key and short of its threshold gets the
+    key at which the rest of its reach could be spent (``weight``: the most slack it
+    loses per unit of ``tau``), so its bound is taken again only when that much has
+    moved."""
     n, n_prices = exposure.shape
     unsure = np.empty(n, np.int64)
-    changed = np.empty(n, np.int64)
     n_unsure = 0
-    n_changed = 0
     for i in range(n):
-        touched = row_version[i] > version
-        if touched:
-            changed[n_changed] = i
-            n_changed += 1
         if not is_trader[i]:
             continue
+        touched = row_version[i] > version
         if not touched and key[i] <= tau:
             bound = 0.0
             for j in range(n_prices):
@@ -237,4 +230,41 @@ def _unsure(key, tau, threshold, weight, exposure, travel, row_version, version,
         if touched:
             unsure[n_unsure] = i
             n_unsure += 1
-    return unsure[:n_unsure], changed[:n_changed]
+    return unsure[:n_unsure]
+
+
+@njit(cache=True)
+def _anchor_rows(
+    rows, slack, positions, balances, isolated, lot_sizes, mmr_max, balance_rate, scale, travel, tau, exposure,
+    weight, threshold, key,
+):  # fmt: skip
+    """Set, for each of ``rows`` with exact (R,) ``slack`` (USD), its (P,) exposure row
+    from the ledger's (A, I) ``positions`` (lots), (A, S) ``balances`` and (A,)
+    ``isolated``: ``|q| lot`` per ``M - Phi``, ``|q| lot mmr_max`` per mark, ``|b| rate``
+    per collateral price (an isolated account without debt has none: its positions
+    stand on their own margins); its ``weight`` (exposure . scale), its ``threshold``
+    (distance to 0 less the rounding room, plus exposure . travel) and its ``key``."""
+    n_instruments, n_assets = positions.shape[1], balances.shape[1]
+    for c in range(rows.shape[0]):
+        r = rows[c]
+        exposed = not isolated[r]
+        for s in range(n_assets):
+            exposed |= balances[r, s] < 0.0
+        for m in range(n_instruments):
+            size = abs(positions[r, m]) * lot_sizes[m]
+            exposure[r, m] = size
+            exposure[r, n_instruments + m] = size * mmr_max[m]
+        for s in range(n_assets):
+            exposure[r, 2 * n_instruments + s] = abs(balances[r, s]) * balance_rate[s] if exposed else 0.0
+        w = 0.0
+        travelled = 0.0
+        for j in range(exposure.shape[1]):
+            w += exposure[r, j] * scale[j]
+            travelled += exposure[r, j] * travel[j]
+        weight[r] = w
+        reach = abs(slack[c]) - (_ABSOLUTE_SLACK + _RELATIVE_SLACK * w)
+        threshold[r] = reach + travelled
+        if w > 0.0:
+            key[r] = tau + reach / w * (1.0 - _KEY_SLACK)
+        else:
+            key[r] = np.inf if reach > 0.0 else -np.inf
