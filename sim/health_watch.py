@@ -48,8 +48,9 @@ from sim.exchange import Exchange
 from sim.margin import Health
 
 #: A new full pass once the rows to recompute exceed this fraction of all accounts: the
-#: margin state of rows picked by an index costs about 3x a full pass's per row (copies
-#: of the rows; measured at 100,000 x 3: 3,000 rows 0.9 ms, 30,000 rows about a full pass).
+#: margin state of rows picked by an index costs more per row than a full pass's (their
+#: copies; measured at 100,000 x 3 when the copies were fancy indexing: 3,000 rows 0.9 ms,
+#: 30,000 rows about a full pass; the gather along columns made them cheaper since).
 REFRESH_SHARE = 0.15
 #: Absolute (USD) and relative (per USD of `LiquidatableWatch._anchor`'s weight, about
 #: the gross value of the row) room for float rounding in the margin sums.
