@@ -87,9 +87,10 @@ class Ledger:
 
     def portfolio(self, rows: slice | np.ndarray | None = None) -> Portfolio:
         """The margin module's view of some rows (all by default): no copies for slices;
-        rows picked by an index array are copied in Fortran order, as the ledger stores
-        them, so the margin sums (BLAS products over columns) give each row the bits a
-        pass over every account gives it (`sim.health_watch` relies on that)."""
+        rows picked by an integer index array (not a boolean mask) are copied in Fortran
+        order, as the ledger stores them, so the margin sums (BLAS products over columns)
+        give each row the bits a pass over every account gives it (`sim.health_watch`
+        relies on that)."""
         sel = slice(None) if rows is None else rows
         # a gather along the contiguous columns: 5x faster than a[sel] on Fortran arrays
         pick = (lambda a: a[sel]) if isinstance(sel, slice) else (lambda a: a.T.take(sel, axis=1).T)
