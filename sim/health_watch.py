@@ -30,11 +30,12 @@ ones far from their line, and the ones deep under it that wait for their turn in
 crash). The answer is therefore the full pass's, bit for bit (a property test compares
 them).
 
-A question costs one compiled pass over the accounts that reads two numbers per row:
-a scalar clock ``tau`` (the travel of the price that moved most, relative to its level)
-and the row's *key*, the ``tau`` at which ``e_i . (T - T_i)`` could first reach its
-distance (from ``e_i . scale``); the exact dot product is taken only for rows past their
-key, and the margin state only for rows past their threshold. Bounds loosen as prices
+A question costs one compiled pass over the accounts that reads each row's ledger
+version and its *key*: the value of a scalar clock ``tau`` (the travel of the price that
+moved most, relative to its level; summed per question) at which ``e_i . (T - T_i)``
+could first reach the row's distance (from ``e_i . scale``). The exact dot product is
+taken only for rows past their key, and the margin state only for rows past their
+threshold or whose ledger row changed. Bounds loosen as prices
 wander, so when the rows to recompute pass a share of the accounts a full pass resets
 them.
 """
