@@ -1,24 +1,39 @@
 """ADL's ranking of the positions opposite a bankrupt one, without a margin pass.
 
 ADL closes a position the book and the system accounts could not take against the
-opposite trader positions, highest BitMEX score first (`sim.margin.adl_score`), which
-needs each candidate's equity at the marks of the moment (`sim.waterfall.adl`). A
-venue-sized crash runs ADL thousands of times over tens of thousands of candidates, and
-a margin pass over their rows costs milliseconds each time. Between two ADLs only the
-prices and a few ledger rows change, and equity is affine in the prices::
+opposite trader positions, highest BitMEX score first (`sim.margin.adl_score`; ties:
+lower id), which needs each candidate's equity at the marks of the moment
+(`sim.waterfall.adl`). A venue-sized crash runs ADL tens of thousands of times in one
+step over tens of thousands of candidates. Two things keep that cheap:
 
-    E_r = a_r + sum_m Q_rm (M_m - Phi_m) + sum_s V_rs P_s
+- **Equity terms.** Equity is affine in the prices::
 
-with ``Q_rm = q_rm * lot_m`` (base units), ``a_r = sum_m (isolated_rm + Q_rm (phi_rm -
-e_rm))`` and ``V_rs = b_rs w_s + min(b_rs, 0) (w'_s - w_s)`` (``w``, ``w'``: collateral and
-liability weights): the terms of `sim.margin.cross_health` and `isolated_health`
-regrouped. `AdlRanking` keeps ``a``, ``Q`` and ``V`` per account, recomputes them only for
-rows whose ledger row changed (`sim.ledger.Ledger.row_version`), and scores the
-candidates in one compiled pass. The sums run in another order than a margin pass's,
-so equity agrees with it to rounding (a test checks), not to the bit.
+      E_r = a_r + sum_m Q_rm (M_m - Phi_m) + sum_s V_rs P_s
+
+  with ``Q_rm = q_rm * lot_m`` (base units), ``a_r = sum_m (isolated_rm + Q_rm (phi_rm -
+  e_rm))`` and ``V_rs = b_rs w_s + min(b_rs, 0) (w'_s - w_s)`` (``w``, ``w'``: collateral
+  and liability weights): the terms of `sim.margin.cross_health` and `isolated_health`
+  regrouped. `AdlRanking` keeps ``a``, ``Q`` and ``V`` per account and recomputes them
+  only for rows whose ledger row changed (`sim.ledger.Ledger.row_version`). The sums run
+  in another order than a margin pass's, so equity agrees with it to rounding (a test
+  checks), not to the bit.
+- **A standing order per side.** Between two ADLs the prices mostly stay as they were
+  (the marks move only when a liquidation's book flow moves the index) and only a few
+  rows change: the bankrupt account and the counterparties ADL just closed. So each
+  (instrument, side) keeps its candidates sorted at the prices it was built at, and the
+  rows changed since are re-scored into a small heap; `AdlRanking.first` merges the two
+  from the top and stops as soon as the positions hold the lots asked for. Any change of
+  a mark, a funding index or a collateral price rebuilds the side's order. A row's score
+  depends only on its ledger row and the prices, and one compiled function scores it
+  whether it is sorted or re-scored, so the order is the one a full sort would give, to
+  the bit (a property test checks it through trades, deposits and price moves).
+
+A score that is NaN (which a position with an entry price of 0 would give) ranks last.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 from numba import njit
@@ -46,19 +61,61 @@ class AdlRanking:
         #: (A, S) weighted balances: USD of equity per USD of each collateral price.
         self._value = np.zeros((n, len(exchange.ledger.assets)))
         self._version = -1
+        self._sides: dict[tuple[int, int], _StandingOrder] = {}
 
     def candidates(self, m: int, side: int, exclude: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The trader positions ADL may close a side-``side`` position in m against: those
         on the other side, other than account ``exclude`` 's. Returns ``(ids, scores,
         held)``, (n,) each, in id order: the accounts, their BitMEX scores at the current
         prices and their positions in m, lots."""
+        self._changed_since(self._version)
+        positions = self.exchange.ledger.positions[N_SYSTEM:, m]
+        ids = np.flatnonzero(positions * side < 0) + N_SYSTEM
+        ids = ids[ids != exclude]
+        scores, held = self._score(ids, m, side)
+        return ids, scores, held
+
+    def first(self, m: int, side: int, exclude: int, lots: int) -> tuple[list[int], int]:
+        """The best of `candidates` (highest score first, ties: lower id), as many as it
+        takes for their positions to hold ``lots`` (all of them if they never do).
+        Returns their ids in that order and the lots they hold."""
+        key = (m, side)
+        prices = self._prices()
+        standing = self._sides.get(key)
+        if standing is None or standing.prices != prices:
+            ids, scores, held = self.candidates(m, side, -1)
+            standing = self._sides[key] = _StandingOrder(prices, self._version, ids, _sort_keys(scores), held)
+        else:
+            changed = self._changed_since(standing.version)
+            if changed.size:
+                changed = changed[changed >= N_SYSTEM]
+                candidates = changed[self.exchange.ledger.positions[changed, m] * side < 0]
+                scores, held = self._score(candidates, m, side)
+                standing.update(self._version, changed, candidates, _sort_keys(scores), held)
+        return standing.first(exclude, lots)
+
+    def _prices(self) -> bytes:
+        """The prices a score depends on, as one key."""
         ex = self.exchange
-        ledger = ex.ledger
-        changed = np.flatnonzero(ledger.row_version > self._version)
-        if changed.size:
-            self._update(changed)
+        return ex.marks.tobytes() + ex.cum_funding.tobytes() + ex.asset_prices.tobytes()
+
+    def _changed_since(self, version: int) -> np.ndarray:
+        """The rows changed after ledger clock ``version`` (at most the terms' own
+        version), with the terms of every changed row brought up to date."""
+        ledger = self.exchange.ledger
+        changed = np.flatnonzero(ledger.row_version > version)
+        stale = changed[ledger.row_version[changed] > self._version]
+        if stale.size:
+            self._update(stale)
         self._version = ledger.clock
-        return _score(
+        return changed
+
+    def _score(self, rows: np.ndarray, m: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) BitMEX scores and held lots of the side-``-side`` positions in m of
+        ``rows`` at the current prices, from up-to-date terms."""
+        ex, ledger = self.exchange, self.exchange.ledger
+        return _score_rows(
+            rows,
             ledger.positions[:, m],
             ledger.entry[:, m],
             self._constant,
@@ -69,8 +126,6 @@ class AdlRanking:
             float(side),
             float(ex.marks[m]),
             float(ex.instruments[m].lot_size),
-            exclude,
-            N_SYSTEM,
         )
 
     def _update(self, rows: np.ndarray) -> None:
@@ -86,26 +141,91 @@ class AdlRanking:
         )
 
 
+class _StandingOrder:
+    """One (instrument, side)'s candidates at one set of prices: sorted at build, plus a
+    heap of the rows re-scored since (an entry counts only while it is its row's latest).
+
+    Args:
+        prices: `AdlRanking._prices` at build.
+        version: The ledger clock the scores are up to date with.
+        ids, keys, held: (n,) the candidates in id order, their sort keys (`_sort_keys`)
+            and their positions, lots.
+    """
+
+    def __init__(self, prices: bytes, version: int, ids: np.ndarray, keys: np.ndarray, held: np.ndarray):
+        self.prices = prices
+        self.version = version
+        order = np.lexsort((ids, keys))
+        self._ids = ids[order].tolist()
+        self._keys = keys[order].tolist()
+        self._held = held[order].tolist()
+        self._next = 0  # the sorted entries before it are all stale
+        self._stale: set[int] = set()  # rows changed since build
+        self._heap: list[tuple[float, int, int, float]] = []  # (key, id, version, held)
+        self._latest: dict[int, int] = {}  # row -> version of its valid heap entry
+
+    def update(self, version: int, changed: np.ndarray, ids: np.ndarray, keys: np.ndarray, held: np.ndarray) -> None:
+        """Rows ``changed`` since the last update; ``ids`` of them are candidates now,
+        with their ``keys`` and ``held`` lots."""
+        self.version = version
+        self._stale.update(changed.tolist())
+        for row in changed.tolist():
+            self._latest.pop(row, None)
+        for row, key, lots in zip(ids.tolist(), keys.tolist(), held.tolist(), strict=True):
+            self._latest[row] = version
+            heapq.heappush(self._heap, (key, row, version, lots))
+
+    def first(self, exclude: int, lots: int) -> tuple[list[int], int]:
+        """`AdlRanking.first` from the standing order, without account ``exclude``."""
+        ids, keys, held, stale, heap, latest = self._ids, self._keys, self._held, self._stale, self._heap, self._latest
+        while self._next < len(ids) and ids[self._next] in stale:
+            self._next += 1
+        chosen: list[int] = []
+        total = 0
+        i = self._next
+        set_aside = []  # valid heap entries of the excluded row, pushed back at the end
+        while total < lots:
+            while i < len(ids) and (ids[i] in stale or ids[i] == exclude):
+                i += 1
+            while heap and (latest.get(heap[0][1]) != heap[0][2] or heap[0][1] == exclude):
+                entry = heapq.heappop(heap)
+                if latest.get(entry[1]) == entry[2]:
+                    set_aside.append(entry)
+            sorted_left = i < len(ids)
+            if heap and (not sorted_left or heap[0][:2] < (keys[i], ids[i])):
+                _, row, _, row_lots = heap[0]
+                set_aside.append(heapq.heappop(heap))
+            elif sorted_left:
+                row, row_lots = ids[i], held[i]
+                i += 1
+            else:
+                break
+            chosen.append(row)
+            total += int(row_lots)
+        for entry in set_aside:
+            heapq.heappush(heap, entry)
+        return chosen, total
+
+
+def _sort_keys(scores: np.ndarray) -> np.ndarray:
+    """Ascending sort keys of (n,) scores: highest score first, NaN last."""
+    return np.where(np.isnan(scores), np.inf, -scores)
+
+
 @njit(cache=True)
-def _score(positions, entry, constant, size, value, marks_less_funding, asset_prices, side, mark, lot, exclude, first):
-    """`AdlRanking.candidates` over rows ``first..A-1``: (A,) ``positions`` and ``entry``
-    of the instrument, the (A,), (A, I), (A, S) equity terms and the prices."""
-    n = positions.shape[0]
-    ids = np.empty(n, np.int64)
-    scores = np.empty(n)
-    held = np.empty(n)
-    k = 0
-    for r in range(first, n):
-        q = positions[r]
-        if not q * side < 0.0 or r == exclude:
-            continue
+def _score_rows(rows, positions, entry, constant, size, value, marks_less_funding, asset_prices, side, mark, lot):
+    """`AdlRanking._score`: (n,) scores and held lots of (n,) ``rows``, from the (A,)
+    ``positions`` and ``entry`` of the instrument, the (A,), (A, I), (A, S) equity terms
+    and the prices."""
+    scores = np.empty(rows.size)
+    held = np.empty(rows.size)
+    for k in range(rows.size):
+        r = rows[k]
         equity = constant[r]
         for j in range(size.shape[1]):
             equity += size[r, j] * marks_less_funding[j]
         for s in range(value.shape[1]):
             equity += value[r, s] * asset_prices[s]
-        ids[k] = r
-        held[k] = abs(q)
+        held[k] = abs(positions[r])
         scores[k] = adl_score(-side, entry[r], mark, held[k] * lot * mark, equity)
-        k += 1
-    return ids[:k], scores[:k], held[:k]
+    return scores, held

@@ -205,34 +205,11 @@ def adl_counterparties(close: Close, lots: int) -> list[int]:
     """The accounts ADL closes ``lots`` of ``close`` against, in order: opposite trader
     positions highest BitMEX score first (ties: lower id), then genesis's (module
     docstring: why); only as many as it takes to hold ``lots``."""
-    traders, scores, held = close.ranking.candidates(close.instrument, close.side, close.account)
-    order = _first_by_score(scores, traders, held, lots)
-    if held[order].sum() >= lots:
-        return traders[order].tolist()
+    traders, held = close.ranking.first(close.instrument, close.side, close.account, lots)
+    if held >= lots:
+        return traders
     genesis = close.exchange.ledger.positions[GENESIS, close.instrument] * close.side < 0
-    return [*traders[order].tolist(), *([GENESIS] if genesis and close.account != GENESIS else [])]
-
-
-def _first_by_score(scores: np.ndarray, ids: np.ndarray, held: np.ndarray, lots: int) -> np.ndarray:
-    """Indices into the (n,) arrays of the candidates highest ``scores`` first (ties:
-    lower id), as far as their ``held`` lots first reach ``lots`` (all of them if they
-    never do). Sorts the best few (with every candidate tied with them) rather than all
-    n: a crash asks for this once per ADL on tens of thousands of positions."""
-    key = -scores
-    best = 64
-    while True:
-        if best < key.size:
-            cut = key[np.argpartition(key, best)[:best]].max()  # the best-th lowest key
-            chosen = np.flatnonzero(key <= cut)  # with all ties of the cut
-        else:
-            chosen = np.arange(key.size)
-        order = chosen[np.lexsort((ids[chosen], key[chosen]))]
-        covered = np.cumsum(held[order]) >= lots
-        if covered.any():
-            return order[: int(np.argmax(covered)) + 1]
-        if best >= key.size:
-            return order
-        best *= 4
+    return [*traders, *([GENESIS] if genesis and close.account != GENESIS else [])]
 
 
 def adl(close: Close, lots: int) -> int:

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from sim.config import load_config
 from sim.ledger import BACKSTOP, INSURANCE_FUND, N_SYSTEM
 from sim.metrics import run_metrics
 from sim.model import MarketModel
-from sim.waterfall import _first_by_score
 
 ONE_HOLDER = """
 seed = 1
@@ -155,23 +151,3 @@ def test_a_fund_that_loses_selling_its_takeover_is_never_below_zero_unseen(tmp_p
         assert deficits["account"].to_list() == [INSURANCE_FUND]  # once, when it went under
         assert deficits["step"][0] <= below["step"].min()
     assert_conserved(tables)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    n=st.integers(1, 400),
-    distinct=st.integers(1, 5),
-    seed=st.integers(0, 1_000),
-    want=st.integers(1, 1_500),
-)
-def test_adl_takes_the_prefix_of_the_full_ranking(n, distinct, seed, want):
-    """`_first_by_score` sorts only the best few: its order is the full ranking's
-    (score descending, ties by id) cut where the positions first hold ``want`` lots."""
-    rng = np.random.default_rng(seed)
-    scores = rng.choice(np.array([np.inf, 1.0, 0.0, -0.5, -np.inf])[:distinct], n)  # many ties
-    ids = rng.choice(10 * n, n, replace=False)  # ties go by id, not by index
-    held = rng.integers(1, 20, n).astype(float)
-    full = np.lexsort((ids, -scores))
-    reach = np.cumsum(held[full]) >= want
-    expected = full[: int(np.argmax(reach)) + 1] if reach.any() else full
-    assert np.array_equal(_first_by_score(scores, ids, held, want), expected)
