@@ -42,6 +42,10 @@ from sim.exchange import Exchange
 from sim.ledger import N_SYSTEM
 from sim.margin import adl_score
 
+#: Candidates sorted at first after a price change: ADL rarely needs more than its first
+#: few counterparties (the crash of configs/scale_crash.toml: ~2.5 per ADL on average).
+FIRST_CHUNK = 256
+
 
 class AdlRanking:
     """Scores the trader positions on one side of an instrument for ADL.
@@ -49,10 +53,13 @@ class AdlRanking:
     Args:
         exchange: The venue; its ledger changes only through `sim.ledger.Ledger`'s
             methods (which stamp `Ledger.row_version`).
+        first_chunk: How many candidates a side's order sorts first after a price change
+            (`_StandingOrder`; more are sorted as a walk needs them).
     """
 
-    def __init__(self, exchange: Exchange):
+    def __init__(self, exchange: Exchange, first_chunk: int = FIRST_CHUNK):
         self.exchange = exchange
+        self.first_chunk = first_chunk
         n, n_instruments = exchange.ledger.positions.shape
         #: (A,) each account's equity at zero prices, USD.
         self._constant = np.zeros(n)
@@ -84,7 +91,8 @@ class AdlRanking:
         standing = self._sides.get(key)
         if standing is None or standing.prices != prices:
             ids, scores, held = self.candidates(m, side, -1)
-            standing = self._sides[key] = _StandingOrder(prices, self._version, ids, _sort_keys(scores), held)
+            standing = _StandingOrder(prices, self._version, ids, _sort_keys(scores), held, self.first_chunk)
+            self._sides[key] = standing
         else:
             changed = self._changed_since(standing.version)
             if changed.size:
@@ -103,7 +111,7 @@ class AdlRanking:
         """The rows changed after ledger clock ``version`` (at most the terms' own
         version), with the terms of every changed row brought up to date."""
         ledger = self.exchange.ledger
-        changed = np.flatnonzero(ledger.row_version > version)
+        changed = ledger.rows_changed_since(version)
         stale = changed[ledger.row_version[changed] > self._version]
         if stale.size:
             self._update(stale)
@@ -131,34 +139,50 @@ class AdlRanking:
     def _update(self, rows: np.ndarray) -> None:
         """Recompute the terms of ``rows`` from their ledger rows."""
         ledger, rules = self.exchange.ledger, self.exchange.rules
-        size = ledger.positions[rows] * ledger.lot_sizes  # (R, I)
-        balances = ledger.balances[rows]  # (R, S)
-        carried = ledger.isolated_margin[rows] + size * (ledger.funding_index[rows] - ledger.entry[rows])
-        self._constant[rows] = carried.sum(axis=1)
-        self._size[rows] = size
-        self._value[rows] = balances * rules.weights + np.minimum(balances, 0.0) * (
-            rules.liability_weights - rules.weights
+        _update_terms(
+            rows,
+            ledger.positions,
+            ledger.entry,
+            ledger.funding_index,
+            ledger.isolated_margin,
+            ledger.balances,
+            ledger.lot_sizes,
+            rules.weights,
+            rules.liability_weights,
+            self._constant,
+            self._size,
+            self._value,
         )
 
 
 class _StandingOrder:
-    """One (instrument, side)'s candidates at one set of prices: sorted at build, plus a
-    heap of the rows re-scored since (an entry counts only while it is its row's latest).
+    """One (instrument, side)'s candidates at one set of prices, best first, plus a heap
+    of the rows re-scored since (an entry counts only while it is its row's latest).
+
+    The order is sorted lazily: a sorted prefix, and the rest unsorted (every entry of it
+    after every entry of the prefix), of which the next ``first_chunk``, then twice as
+    many each time, are sorted when a walk reaches the prefix's end. ADL rarely needs more
+    than its first few counterparties, and a sort of all of them per price change was
+    most of its cost.
 
     Args:
         prices: `AdlRanking._prices` at build.
         version: The ledger clock the scores are up to date with.
         ids, keys, held: (n,) the candidates in id order, their sort keys (`_sort_keys`)
             and their positions, lots.
+        first_chunk: How many of them to sort first.
     """
 
-    def __init__(self, prices: bytes, version: int, ids: np.ndarray, keys: np.ndarray, held: np.ndarray):
+    def __init__(
+        self, prices: bytes, version: int, ids: np.ndarray, keys: np.ndarray, held: np.ndarray, first_chunk: int
+    ):
         self.prices = prices
         self.version = version
-        order = np.lexsort((ids, keys))
-        self._ids = ids[order].tolist()
-        self._keys = keys[order].tolist()
-        self._held = held[order].tolist()
+        self._ids: list[int] = []  # the sorted prefix
+        self._keys: list[float] = []
+        self._held: list[float] = []
+        self._rest = (ids, keys, held)
+        self._chunk = first_chunk
         self._next = 0  # the sorted entries before it are all stale
         self._stale: set[int] = set()  # rows changed since build
         self._heap: list[tuple[float, int, int, float]] = []  # (key, id, version, held)
@@ -178,20 +202,20 @@ class _StandingOrder:
     def first(self, exclude: int, lots: int) -> tuple[list[int], int]:
         """`AdlRanking.first` from the standing order, without account ``exclude``."""
         ids, keys, held, stale, heap, latest = self._ids, self._keys, self._held, self._stale, self._heap, self._latest
-        while self._next < len(ids) and ids[self._next] in stale:
+        while self._sorted_to(self._next) and ids[self._next] in stale:
             self._next += 1
         chosen: list[int] = []
         total = 0
         i = self._next
-        set_aside = []  # valid heap entries of the excluded row, pushed back at the end
+        set_aside = []  # valid heap entries taken, pushed back at the end
         while total < lots:
-            while i < len(ids) and (ids[i] in stale or ids[i] == exclude):
+            while self._sorted_to(i) and (ids[i] in stale or ids[i] == exclude):
                 i += 1
             while heap and (latest.get(heap[0][1]) != heap[0][2] or heap[0][1] == exclude):
                 entry = heapq.heappop(heap)
                 if latest.get(entry[1]) == entry[2]:
                     set_aside.append(entry)
-            sorted_left = i < len(ids)
+            sorted_left = self._sorted_to(i)
             if heap and (not sorted_left or heap[0][:2] < (keys[i], ids[i])):
                 _, row, _, row_lots = heap[0]
                 set_aside.append(heapq.heappop(heap))
@@ -205,6 +229,25 @@ class _StandingOrder:
         for entry in set_aside:
             heapq.heappush(heap, entry)
         return chosen, total
+
+    def _sorted_to(self, i: int) -> bool:
+        """Whether the order has an entry ``i``, sorting more of the rest as needed."""
+        while i >= len(self._ids):
+            ids, keys, held = self._rest
+            if not ids.size:
+                return False
+            if self._chunk < ids.size:
+                cut = np.partition(keys, self._chunk - 1)[self._chunk - 1]
+                take = keys <= cut  # with every tie of the cut
+            else:
+                take = np.ones(ids.size, dtype=bool)
+            order = np.lexsort((ids[take], keys[take]))
+            self._ids.extend(ids[take][order].tolist())
+            self._keys.extend(keys[take][order].tolist())
+            self._held.extend(held[take][order].tolist())
+            self._rest = (ids[~take], keys[~take], held[~take])
+            self._chunk *= 2
+        return True
 
 
 def _sort_keys(scores: np.ndarray) -> np.ndarray:
@@ -229,3 +272,22 @@ def _score_rows(rows, positions, entry, constant, size, value, marks_less_fundin
         held[k] = abs(positions[r])
         scores[k] = adl_score(-side, entry[r], mark, held[k] * lot * mark, equity)
     return scores, held
+
+
+@njit(cache=True)
+def _update_terms(
+    rows, positions, entry, funding_index, isolated_margin, balances, lot_sizes, weights, liability_weights,
+    constant, size, value,
+):  # fmt: skip
+    """`AdlRanking._update`: for each of (R,) ``rows``, from its (A, I) and (A, S) ledger
+    rows, the (A,) ``constant``, (A, I) ``size`` and (A, S) ``value`` terms."""
+    for r in rows:
+        carried = 0.0
+        for m in range(positions.shape[1]):
+            q = positions[r, m] * lot_sizes[m]
+            size[r, m] = q
+            carried += isolated_margin[r, m] + q * (funding_index[r, m] - entry[r, m])
+        constant[r] = carried
+        for s in range(balances.shape[1]):
+            b = balances[r, s]
+            value[r, s] = b * weights[s] + min(b, 0.0) * (liability_weights[s] - weights[s])

@@ -35,6 +35,9 @@ GENESIS = 3
 N_SYSTEM = 4
 SYSTEM_NAMES = ("insurance_fund", "fee_pool", "backstop", "genesis")
 USD = 0
+#: Rows per block of `Ledger.block_version` (a power of two: a row's block is ``row >>
+#: VERSION_BLOCK_BITS``).
+VERSION_BLOCK_BITS = 10
 
 
 class Ledger:
@@ -80,6 +83,9 @@ class Ledger:
         self.clock = 0
         #: (A,) the `clock` of each row's last such change (`sim.health_watch` reads it).
         self.row_version = np.zeros(n, np.int64)
+        #: (ceil(A / 2**VERSION_BLOCK_BITS),) the latest `row_version` of each block of
+        #: rows, so a reader finds the few changed rows without reading every version.
+        self.block_version = np.zeros(((n - 1) >> VERSION_BLOCK_BITS) + 1, np.int64)
 
     @property
     def n_accounts(self) -> int:
@@ -110,6 +116,11 @@ class Ledger:
         """Rows (an int or an array) whose balances, positions or margins change now."""
         self.clock += 1
         self.row_version[rows] = self.clock
+        self.block_version[np.right_shift(rows, VERSION_BLOCK_BITS)] = self.clock
+
+    def rows_changed_since(self, version: int) -> np.ndarray:
+        """(R,) the rows whose `row_version` is past ``version``, ascending."""
+        return _rows_changed_since(self.row_version, self.block_version, version)
 
     def deposit(self, account: int, asset: int, amount: float) -> None:
         """External money in: the only way value enters the system."""
@@ -285,6 +296,21 @@ class Ledger:
 # The ledger arithmetic of a trade, compiled so that a batch of fills settles in one
 # pass; each function mirrors the method of the same name, operation for operation, so
 # a batch and one-by-one settlement agree to the last bit.
+
+
+@njit(cache=True)
+def _rows_changed_since(row_version, block_version, version):
+    """`Ledger.rows_changed_since`, reading only the blocks changed since ``version``."""
+    size = 1 << VERSION_BLOCK_BITS
+    changed = np.empty(row_version.size, np.int64)
+    n = 0
+    for b in range(block_version.size):
+        if block_version[b] > version:
+            for r in range(b * size, min((b + 1) * size, row_version.size)):
+                if row_version[r] > version:
+                    changed[n] = r
+                    n += 1
+    return changed[:n]
 
 
 @njit(cache=True)

@@ -34,12 +34,13 @@ action = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(actions=st.lists(action, max_size=60), seed=st.integers(0, 1_000))
-def test_first_is_the_full_ranking_s_prefix_through_trades_deposits_and_moves(actions, seed):
+@given(actions=st.lists(action, max_size=60), seed=st.integers(0, 1_000), first_chunk=st.sampled_from([1, 3, 256]))
+def test_first_is_the_full_ranking_s_prefix_through_trades_deposits_and_moves(actions, seed, first_chunk):
     """Whatever changed since the last ADL, `AdlRanking.first` answers what a full sort
     of `AdlRanking.candidates` (score descending, ties by lower id) gives, cut where the
     positions first hold the lots asked for. The accounts come in a few identical
-    groups (so scores tie), some of them under water (scores of +inf and 0)."""
+    groups (so scores tie), some of them under water (scores of +inf and 0); the order
+    is sorted a chunk at a time, from chunks of one."""
     rng = np.random.default_rng(seed)
     initial = np.array([50_000.0, 3_000.0])
     ex = Exchange([btc(), eth()], [CollateralAsset("USD")], N_TRADERS, initial)
@@ -52,7 +53,7 @@ def test_first_is_the_full_ranking_s_prefix_through_trades_deposits_and_moves(ac
             ex.ledger.trade_between(N_SYSTEM + r, GENESIS, m, lots, initial[m] * [1.0, 0.98, 1.02, 1.0][g], 0.0)
     moved = initial * rng.choice([0.97, 1.03], 2)  # every position in profit or loss
     ex.set_prices(moved, moved)
-    ranking = AdlRanking(ex)
+    ranking = AdlRanking(ex, first_chunk)
     for act in actions:
         if act[0] == "trade":
             _, holder, m, lots, factor = act
