@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit
 
 from sim.exchange import Exchange
+from sim.ledger import VERSION_BLOCK_BITS
 from sim.margin import Health
 
 #: A new full pass once the rows to recompute exceed this fraction of all accounts: the
@@ -104,6 +105,10 @@ class LiquidatableWatch:
         self._key = np.empty(0)
         #: (A,) the most slack a row can lose per unit of `_tau`, USD.
         self._weight = np.empty(0)
+        #: (blocks,) at most the lowest `_key` of the trader rows of each block of the
+        #: ledger's `sim.ledger.Ledger.block_version`: a block with no changed row and
+        #: this above `_tau` holds no row to recompute, and a question skips it.
+        self._block_key = np.empty(0)
         #: The last answer, valid while nothing changes.
         self._flags = np.empty(0, dtype=bool)
         #: (R,) the rows the last question computed exactly (every row after a full pass).
@@ -122,6 +127,7 @@ class LiquidatableWatch:
         self._threshold = np.empty(n)
         self._key = np.empty(n)
         self._weight = np.empty(n)
+        self._block_key = np.full(self.exchange.ledger.block_version.size, np.inf)
         every = np.arange(n)
         self._anchor(every, _slack(health))
         self._version = self.exchange.ledger.clock
@@ -150,8 +156,10 @@ class LiquidatableWatch:
             self._exposure,
             self._travel,
             ledger.row_version,
+            ledger.block_version,
             self._version,
             self.is_trader,
+            self._block_key,
         )
         if rows.size > self.refresh_share * self.is_trader.size or self._tau > _TAU_LIMIT:
             return self.refresh()
@@ -184,6 +192,7 @@ class LiquidatableWatch:
             self._weight,
             self._threshold,
             self._key,
+            self._block_key,
         )
 
     def _price_vector(self) -> np.ndarray:
@@ -207,45 +216,56 @@ def _slack(health: Health) -> np.ndarray:
 
 
 @njit(cache=True)
-def _unsure(key, tau, threshold, weight, exposure, travel, row_version, version, is_trader):
+def _unsure(key, tau, threshold, weight, exposure, travel, row_version, block_version, version, is_trader, block_key):
     """The trader rows to compute exactly now, ascending: those whose slack may have
     reached 0 (first test: (A,) ``key <= tau``; then the bound ``exposure_i . travel >=
     threshold_i`` over the (A, P) exposures and the (P,) travel) or whose ledger row
     changed since ``version``. A row past its key and short of its threshold gets the
     key at which the rest of its reach could be spent (``weight``: the most slack it
     loses per unit of ``tau``), so its bound is taken again only when that much has
-    moved."""
+    moved. Reads only the blocks of rows with a changed row (``block_version``) or a
+    ``block_key`` at most ``tau``, and sets the block key of each block it reads to the
+    lowest key of the rows it keeps (the recomputed ones get theirs from `_anchor_rows`)."""
     n, n_prices = exposure.shape
+    size = 1 << VERSION_BLOCK_BITS
     unsure = np.empty(n, np.int64)
     n_unsure = 0
-    for i in range(n):
-        if not is_trader[i]:
+    for b in range(block_key.size):
+        if block_version[b] <= version and block_key[b] > tau:
             continue
-        touched = row_version[i] > version
-        if not touched and key[i] <= tau:
-            bound = 0.0
-            for j in range(n_prices):
-                bound += exposure[i, j] * travel[j]
-            touched = bound >= threshold[i]
-            if not touched:
-                key[i] = tau + (threshold[i] - bound) / weight[i] * (1.0 - _KEY_SLACK)
-        if touched:
-            unsure[n_unsure] = i
-            n_unsure += 1
+        lowest = np.inf
+        for i in range(b * size, min((b + 1) * size, n)):
+            if not is_trader[i]:
+                continue
+            touched = row_version[i] > version
+            if not touched and key[i] <= tau:
+                bound = 0.0
+                for j in range(n_prices):
+                    bound += exposure[i, j] * travel[j]
+                touched = bound >= threshold[i]
+                if not touched:
+                    key[i] = tau + (threshold[i] - bound) / weight[i] * (1.0 - _KEY_SLACK)
+            if touched:
+                unsure[n_unsure] = i
+                n_unsure += 1
+            else:
+                lowest = min(lowest, key[i])
+        block_key[b] = lowest
     return unsure[:n_unsure]
 
 
 @njit(cache=True)
 def _anchor_rows(
     rows, slack, positions, balances, isolated, lot_sizes, mmr_max, balance_rate, scale, travel, tau, exposure,
-    weight, threshold, key,
+    weight, threshold, key, block_key,
 ):  # fmt: skip
     """Set, for each of ``rows`` with exact (R,) ``slack`` (USD), its (P,) exposure row
     from the ledger's (A, I) ``positions`` (lots), (A, S) ``balances`` and (A,)
     ``isolated``: ``|q| lot`` per ``M - Phi``, ``|q| lot mmr_max`` per mark, ``|b| rate``
     per collateral price (an isolated account without debt has none: its positions
     stand on their own margins); its ``weight`` (exposure . scale), its ``threshold``
-    (distance to 0 less the rounding room, plus exposure . travel) and its ``key``."""
+    (distance to 0 less the rounding room, plus exposure . travel), its ``key``, and
+    its block's ``block_key`` at most that."""
     n_instruments, n_assets = positions.shape[1], balances.shape[1]
     for c in range(rows.shape[0]):
         r = rows[c]
@@ -270,3 +290,5 @@ def _anchor_rows(
             key[r] = tau + reach / w * (1.0 - _KEY_SLACK)
         else:
             key[r] = np.inf if reach > 0.0 else -np.inf
+        block = r >> VERSION_BLOCK_BITS
+        block_key[block] = min(block_key[block], key[r])

@@ -18,16 +18,18 @@ N_TRADERS = 12
 BTC_ASSET = 1
 
 
-def venue(seed: int, isolated_share: float) -> Exchange:
+def venue(seed: int, isolated_share: float, spread: int = 1) -> Exchange:
     """Traders near their liquidation lines: tiered BTC (MARGIN-SPEC E0 brackets), flat
-    ETH, USD and BTC collateral (with debts), some accounts in isolated mode."""
+    ETH, USD and BTC collateral (with debts), some accounts in isolated mode; the i-th at
+    row `trader` (i, spread), with empty accounts between them."""
     rng = np.random.default_rng(seed)
     btc = Instrument("BTC", tick_size=0.1, lot_size=0.001, tiers=E0_TIERS)
     collateral = [CollateralAsset("USD"), CollateralAsset("BTC", 0.9, 1.1, 0.05)]
-    ex = Exchange([btc, eth()], collateral, N_TRADERS, [50_000.0, 3_000.0], FeeSchedule(0.0, 0.0))
+    n = (N_TRADERS - 1) * spread + 1
+    ex = Exchange([btc, eth()], collateral, n, [50_000.0, 3_000.0], FeeSchedule(0.0, 0.0))
     ledger = ex.ledger
     for i in range(N_TRADERS):
-        account = N_SYSTEM + i
+        account = trader(i, spread)
         ledger.deposit(account, USD, float(rng.uniform(-2_000, 20_000)))
         ledger.deposit(account, BTC_ASSET, float(rng.uniform(0, 0.2)))
         if rng.random() < isolated_share:
@@ -39,6 +41,11 @@ def venue(seed: int, isolated_share: float) -> Exchange:
                 if ledger.isolated[account]:
                     ledger.allocate_isolated(account, m, float(rng.uniform(0, 8_000)))
     return ex
+
+
+def trader(i: int, spread: int) -> int:
+    """The row of the i-th trader of a `venue` with that ``spread``."""
+    return N_SYSTEM + i * spread
 
 
 def full(ex: Exchange, is_trader: np.ndarray) -> np.ndarray:
@@ -62,9 +69,12 @@ action = st.one_of(
     isolated_share=st.sampled_from([0.0, 0.5, 1.0]),
     refresh_share=st.sampled_from([0.1, 1.0]),
     actions=st.lists(action, max_size=12),
+    spread=st.sampled_from([1, 700]),
 )
-def test_the_watch_flags_what_a_full_pass_flags(seed, isolated_share, refresh_share, actions):
-    ex = venue(seed, isolated_share)
+def test_the_watch_flags_what_a_full_pass_flags(seed, isolated_share, refresh_share, actions, spread):
+    """Spread 700 puts the traders in 9 blocks of `sim.ledger.VERSION_BLOCK_BITS` rows,
+    which a question skips while none of their rows changed or came near its line."""
+    ex = venue(seed, isolated_share, spread)
     is_trader = np.arange(ex.ledger.n_accounts) >= N_SYSTEM
     watch = LiquidatableWatch(ex, is_trader, refresh_share)
     watch.refresh()
@@ -75,15 +85,15 @@ def test_the_watch_flags_what_a_full_pass_flags(seed, isolated_share, refresh_sh
         elif kind == "funding":
             ex.accrue_funding(np.array(args[0]) * ex.marks * 0.01)
         elif kind == "trade":
-            account, lots = N_SYSTEM + args[0], args[1]
+            account, lots = trader(args[0], spread), args[1]
             if lots:
                 ex.ledger.trade_between(account, GENESIS, 0, lots, float(ex.marks[0]), float(ex.cum_funding[0]))
         elif kind == "transfer":
-            ex.ledger.transfer(N_SYSTEM + args[0], GENESIS, args[1])
+            ex.ledger.transfer(trader(args[0], spread), GENESIS, args[1])
         elif kind == "collateral":
-            ex.ledger.deposit(N_SYSTEM + args[0], BTC_ASSET, args[1])
+            ex.ledger.deposit(trader(args[0], spread), BTC_ASSET, args[1])
         else:  # an isolated account moves margin into its BTC position; a cross one turns isolated
-            account = N_SYSTEM + args[0]
+            account = trader(args[0], spread)
             if ex.ledger.isolated[account]:
                 ex.ledger.allocate_isolated(account, 0, args[1])
             else:
