@@ -45,6 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammainc
 
+from sim.instruments import Instrument
+from sim.types import Fill, FillColumns
+
 #: Source id of traders' ordinary flow (liquidation terms carry the liquidation's id >= 0).
 TRADERS = -1
 SECONDS_PER_DAY = 86_400.0
@@ -152,6 +155,10 @@ class Propagator:
         """Count ``usd`` of venue trades on instrument m in the liquidity estimate."""
         self.venue_volume[m] += usd
 
+    def add_volumes(self, instruments: np.ndarray, usd: np.ndarray) -> None:
+        """`add_volume` of each of (n,) ``usd`` on (n,) ``instruments``, one after another."""
+        np.add.at(self.venue_volume, instruments, usd)
+
     def daily_volume(self) -> np.ndarray:
         """(I,) V_D: the whole market's USD volume per day implied by the venue's so far."""
         elapsed = max(self._now, 1e-9)
@@ -255,17 +262,19 @@ class VenueIndex:
     def publish(self) -> None:
         self.exchange.set_index(self.exogenous * np.exp(self.propagator.log_impact()))
 
-    def record_fills(self, fills, instruments) -> None:
+    def record_fills(self, fills: Sequence[Fill], instruments: Sequence[Instrument]) -> None:
         """Traders' executed fills (`sim.types.Fill`) of this step: their USD volume
         counts in the liquidity estimate, their taker flow per instrument is one term
         each, and the index moves. Resting or cancelled orders are not fills: they move
-        nothing."""
+        nothing. (Sums fill by fill, in order: ``np.add.at`` adds one element at a time.)"""
+        columns = FillColumns.of(fills)
+        m = columns.instrument
+        lot_sizes = np.array([inst.lot_size for inst in instruments])
+        tick_sizes = np.array([inst.tick_size for inst in instruments])
+        notional = (columns.qty * lot_sizes[m]) * (columns.price * tick_sizes[m])
+        self.propagator.add_volumes(m, notional)
         flow = np.zeros(self.propagator.n)
-        for fill in fills:
-            inst = instruments[fill.instrument]
-            notional = inst.qty(fill.qty) * inst.price(fill.price)
-            self.propagator.add_volume(fill.instrument, notional)
-            flow[fill.instrument] += fill.taker_side * notional
+        np.add.at(flow, m, columns.taker_side * notional)
         self.trade(flow)
 
     def trade(

@@ -44,6 +44,7 @@ from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
 from sim.losses import LOSS_COLUMNS, LossAccount, cents
 from sim.margin import Health, liquidation_prices
+from sim.types import FillColumns
 
 MARKET_SCHEMA = {
     "step": pl.Int64,
@@ -72,6 +73,17 @@ TRADES_SCHEMA = {
     "seller": pl.Int64,
     "aggressor": pl.String,
     "liquidation": pl.Boolean,
+}
+#: The numpy types of `Recorder._drain_trades`' chunks, per column of `TRADES_SCHEMA`.
+_TRADE_CHUNK_DTYPES = {
+    "step": np.int64,
+    "instrument": np.int64,
+    "price": np.float64,
+    "qty": np.float64,
+    "buyer": np.int64,
+    "seller": np.int64,
+    "aggressor": np.bool_,
+    "liquidation": np.bool_,
 }
 LEDGER_SCHEMA = {
     "step": pl.Int64,
@@ -107,7 +119,13 @@ class Recorder:
         self.every = every
         self.names = [inst.name for inst in exchange.instruments]
         self._market: list[tuple] = []
-        self._trades: dict[str, list] = {column: [] for column in TRADES_SCHEMA}
+        self._lot_sizes = np.array([inst.lot_size for inst in exchange.instruments])
+        self._tick_sizes = np.array([inst.tick_size for inst in exchange.instruments])
+        #: Per column of `TRADES_SCHEMA`, one (n,) array per step (instrument as its
+        #: index, aggressor as "is a buy") until `tables` builds the frame.
+        self._trades: dict[str, list[np.ndarray]] = {
+            column: [np.empty(0, dtype)] for column, dtype in _TRADE_CHUNK_DTYPES.items()
+        }
         self._ledger: list[tuple] = []
         self.accounts = AccountSnapshots(self.names, agent_types, steps // every + 1)
         self._rows_seen = 0
@@ -167,29 +185,38 @@ class Recorder:
             self.accounts.add(step, health, ex.ledger)
 
     def _drain_trades(self, step: int) -> np.ndarray:
-        """Move the exchange's fills into the trades columns; return (I,) volume."""
+        """Move the exchange's fills into the trades columns; return (I,) volume, base
+        units (summed fill by fill, in order)."""
         ex = self.exchange
-        volume = np.zeros(len(self.names))
-        cols = self._trades
-        for fill in ex.trades:
-            inst = ex.instruments[fill.instrument]
-            qty = inst.qty(fill.qty)
-            volume[fill.instrument] += qty
-            buyer, seller = (
-                (fill.taker_account, fill.maker_account)
-                if fill.taker_side > 0
-                else (fill.maker_account, fill.taker_account)
-            )
-            cols["step"].append(step)
-            cols["instrument"].append(self.names[fill.instrument])
-            cols["price"].append(inst.price(fill.price))
-            cols["qty"].append(qty)
-            cols["buyer"].append(buyer)
-            cols["seller"].append(seller)
-            cols["aggressor"].append("buy" if fill.taker_side > 0 else "sell")
-            cols["liquidation"].append(fill.liquidation)
+        fills = FillColumns.of(ex.trades)
         ex.trades.clear()
+        m = fills.instrument
+        qty = fills.qty * self._lot_sizes[m]
+        volume = np.zeros(len(self.names))
+        np.add.at(volume, m, qty)
+        buy = fills.taker_side > 0
+        chunk = {
+            "step": np.full(m.size, step),
+            "instrument": m,
+            "price": fills.price * self._tick_sizes[m],
+            "qty": qty,
+            "buyer": np.where(buy, fills.taker_account, fills.maker_account),
+            "seller": np.where(buy, fills.maker_account, fills.taker_account),
+            "aggressor": buy,
+            "liquidation": fills.liquidation,
+        }
+        for column, values in chunk.items():
+            self._trades[column].append(values)
         return volume
+
+    def _trades_frame(self) -> pl.DataFrame:
+        """The trades table from the drained chunks, in execution order."""
+        column = {name: np.concatenate(chunks) for name, chunks in self._trades.items()}
+        column["instrument"] = np.array(self.names, dtype=object)[column["instrument"]]
+        column["aggressor"] = np.where(column["aggressor"], "buy", "sell").astype(object)
+        return pl.DataFrame(
+            {name: pl.Series(name, values, dtype=TRADES_SCHEMA[name]) for name, values in column.items()}
+        )
 
     # ------------------------------------------------------------------ tables
     def tables(self) -> dict[str, pl.DataFrame]:
@@ -197,7 +224,7 @@ class Recorder:
         market = pl.DataFrame(self._market, schema=MARKET_SCHEMA, orient="row").with_columns(
             pl.col("last_price").fill_nan(None)
         )
-        trades = pl.DataFrame(self._trades, schema=TRADES_SCHEMA)
+        trades = self._trades_frame()
         ledger = pl.DataFrame(self._ledger, schema=LEDGER_SCHEMA, orient="row")
         return {
             "market": market.sort("step", "instrument", maintain_order=True),
