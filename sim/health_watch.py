@@ -157,6 +157,7 @@ class LiquidatableWatch:
             self._travel,
             ledger.row_version,
             ledger.block_version,
+            VERSION_BLOCK_BITS,
             self._version,
             self.is_trader,
             self._block_key,
@@ -193,6 +194,7 @@ class LiquidatableWatch:
             self._threshold,
             self._key,
             self._block_key,
+            VERSION_BLOCK_BITS,
         )
 
     def _price_vector(self) -> np.ndarray:
@@ -216,18 +218,21 @@ def _slack(health: Health) -> np.ndarray:
 
 
 @njit(cache=True)
-def _unsure(key, tau, threshold, weight, exposure, travel, row_version, block_version, version, is_trader, block_key):
+def _unsure(
+    key, tau, threshold, weight, exposure, travel, row_version, block_version, block_bits, version, is_trader, block_key
+):
     """The trader rows to compute exactly now, ascending: those whose slack may have
     reached 0 (first test: (A,) ``key <= tau``; then the bound ``exposure_i . travel >=
     threshold_i`` over the (A, P) exposures and the (P,) travel) or whose ledger row
     changed since ``version``. A row past its key and short of its threshold gets the
     key at which the rest of its reach could be spent (``weight``: the most slack it
     loses per unit of ``tau``), so its bound is taken again only when that much has
-    moved. Reads only the blocks of rows with a changed row (``block_version``) or a
-    ``block_key`` at most ``tau``, and sets the block key of each block it reads to the
+    moved. Reads only the blocks (of ``2**block_bits`` rows: an argument, as numba's
+    cache would keep another module's constant) with a changed row (``block_version``)
+    or a ``block_key`` at most ``tau``, and sets the block key of each block it reads to the
     lowest key of the rows it keeps (the recomputed ones get theirs from `_anchor_rows`)."""
     n, n_prices = exposure.shape
-    size = 1 << VERSION_BLOCK_BITS
+    size = 1 << block_bits
     unsure = np.empty(n, np.int64)
     n_unsure = 0
     for b in range(block_key.size):
@@ -257,7 +262,7 @@ def _unsure(key, tau, threshold, weight, exposure, travel, row_version, block_ve
 @njit(cache=True)
 def _anchor_rows(
     rows, slack, positions, balances, isolated, lot_sizes, mmr_max, balance_rate, scale, travel, tau, exposure,
-    weight, threshold, key, block_key,
+    weight, threshold, key, block_key, block_bits,
 ):  # fmt: skip
     """Set, for each of ``rows`` with exact (R,) ``slack`` (USD), its (P,) exposure row
     from the ledger's (A, I) ``positions`` (lots), (A, S) ``balances`` and (A,)
@@ -290,5 +295,5 @@ def _anchor_rows(
             key[r] = tau + reach / w * (1.0 - _KEY_SLACK)
         else:
             key[r] = np.inf if reach > 0.0 else -np.inf
-        block = r >> VERSION_BLOCK_BITS
+        block = r >> block_bits
         block_key[block] = min(block_key[block], key[r])

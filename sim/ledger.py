@@ -37,7 +37,7 @@ SYSTEM_NAMES = ("insurance_fund", "fee_pool", "backstop", "genesis")
 USD = 0
 #: Rows per block of `Ledger.block_version` (a power of two: a row's block is ``row >>
 #: VERSION_BLOCK_BITS``).
-VERSION_BLOCK_BITS = 10
+VERSION_BLOCK_BITS = 6
 
 
 class Ledger:

@@ -467,3 +467,16 @@ def test_batch_settlement_matches_one_by_one_to_the_cent(trades, isolated):
             slow.balances[FEE_POOL, USD] += fee
     for name in ("balances", "positions", "entry", "funding_index", "isolated_margin", "open_bids", "open_asks"):
         assert np.allclose(getattr(fast, name), getattr(slow, name), rtol=0, atol=0.005), name
+
+
+@settings(max_examples=100, deadline=None)
+@given(touches=st.lists(st.tuples(st.integers(0, 999 + N_SYSTEM), st.integers(0, 999 + N_SYSTEM)), max_size=30))
+def test_rows_changed_since_reads_the_row_versions(touches):
+    """`Ledger.rows_changed_since` finds, from its block versions, exactly the rows a scan
+    of every row version finds, after any transfers, from every earlier clock."""
+    ex = Exchange([btc()], [CollateralAsset("USD")], 1_000, [50_000.0])
+    ledger = ex.ledger
+    for src, dst in touches:
+        ledger.transfer(src, dst, 1.0)
+    for version in range(-1, ledger.clock + 1):
+        assert ledger.rows_changed_since(version).tolist() == np.flatnonzero(ledger.row_version > version).tolist()

@@ -72,8 +72,9 @@ action = st.one_of(
     spread=st.sampled_from([1, 700]),
 )
 def test_the_watch_flags_what_a_full_pass_flags(seed, isolated_share, refresh_share, actions, spread):
-    """Spread 700 puts the traders in 9 blocks of `sim.ledger.VERSION_BLOCK_BITS` rows,
-    which a question skips while none of their rows changed or came near its line."""
+    """Spread 700 puts the traders in blocks of rows of their own (of
+    ``2**sim.ledger.VERSION_BLOCK_BITS`` rows), which a question skips while none of
+    their rows changed or came near its line."""
     ex = venue(seed, isolated_share, spread)
     is_trader = np.arange(ex.ledger.n_accounts) >= N_SYSTEM
     watch = LiquidatableWatch(ex, is_trader, refresh_share)
