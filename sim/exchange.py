@@ -59,7 +59,7 @@ from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
-from sim.types import CancelledOrder, Fill, OrderRequest, OrderType, RejectReason, Side, SubmitResult
+from sim.types import CancelledOrder, Fill, FillLog, OrderRequest, OrderType, RejectReason, Side, SubmitResult
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
 MARGIN_TOLERANCE = 1e-9
@@ -86,7 +86,6 @@ _STATELESS = np.array(
     ]
 )
 _LIMIT, _MARKET, _IOC, _POST_ONLY = (KIND_CODES[kind] for kind in OrderType)
-_SIDES = {1: Side.BUY, -1: Side.SELL}  # an Enum call per fill costs more than this lookup
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ class Exchange:
         self.marks = np.zeros(n_inst)
         self.asset_prices = np.ones(len(assets))
         self.set_prices(initial_prices, initial_prices)
-        self.trades: list[Fill] = []
+        self.trades = FillLog()
         self._next_order = 0
         #: Orders sent to the books and resting orders cancelled, for throughput figures.
         self.n_cancels = 0
@@ -577,13 +576,12 @@ class Exchange:
             fill_events[:, OUT_PRICE], fill_events[:, OUT_LOTS],
         )  # fmt: skip
         if len(filled):
-            self._settle_columns(*columns, np.full(len(filled), int(liquidation)))
-        m, account, maker_account, side, price, lots = (c.tolist() for c in columns)
-        order_ids, maker_ids = batch.ids[filled].tolist(), fill_events[:, OUT_ID].tolist()
-        rows = zip(m, order_ids, maker_ids, account, maker_account, [_SIDES[s] for s in side], price, lots, strict=True)
-        fills = [Fill(*row, liquidation) for row in rows]
-        self.trades += fills
-        batch.fills += fills
+            flags = np.full(len(filled), int(liquidation))
+            self._settle_columns(*columns, flags)
+            m, account, maker_account, side, price, lots = columns
+            log = (m, batch.ids[filled], fill_events[:, OUT_ID], account, maker_account, side, price, lots, flags)
+            self.trades.add_columns(*log)
+            batch.fills.add_columns(*log)
         ledger.count_open_many(
             batch.book_accounts[rested], batch.books[rested], batch.sides[rested], rested_lots[rested]
         )
@@ -838,7 +836,7 @@ class BatchResult:
     cancelled: np.ndarray
     clipped: np.ndarray
     filled: np.ndarray
-    fills: list[Fill]
+    fills: FillLog
     fill_order: np.ndarray
     fill_ticks: np.ndarray
     self_trade_cancels: list[CancelledOrder]
@@ -882,7 +880,7 @@ class _Batch:
     reject: np.ndarray
     active: np.ndarray
     watch: BatchWatch
-    fills: list[Fill] = field(default_factory=list)
+    fills: FillLog = field(default_factory=FillLog)
 
     @property
     def n(self) -> int:

@@ -44,7 +44,6 @@ from sim.ledger import FEE_POOL, INSURANCE_FUND, N_SYSTEM, USD
 from sim.liquidation import LiquidationEngine
 from sim.losses import LOSS_COLUMNS, LossAccount, cents
 from sim.margin import Health, liquidation_prices
-from sim.types import FillColumns
 
 MARKET_SCHEMA = {
     "step": pl.Int64,
@@ -188,7 +187,7 @@ class Recorder:
         """Move the exchange's fills into the trades columns; return (I,) volume, base
         units (summed fill by fill, in order)."""
         ex = self.exchange
-        fills = FillColumns.of(ex.trades)
+        fills = ex.trades.columns()
         ex.trades.clear()
         m = fills.instrument
         qty = fills.qty * self._lot_sizes[m]

@@ -6,10 +6,9 @@ Prices inside the book are integer ticks and sizes integer lots; the instrument
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from operator import attrgetter
 
 import numpy as np
 
@@ -105,8 +104,7 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class FillColumns:
-    """Fills as (n,) int64 arrays, in their order (for the vectorized consumers of a
-    step's fills: the recorder, the index's flow).
+    """Fills as (n,) int64 arrays, in their order (`FillLog.columns`).
 
     Attributes:
         instrument, taker_account, maker_account: Indices.
@@ -124,16 +122,83 @@ class FillColumns:
     qty: np.ndarray
     liquidation: np.ndarray
 
-    @classmethod
-    def of(cls, fills: Sequence[Fill]) -> FillColumns:
-        n = len(fills)
-        return cls(
-            *(np.fromiter(map(attrgetter(name), fills), np.int64, n) for name in _INT_FILL_FIELDS),
-            liquidation=np.fromiter(map(attrgetter("liquidation"), fills), bool, n),
+
+class FillLog:
+    """Fills in execution order, kept as (n, 9) int64 blocks of the `Fill` fields: a
+    batch's fills are written as one block from the book's arrays, without a `Fill`
+    object each (2,600 fills a step at 100,000 accounts); the vectorized consumers (the
+    recorder, the index's flow) read `columns`, and `Fill` objects are made only when
+    iterated or indexed. Equal to another log, or to a list of `Fill`, with the same
+    fills in the same order."""
+
+    def __init__(self) -> None:
+        self._blocks: list[np.ndarray] = []
+        self._n = 0
+
+    def add_columns(self, *columns: np.ndarray) -> None:
+        """Append fills given as (n,) arrays, one per `Fill` field in its order."""
+        block = np.column_stack(columns).astype(np.int64, copy=False)
+        if block.shape[0]:
+            self._blocks.append(block)
+            self._n += block.shape[0]
+
+    def extend(self, fills: Sequence[Fill]) -> None:
+        """Append `Fill` objects."""
+        if fills:
+            self.add_columns(*(np.array(column, np.int64) for column in zip(*map(_fields, fills), strict=True)))
+
+    def columns(self) -> FillColumns:
+        """Every fill, as columns."""
+        table = self._table()
+        return FillColumns(
+            instrument=table[:, 0],
+            taker_account=table[:, 3],
+            maker_account=table[:, 4],
+            taker_side=table[:, 5],
+            price=table[:, 6],
+            qty=table[:, 7],
+            liquidation=table[:, 8].astype(bool),
         )
 
+    def clear(self) -> None:
+        self._blocks.clear()
+        self._n = 0
 
-_INT_FILL_FIELDS = ("instrument", "taker_account", "maker_account", "taker_side", "price", "qty")
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[Fill]:
+        return map(_fill, self._table().tolist())
+
+    def __getitem__(self, i: int) -> Fill:
+        return _fill(self._table()[i].tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FillLog):
+            return np.array_equal(self._table(), other._table())
+        return isinstance(other, list) and list(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FillLog({list(self)!r})"
+
+    def _table(self) -> np.ndarray:
+        """(n, 9) every fill (the blocks joined into one, once)."""
+        if len(self._blocks) != 1:
+            self._blocks = [np.concatenate(self._blocks) if self._blocks else np.empty((0, 9), np.int64)]
+        return self._blocks[0]
+
+
+def _fields(fill: Fill) -> tuple[int, ...]:
+    return (
+        fill.instrument, fill.taker_order, fill.maker_order, fill.taker_account, fill.maker_account,
+        int(fill.taker_side), fill.price, fill.qty, int(fill.liquidation),
+    )  # fmt: skip
+
+
+def _fill(row: list[int]) -> Fill:
+    return Fill(*row[:5], Side(row[5]), row[6], row[7], bool(row[8]))
 
 
 @dataclass(slots=True)
