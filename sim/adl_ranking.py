@@ -28,7 +28,8 @@ step over tens of thousands of candidates. Two things keep that cheap:
   whether it is sorted or re-scored, so the order is the one a full sort would give, to
   the bit (a property test checks it through trades, deposits and price moves).
 
-A score that is NaN (which a position with an entry price of 0 would give) ranks last.
+A score that is NaN (a losing position with an entry price of 0 in an account with no
+equity would give one) ranks after every other, -inf included; NaNs among themselves by id.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class AdlRanking:
     def _update(self, rows: np.ndarray) -> None:
         """Recompute the terms of ``rows`` from their ledger rows."""
         ledger, rules = self.exchange.ledger, self.exchange.rules
-        _update_terms(
+        carried = _update_terms(
             rows,
             ledger.positions,
             ledger.entry,
@@ -149,10 +150,11 @@ class AdlRanking:
             ledger.lot_sizes,
             rules.weights,
             rules.liability_weights,
-            self._constant,
             self._size,
             self._value,
         )
+        # numpy's row sum (pairwise from 8 instruments on), as the terms always had it
+        self._constant[rows] = carried.sum(axis=1)
 
 
 class _StandingOrder:
@@ -179,13 +181,13 @@ class _StandingOrder:
         self.prices = prices
         self.version = version
         self._ids: list[int] = []  # the sorted prefix
-        self._keys: list[float] = []
+        self._keys: list[tuple[bool, float]] = []  # `_key_tuples`
         self._held: list[float] = []
         self._rest = (ids, keys, held)
         self._chunk = first_chunk
         self._next = 0  # the sorted entries before it are all stale
         self._stale: set[int] = set()  # rows changed since build
-        self._heap: list[tuple[float, int, int, float]] = []  # (key, id, version, held)
+        self._heap: list[tuple[tuple[bool, float], int, int, float]] = []  # (key, id, version, held)
         self._latest: dict[int, int] = {}  # row -> version of its valid heap entry
 
     def update(self, version: int, changed: np.ndarray, ids: np.ndarray, keys: np.ndarray, held: np.ndarray) -> None:
@@ -195,7 +197,7 @@ class _StandingOrder:
         self._stale.update(changed.tolist())
         for row in changed.tolist():
             self._latest.pop(row, None)
-        for row, key, lots in zip(ids.tolist(), keys.tolist(), held.tolist(), strict=True):
+        for row, key, lots in zip(ids.tolist(), _key_tuples(keys), held.tolist(), strict=True):
             self._latest[row] = version
             heapq.heappush(self._heap, (key, row, version, lots))
 
@@ -237,13 +239,16 @@ class _StandingOrder:
             if not ids.size:
                 return False
             if self._chunk < ids.size:
-                cut = np.partition(keys, self._chunk - 1)[self._chunk - 1]
-                take = keys <= cut  # with every tie of the cut
+                cut = np.partition(keys, self._chunk - 1)[self._chunk - 1]  # NaN sorts last
+                take = keys <= cut if not np.isnan(cut) else np.ones(ids.size, dtype=bool)  # with every tie
             else:
                 take = np.ones(ids.size, dtype=bool)
-            order = np.lexsort((ids[take], keys[take]))
+            chosen = keys[take]
+            order = np.lexsort(
+                (ids[take], np.nan_to_num(chosen, nan=0.0, posinf=np.inf, neginf=-np.inf), np.isnan(chosen))
+            )
             self._ids.extend(ids[take][order].tolist())
-            self._keys.extend(keys[take][order].tolist())
+            self._keys.extend(_key_tuples(chosen[order]))
             self._held.extend(held[take][order].tolist())
             self._rest = (ids[~take], keys[~take], held[~take])
             self._chunk *= 2
@@ -251,8 +256,14 @@ class _StandingOrder:
 
 
 def _sort_keys(scores: np.ndarray) -> np.ndarray:
-    """Ascending sort keys of (n,) scores: highest score first, NaN last."""
-    return np.where(np.isnan(scores), np.inf, -scores)
+    """Ascending sort keys of (n,) scores: ``-score``, NaN kept (`_key_tuples` and the
+    sorts put it after every number, -inf included)."""
+    return -scores
+
+
+def _key_tuples(keys: np.ndarray) -> list[tuple[bool, float]]:
+    """(n,) sort keys as Python values that order like the sorts: ``(is NaN, key or 0)``."""
+    return [(k != k, 0.0 if k != k else k) for k in keys.tolist()]
 
 
 @njit(cache=True)
@@ -277,17 +288,20 @@ def _score_rows(rows, positions, entry, constant, size, value, marks_less_fundin
 @njit(cache=True)
 def _update_terms(
     rows, positions, entry, funding_index, isolated_margin, balances, lot_sizes, weights, liability_weights,
-    constant, size, value,
+    size, value,
 ):  # fmt: skip
     """`AdlRanking._update`: for each of (R,) ``rows``, from its (A, I) and (A, S) ledger
-    rows, the (A,) ``constant``, (A, I) ``size`` and (A, S) ``value`` terms."""
-    for r in rows:
-        carried = 0.0
+    rows, the (A, I) ``size`` and (A, S) ``value`` terms; returns the (R, I) carried
+    amounts (isolated margin and settled-entry PnL per position, USD) whose row sums are
+    the ``constant`` terms."""
+    carried = np.empty((rows.size, positions.shape[1]))
+    for k in range(rows.size):
+        r = rows[k]
         for m in range(positions.shape[1]):
             q = positions[r, m] * lot_sizes[m]
             size[r, m] = q
-            carried += isolated_margin[r, m] + q * (funding_index[r, m] - entry[r, m])
-        constant[r] = carried
+            carried[k, m] = isolated_margin[r, m] + q * (funding_index[r, m] - entry[r, m])
         for s in range(balances.shape[1]):
             b = balances[r, s]
             value[r, s] = b * weights[s] + min(b, 0.0) * (liability_weights[s] - weights[s])
+    return carried

@@ -30,12 +30,14 @@ ones far from their line, and the ones deep under it that wait for their turn in
 crash). The answer is therefore the full pass's, bit for bit (a property test compares
 them).
 
-A question costs one compiled pass over the accounts that reads each row's ledger
-version and its *key*: the value of a scalar clock ``tau`` (the travel of the price that
-moved most, relative to its level; summed per question) at which ``e_i . (T - T_i)``
-could first reach the row's distance (from ``e_i . scale``). The exact dot product is
-taken only for rows past their key, and the margin state only for rows past their
-threshold or whose ledger row changed. Bounds loosen as prices
+A question costs one compiled pass that reads each row's ledger version and its *key*:
+the value of a scalar clock ``tau`` (the travel of the price that moved most, relative
+to its level; summed per question) at which ``e_i . (T - T_i)`` could first reach the
+row's distance (from ``e_i . scale``). The pass reads only the blocks of rows
+(`sim.ledger.Ledger.block_version`) with a changed row or a lower bound of their keys
+at most ``tau``. The exact dot product is taken only for rows past their key, and the
+margin state only for rows past their threshold or whose ledger row changed. Bounds
+loosen as prices
 wander, so when the rows to recompute pass a share of the accounts a full pass resets
 them.
 """

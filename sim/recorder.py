@@ -196,7 +196,7 @@ class Recorder:
         buy = fills.taker_side > 0
         chunk = {
             "step": np.full(m.size, step),
-            "instrument": m,
+            "instrument": np.ascontiguousarray(m),  # not a view that keeps the step's whole fill table
             "price": fills.price * self._tick_sizes[m],
             "qty": qty,
             "buyer": np.where(buy, fills.taker_account, fills.maker_account),

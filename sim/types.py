@@ -170,7 +170,9 @@ class FillLog:
     def __iter__(self) -> Iterator[Fill]:
         return map(_fill, self._table().tolist())
 
-    def __getitem__(self, i: int) -> Fill:
+    def __getitem__(self, i: int | slice) -> Fill | list[Fill]:
+        if isinstance(i, slice):
+            return list(map(_fill, self._table()[i].tolist()))
         return _fill(self._table()[i].tolist())
 
     def __eq__(self, other: object) -> bool:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.adl_ranking import AdlRanking, _sort_keys
+from sim.adl_ranking import AdlRanking, _sort_keys, _StandingOrder
 from sim.exchange import Exchange
 from sim.instruments import CollateralAsset
 from sim.ledger import GENESIS, N_SYSTEM, USD
@@ -76,10 +76,40 @@ def test_first_is_the_full_ranking_s_prefix_through_trades_deposits_and_moves(ac
 
 
 def full_ranking_prefix(ranking: AdlRanking, m: int, side: int, excluded: int, lots: int) -> tuple[list[int], int]:
-    """The reference: every candidate scored and sorted."""
+    """The reference: every candidate scored and sorted (NaN after every number)."""
     ids, scores, held = ranking.candidates(m, side, excluded)
-    order = np.lexsort((ids, _sort_keys(scores)))
+    keys = _sort_keys(scores)
+    order = np.lexsort((ids, np.nan_to_num(keys, nan=0.0, posinf=np.inf, neginf=-np.inf), np.isnan(keys)))
     reach = np.cumsum(held[order]) >= lots
     if reach.any():
         order = order[: int(np.argmax(reach)) + 1]
     return ids[order].tolist(), int(held[order].sum())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scores=st.lists(st.sampled_from([np.inf, 2.0, 0.0, -0.0, -1.0, -np.inf, np.nan]), min_size=1, max_size=40),
+    rescored=st.lists(st.tuples(st.integers(0, 39), st.sampled_from([np.inf, 0.0, -np.inf, np.nan])), max_size=8),
+    first_chunk=st.sampled_from([1, 2, 256]),
+    lots=st.integers(1, 200),
+)
+def test_the_standing_order_ranks_nan_after_minus_inf_and_ties_by_id(scores, rescored, first_chunk, lots):
+    """The degenerate scores a position with an entry price of 0 gives (+inf, -inf, NaN)
+    and signed zeros: NaN after -inf, each group by lower id, in the sorted part and in
+    the heap of re-scored rows alike."""
+    n = len(scores)
+    ids = np.arange(n, dtype=np.int64) * 3 + N_SYSTEM
+    now = np.array(scores, dtype=float)
+    held = np.arange(1, n + 1, dtype=float) % 7 + 1
+    order = _StandingOrder(b"", 0, ids, _sort_keys(now.copy()), held, first_chunk)
+    changed = sorted({k % n for k, _ in rescored})
+    for k, score in rescored:
+        now[k % n] = score
+    if changed:
+        rows = ids[changed]
+        order.update(1, rows, rows, _sort_keys(now[changed]), held[changed])
+    keys = _sort_keys(now)
+    full = np.lexsort((ids, np.nan_to_num(keys, nan=0.0, posinf=np.inf, neginf=-np.inf), np.isnan(keys)))
+    reach = np.cumsum(held[full]) >= lots
+    expected = full[: int(np.argmax(reach)) + 1] if reach.any() else full
+    assert order.first(-1, lots) == (ids[expected].tolist(), int(held[expected].sum()))
