@@ -88,7 +88,7 @@ class AdlRanking:
         takes for their positions to hold ``lots`` (all of them if they never do).
         Returns their ids in that order and the lots they hold."""
         key = (m, side)
-        prices = self._prices()
+        prices = self.exchange.prices_key()
         standing = self._sides.get(key)
         if standing is None or standing.prices != prices:
             ids, scores, held = self.candidates(m, side, -1)
@@ -102,11 +102,6 @@ class AdlRanking:
                 scores, held = self._score(candidates, m, side)
                 standing.update(self._version, changed, candidates, _sort_keys(scores), held)
         return standing.first(exclude, lots)
-
-    def _prices(self) -> bytes:
-        """The prices a score depends on, as one key."""
-        ex = self.exchange
-        return ex.marks.tobytes() + ex.cum_funding.tobytes() + ex.asset_prices.tobytes()
 
     def _changed_since(self, version: int) -> np.ndarray:
         """The rows changed after ledger clock ``version`` (at most the terms' own
@@ -168,7 +163,7 @@ class _StandingOrder:
     most of its cost.
 
     Args:
-        prices: `AdlRanking._prices` at build.
+        prices: `sim.exchange.Exchange.prices_key` at build.
         version: The ledger clock the scores are up to date with.
         ids, keys, held: (n,) the candidates in id order, their sort keys (`_sort_keys`)
             and their positions, lots.

@@ -59,7 +59,17 @@ from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
 from sim.marks import IndexMark, MarkRule
-from sim.types import CancelledOrder, Fill, FillLog, OrderRequest, OrderType, RejectReason, Side, SubmitResult
+from sim.types import (
+    CancelledOrder,
+    Fill,
+    FillColumns,
+    FillLog,
+    OrderRequest,
+    OrderType,
+    RejectReason,
+    Side,
+    SubmitResult,
+)
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
 MARGIN_TOLERANCE = 1e-9
@@ -221,13 +231,22 @@ class Exchange:
     def prices(self) -> MarketPrices:
         return MarketPrices(self.marks, self.asset_prices, self.cum_funding)
 
+    def prices_key(self) -> bytes:
+        """A key that changes whenever the prices a margin state depends on do (marks,
+        cumulative funding, collateral prices), for caches of what they price."""
+        return self.marks.tobytes() + self.cum_funding.tobytes() + self.asset_prices.tobytes()
+
     def state_of(self, rows) -> tuple:
         """A key that changes whenever the margin state of ledger ``rows`` (an int or an
-        index array) can: their `sim.ledger.Ledger.row_version` and the prices, for
+        index array) can: their `sim.ledger.Ledger.row_version` and `prices_key`, for
         caches of margin states."""
         versions = self.ledger.row_version[rows]
-        prices = (self.marks.tobytes(), self.cum_funding.tobytes(), self.asset_prices.tobytes())
-        return (int(versions), *prices) if np.ndim(versions) == 0 else (versions.tobytes(), *prices)
+        return (int(versions) if np.ndim(versions) == 0 else versions.tobytes(), self.prices_key())
+
+    def fill_columns(self) -> FillColumns:
+        """The fills logged since `trades` was last cleared, as columns in USD and base
+        units."""
+        return self.trades.columns(self._tick_sizes, self._lot_sizes)
 
     # ----------------------------------------------------------------- health
     def health(self) -> Health:

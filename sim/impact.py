@@ -45,7 +45,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammainc
 
-from sim.instruments import Instrument
 from sim.types import FillColumns
 
 #: Source id of traders' ordinary flow (liquidation terms carry the liquidation's id >= 0).
@@ -262,15 +261,13 @@ class VenueIndex:
     def publish(self) -> None:
         self.exchange.set_index(self.exogenous * np.exp(self.propagator.log_impact()))
 
-    def record_fills(self, fills: FillColumns, instruments: Sequence[Instrument]) -> None:
-        """Traders' executed fills (`sim.types.FillLog.columns`) of this step: their USD volume
+    def record_fills(self, fills: FillColumns) -> None:
+        """Traders' executed fills (`sim.exchange.Exchange.fill_columns`) of this step: their USD volume
         counts in the liquidity estimate, their taker flow per instrument is one term
         each, and the index moves. Resting or cancelled orders are not fills: they move
         nothing. (Sums fill by fill, in order: ``np.add.at`` adds one element at a time.)"""
         m = fills.instrument
-        lot_sizes = np.array([inst.lot_size for inst in instruments])
-        tick_sizes = np.array([inst.tick_size for inst in instruments])
-        notional = (fills.qty * lot_sizes[m]) * (fills.price * tick_sizes[m])
+        notional = fills.qty * fills.price
         self.propagator.add_volumes(m, notional)
         flow = np.zeros(self.propagator.n)
         np.add.at(flow, m, fills.taker_side * notional)

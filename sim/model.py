@@ -282,7 +282,7 @@ class MarketModel(mesa.Model):
     def _traders_flow(self) -> None:
         """The step's taker flow (USD, buys > 0) per instrument moves the index."""
         ex = self.exchange
-        self.index.record_fills(ex.trades.columns(), ex.instruments)  # this step's fills so far: all traders'
+        self.index.record_fills(ex.fill_columns())  # this step's fills so far: all traders'
         ex.update_marks()
 
     def _observe(self, t: int) -> None:

@@ -118,8 +118,6 @@ class Recorder:
         self.every = every
         self.names = [inst.name for inst in exchange.instruments]
         self._market: list[tuple] = []
-        self._lot_sizes = np.array([inst.lot_size for inst in exchange.instruments])
-        self._tick_sizes = np.array([inst.tick_size for inst in exchange.instruments])
         #: Per column of `TRADES_SCHEMA`, one (n,) array per step (instrument as its
         #: index, aggressor as "is a buy") until `tables` builds the frame.
         self._trades: dict[str, list[np.ndarray]] = {
@@ -187,18 +185,17 @@ class Recorder:
         """Move the exchange's fills into the trades columns; return (I,) volume, base
         units (summed fill by fill, in order)."""
         ex = self.exchange
-        fills = ex.trades.columns()
+        fills = ex.fill_columns()
         ex.trades.clear()
         m = fills.instrument
-        qty = fills.qty * self._lot_sizes[m]
         volume = np.zeros(len(self.names))
-        np.add.at(volume, m, qty)
+        np.add.at(volume, m, fills.qty)
         buy = fills.taker_side > 0
         chunk = {
             "step": np.full(m.size, step),
             "instrument": np.ascontiguousarray(m),  # not a view that keeps the step's whole fill table
-            "price": fills.price * self._tick_sizes[m],
-            "qty": qty,
+            "price": fills.price,
+            "qty": fills.qty,
             "buyer": np.where(buy, fills.taker_account, fills.maker_account),
             "seller": np.where(buy, fills.maker_account, fills.taker_account),
             "aggressor": buy,

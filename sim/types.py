@@ -104,14 +104,14 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class FillColumns:
-    """Fills as (n,) int64 arrays, in their order (`FillLog.columns`).
+    """Fills as (n,) arrays, in their order (`FillLog.columns`).
 
     Attributes:
-        instrument, taker_account, maker_account: Indices.
-        taker_side: +1 or -1.
-        price: Ticks.
-        qty: Lots.
-        liquidation: (n,) bool.
+        instrument, taker_account, maker_account: Indices, int64.
+        taker_side: +1 or -1, int64.
+        price: USD (ticks times the tick size, as `sim.instruments.Instrument.price`).
+        qty: Base units (lots times the lot size, as `Instrument.qty`).
+        liquidation: bool.
     """
 
     instrument: np.ndarray
@@ -147,16 +147,18 @@ class FillLog:
         if fills:
             self.add_columns(*(np.array(column, np.int64) for column in zip(*map(_fields, fills), strict=True)))
 
-    def columns(self) -> FillColumns:
-        """Every fill, as columns."""
+    def columns(self, tick_sizes: np.ndarray, lot_sizes: np.ndarray) -> FillColumns:
+        """Every fill, as columns, priced with the (I,) instruments' ``tick_sizes`` and
+        ``lot_sizes``."""
         table = self._table()
+        m = table[:, 0]
         return FillColumns(
-            instrument=table[:, 0],
+            instrument=m,
             taker_account=table[:, 3],
             maker_account=table[:, 4],
             taker_side=table[:, 5],
-            price=table[:, 6],
-            qty=table[:, 7],
+            price=table[:, 6] * tick_sizes[m],
+            qty=table[:, 7] * lot_sizes[m],
             liquidation=table[:, 8].astype(bool),
         )
 

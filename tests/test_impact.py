@@ -146,10 +146,10 @@ def test_resting_quotes_move_nothing_fills_do():
     ex.submit(maker, 0, Side.SELL, 1.0, 50_010.0)  # rests
     ex.submit(maker, 0, Side.BUY, 1.0, 49_000.0)  # rests
     ex.cancel(ex.submit(maker, 0, Side.BUY, 1.0, 49_500.0).order_id)  # rests, then cancelled
-    index.record_fills(ex.trades.columns(), ex.instruments)
+    index.record_fills(ex.fill_columns())
     assert ex.index[0] == 50_000.0 and index.flows["traders"][0] == 0.0
     ex.submit(taker, 0, Side.BUY, 0.5, 50_010.0, OrderType.IOC)  # takes half of the ask
-    index.record_fills(ex.trades.columns(), ex.instruments)
+    index.record_fills(ex.fill_columns())
     assert index.flows["traders"][0] == pytest.approx(0.5 * 50_010.0)
     assert ex.index[0] > 50_000.0  # an executed aggressive buy moves the index up
 
