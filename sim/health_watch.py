@@ -37,9 +37,8 @@ row's distance (from ``e_i . scale``). The pass reads only the blocks of rows
 (`sim.ledger.Ledger.block_version`) with a changed row or a lower bound of their keys
 at most ``tau``. The exact dot product is taken only for rows past their key, and the
 margin state only for rows past their threshold or whose ledger row changed. Bounds
-loosen as prices
-wander, so when the rows to recompute pass a share of the accounts a full pass resets
-them.
+loosen as prices wander, so when the rows to recompute pass a share of the accounts a
+full pass resets them.
 """
 
 from __future__ import annotations
