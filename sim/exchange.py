@@ -54,10 +54,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
-from sim.book_kernels import OUT_ACCOUNT, OUT_FILL, OUT_ID, OUT_KIND, OUT_LOTS, OUT_PRICE, OUT_SIDE, OUT_STP, OUT_TAKER
+from sim.book_kernels import (
+    OUT_ACCOUNT,
+    OUT_CANCEL,
+    OUT_FILL,
+    OUT_ID,
+    OUT_KIND,
+    OUT_LOTS,
+    OUT_PRICE,
+    OUT_SIDE,
+    OUT_STP,
+    OUT_TAKER,
+)
 from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
 from sim.margin import HEALTH_BY_MODE, Health, MarginRules, MarketPrices, TierTable, mixed_health
+from sim.margin_check import pre_trade_init_health
 from sim.marks import IndexMark, MarkRule
 from sim.types import (
     CancelledOrder,
@@ -501,6 +513,7 @@ class Exchange:
                 break
             batch.admit(self, np.arange(stop, batch.end[stop]), liquidation, as_of=stop)
             start = stop
+        self._log_batch(batch, state.events(), liquidation)
         return batch.result(state)
 
     def _admit_many(
@@ -568,8 +581,9 @@ class Exchange:
         events = state.out[first_event : state.n_out]
         takers = events[:, OUT_TAKER]
         rested = np.flatnonzero(state.rested[start:stop]) + start
-        parties = np.concatenate([events[:, OUT_ACCOUNT], batch.book_accounts[takers], batch.book_accounts[rested]])
-        if not self.ledger.isolated[parties].any():
+        isolated = self.ledger.isolated
+        parties = (events[:, OUT_ACCOUNT], batch.book_accounts[takers], batch.book_accounts[rested])
+        if not (isolated.any() and isolated[np.concatenate(parties)].any()):
             self._apply_events(batch, events, rested, state.rested, liquidation)
             return
         for k in range(start, stop):  # order by order: isolated top-ups see the open orders of a loop
@@ -582,28 +596,40 @@ class Exchange:
     ) -> None:
         """Settle batch events (rows of `sim.book_kernels` ``OUT_*``) and reserve the lots
         that orders ``rested`` left on the book, as `_route` does for one order: resting
-        orders taken off first, then fills, then the rests."""
+        orders taken off first, then fills, then the rests. The trade log is written once
+        the batch is done (`_log_batch`)."""
         ledger = self.ledger
         takers = events[:, OUT_TAKER]
         gone = events[:, OUT_KIND] != OUT_FILL
         books = batch.books[takers]
-        ledger.count_open_many(events[gone, OUT_ACCOUNT], books[gone], events[gone, OUT_SIDE], -events[gone, OUT_LOTS])
-        self.n_cancels += int(batch.is_cancel[takers[gone]].sum())
-        filled, fill_events = takers[~gone], events[~gone]
-        columns = (
-            books[~gone], batch.book_accounts[filled], fill_events[:, OUT_ACCOUNT], batch.sides[filled],
-            fill_events[:, OUT_PRICE], fill_events[:, OUT_LOTS],
-        )  # fmt: skip
-        if len(filled):
-            flags = np.full(len(filled), int(liquidation))
-            self._settle_columns(*columns, flags)
-            m, account, maker_account, side, price, lots = columns
-            log = (m, batch.ids[filled], fill_events[:, OUT_ID], account, maker_account, side, price, lots, flags)
-            self.trades.add_columns(*log)
-            batch.fills.add_columns(*log)
+        taken_off = np.where(gone, -events[:, OUT_LOTS], 0)
+        ledger.count_open_many(events[:, OUT_ACCOUNT], books, events[:, OUT_SIDE], taken_off)
+        if not gone.all():
+            fill, filled = events[~gone], takers[~gone]
+            self._settle_columns(
+                books[~gone], batch.book_accounts[filled], fill[:, OUT_ACCOUNT], batch.sides[filled],
+                fill[:, OUT_PRICE], fill[:, OUT_LOTS], np.full(len(filled), int(liquidation)),
+            )  # fmt: skip
         ledger.count_open_many(
             batch.book_accounts[rested], batch.books[rested], batch.sides[rested], rested_lots[rested]
         )
+
+    def _log_batch(self, batch: _Batch, events: np.ndarray, liquidation: bool) -> None:
+        """Write a finished batch's fills (its ``events``, `sim.book_kernels` ``OUT_*``
+        rows in execution order) into the trade log and the batch's own, and count its
+        cancels."""
+        kind = events[:, OUT_KIND]
+        self.n_cancels += int(np.count_nonzero(kind == OUT_CANCEL))
+        fill = events[kind == OUT_FILL]
+        if not len(fill):
+            return
+        taker = fill[:, OUT_TAKER]
+        log = (
+            batch.books[taker], batch.ids[taker], fill[:, OUT_ID], batch.book_accounts[taker], fill[:, OUT_ACCOUNT],
+            batch.sides[taker], fill[:, OUT_PRICE], fill[:, OUT_LOTS], np.full(len(fill), int(liquidation)),
+        )  # fmt: skip
+        self.trades.add_columns(*log)
+        batch.fills.add_columns(*log)
 
     def _within_band(
         self, instrument: int, side: Side, ticks: int | None, kind: OrderType, liquidation: bool
@@ -741,25 +767,34 @@ class Exchange:
         for k in np.flatnonzero(market):
             _, worst = self.books[instruments[k]].sweep(int(sides[k]), int(lots[k]))
             ticks[k] = -1 if worst is None else worst
-        marks = self.marks[instruments]
-        fill_price = np.where(ticks >= 0, ticks * self._tick_sizes[instruments], marks)
-        cost = self._worst_cost(sides, lots * self._lot_sizes[instruments], fill_price, marks)
-        ledger = self.ledger
-        rows = ledger.portfolio(accounts)  # fancy indexing: one copied row per group
-        isolated = ledger.isolated[accounts]
-        each = np.arange(accounts.size) if groups is None else groups
-        buy, iso = sides > 0, isolated[each]
-        # in order, as a loop over the orders would add them (float sums are not associative)
-        np.add.at(rows.open_bids, (each[buy], instruments[buy]), lots[buy])
-        np.add.at(rows.open_asks, (each[~buy], instruments[~buy]), lots[~buy])
-        np.subtract.at(rows.isolated_margin, (each[iso], instruments[iso]), cost[iso])
-        np.subtract.at(rows.balances, (each[~iso], USD), cost[~iso])
-        return mixed_health(rows, self.prices(), self.rules, isolated).init_health < -MARGIN_TOLERANCE
-
-    def _worst_cost(self, side, size, fill_price, mark):
-        """USD an order of ``size`` base units (scalars or arrays alike) costs if it fills at
-        ``fill_price``: its immediate loss against the mark plus the taker fee."""
-        return side * size * (fill_price - mark) + self.fees.taker * size * fill_price
+        ledger, rules = self.ledger, self.rules
+        weights = self.asset_prices * rules.weights
+        health = pre_trade_init_health(
+            accounts,
+            np.arange(accounts.size) if groups is None else groups,
+            instruments,
+            sides,
+            lots,
+            ticks,
+            ledger.balances,
+            ledger.positions,
+            ledger.entry,
+            ledger.funding_index,
+            ledger.isolated_margin,
+            ledger.open_bids,
+            ledger.open_asks,
+            ledger.isolated,
+            self._lot_sizes,
+            self._tick_sizes,
+            self.marks,
+            self.cum_funding,
+            weights,
+            self.asset_prices * rules.liability_weights - weights,
+            rules.tiers.floors,
+            rules.tiers.imr,
+            self.fees.taker,
+        )
+        return health < -MARGIN_TOLERANCE
 
     # ------------------------------------------------------------- settlement
     def _settle(self, fills: Sequence[Fill]) -> None:
@@ -873,7 +908,8 @@ class _Batch:
     ``want_*`` are the orders as sent (on the grid; ``grid_reject`` the codes of the id
     and grid checks, which never change); ``lots``, ``ticks`` (-1: no price) and
     ``kinds`` (the book's codes) are the orders as last admitted, after reduce-only
-    clipping and the price band. ``books`` and ``book_accounts`` are valid indices on
+    clipping and the price band, and ``screened`` their reject codes then (before the
+    margin check, whose outcome ``reject`` adds). ``books`` and ``book_accounts`` are valid indices on
     every row (rows rejected for an unknown instrument or account never reach a book).
     Row k belongs to the group of rows ``lead[k]..end[k]-1`` (``lead[k] == k`` and
     ``end[k] == k + 1`` for an order alone or a cancel).
@@ -896,6 +932,7 @@ class _Batch:
     ticks: np.ndarray
     kinds: np.ndarray
     clipped: np.ndarray
+    screened: np.ndarray
     reject: np.ndarray
     active: np.ndarray
     watch: BatchWatch
@@ -982,6 +1019,7 @@ class _Batch:
             ticks=zeros - 1,
             kinds=kinds.copy(),
             clipped=zeros.copy(),
+            screened=zeros.copy(),
             reject=zeros.copy(),
             active=is_cancel.copy(),
             watch=watch,
@@ -990,25 +1028,38 @@ class _Batch:
     def admit(self, ex: Exchange, rows: np.ndarray, liquidation: bool, as_of: int) -> None:
         """(Re-)admit orders ``rows`` (whole groups) against the exchange's current state,
         which is the state after the batch's orders before ``as_of``: `Exchange._admit_many`,
-        then the margin checks of the orders that need one (one per group), all at once."""
+        then the margin checks of the orders that need one (one per group), all at once.
+
+        A re-admission (``as_of > 0``: one group, whose account the batch touched) redoes
+        `Exchange._admit_many` only for its reduce-only orders: the other rules (ids, grid,
+        price band) depend on the marks, which a batch does not move, so their outcome
+        from the first admission stands; the margin check is redone in full."""
         rows = rows[~self.is_cancel[rows]]
+        screen = rows if as_of == 0 else rows[self.reduce_only[rows]]
+        if screen.size:
+            self.screened[screen], self.lots[screen], self.ticks[screen], self.kinds[screen], self.clipped[screen] = (
+                ex._admit_many(
+                    self.book_accounts[screen],
+                    self.books[screen],
+                    self.sides[screen],
+                    self.want_lots[screen],
+                    self.want_ticks[screen],
+                    self.want_kinds[screen],
+                    self.reduce_only[screen],
+                    self.grid_reject[screen],
+                    liquidation,
+                )
+            )
+        reject, lots, ticks, kinds = self.screened[rows], self.lots[rows], self.ticks[rows], self.kinds[rows]
         reduce_only = self.reduce_only[rows]
-        reject, lots, ticks, kinds, clipped = ex._admit_many(
-            self.book_accounts[rows],
-            self.books[rows],
-            self.sides[rows],
-            self.want_lots[rows],
-            self.want_ticks[rows],
-            self.want_kinds[rows],
-            reduce_only,
-            self.grid_reject[rows],
-            liquidation,
-        )
         market = kinds == _MARKET
         needs_check = (reject == 0) & ~(reduce_only | liquidation)
         checked = np.flatnonzero(needs_check)
         if len(checked):
-            leads, together = np.unique(self.lead[rows[checked]], return_inverse=True)
+            if as_of:  # one group
+                leads, together = self.lead[rows[:1]], np.zeros(len(checked), np.int64)
+            else:
+                leads, together = np.unique(self.lead[rows[checked]], return_inverse=True)
             worst = ticks[checked]  # a copy: market orders get the sweep's worst price in here
             refused = ex._margin_rejects(
                 self.accounts[leads],
@@ -1025,8 +1076,7 @@ class _Batch:
         self.watch.account[rows] = alone & ~_STATELESS[reject] & (reduce_only | (not liquidation))
         self.watch.book[rows] = alone & needs_check & market
         self.watch.checked_after[rows] = as_of
-        self.reject[rows], self.lots[rows], self.ticks[rows], self.kinds[rows] = reject, lots, ticks, kinds
-        self.clipped[rows] = clipped
+        self.reject[rows] = reject
         self.active[rows] = reject == 0
         if not alone.all():
             self._watch_groups(rows[~alone], (needs_check & market)[~alone], as_of)

@@ -250,10 +250,8 @@ class Ledger:
     def count_open_many(
         self, accounts: np.ndarray, instruments: np.ndarray, sides: np.ndarray, lots: np.ndarray
     ) -> None:
-        """`count_open` for (n,) arrays of orders (whole lots: the order of additions does not matter)."""
-        buy = sides > 0
-        np.add.at(self.open_bids, (accounts[buy], instruments[buy]), lots[buy])
-        np.add.at(self.open_asks, (accounts[~buy], instruments[~buy]), lots[~buy])
+        """`count_open` for (n,) int64 arrays of orders, in one compiled pass."""
+        _count_open(self.open_bids, self.open_asks, accounts, instruments, sides, lots)
 
     def set_isolated(self, account: int, isolated: bool) -> None:
         """Put an account in isolated (True) or cross margin mode."""
@@ -311,6 +309,15 @@ def _rows_changed_since(row_version, block_version, version):
                     changed[n] = r
                     n += 1
     return changed[:n]
+
+
+@njit(cache=True)
+def _count_open(open_bids, open_asks, accounts, instruments, sides, lots):
+    for k in range(accounts.shape[0]):
+        if sides[k] > 0:
+            open_bids[accounts[k], instruments[k]] += lots[k]
+        else:
+            open_asks[accounts[k], instruments[k]] += lots[k]
 
 
 @njit(cache=True)
