@@ -237,7 +237,7 @@ class BookSet:
             active = np.ones(n, bool)
         watch = watch or BatchWatch.none(n)
         numbering = np.zeros(0, np.int64) if numbering is None else numbering
-        self.ensure_room(int(active[start:].sum()))
+        self.ensure_room(int(np.count_nonzero(active[start:])))
         while True:
             stop, state.n_out, status = k.execute_many(
                 self.pool,
@@ -264,6 +264,12 @@ class BookSet:
                 watch.check_ticks,
                 watch.touched,
                 watch.relaxed,
+                watch.soft,
+                watch.spent,
+                watch.soft_touched,
+                watch.budget,
+                watch.spent_at_check,
+                watch.fill_cost,
                 numbering,
             )
             if status == k.NEED_WINDOW:
@@ -321,6 +327,14 @@ class BatchWatch:
         touched: (A,) int64, last batch index that touched each account in a way that
             can lower its margin (-1: none; an empty array watches nothing).
         relaxed: (A,) int64, last batch index of a cancel of one of its orders.
+        soft: (A,) bool, accounts whose fills as maker are costs against budgets rather
+            than touches (all False: every fill touches).
+        spent: (A,) float64, the bound on what such fills cost each account so far.
+        soft_touched: (A,) int64, last batch index of such a fill (-1: none).
+        budget: (n,) float64, how much of that cost order k's check allows (-inf: none).
+        spent_at_check: (n,) float64, ``spent`` of the order's account at its check.
+        fill_cost: (B, 3) float64, per book: mark in ticks, value of one lot over one
+            tick, fee rate (`sim.book_kernels.execute_many` gives the bound).
     """
 
     account: np.ndarray
@@ -329,14 +343,21 @@ class BatchWatch:
     check_ticks: np.ndarray
     touched: np.ndarray
     relaxed: np.ndarray
+    soft: np.ndarray
+    spent: np.ndarray
+    soft_touched: np.ndarray
+    budget: np.ndarray
+    spent_at_check: np.ndarray
+    fill_cost: np.ndarray
 
     @classmethod
     def none(cls, n: int) -> BatchWatch:
-        return cls.over(n, 0)
+        return cls.over(n, 0, 0)
 
     @classmethod
-    def over(cls, n: int, n_accounts: int) -> BatchWatch:
-        """Nothing watched yet, for n orders of ``n_accounts`` accounts."""
+    def over(cls, n: int, n_accounts: int, n_books: int) -> BatchWatch:
+        """Nothing watched yet, for n orders of ``n_accounts`` accounts on ``n_books``
+        books; no account's fills are costs yet (``soft``)."""
         return cls(
             np.zeros(n, bool),
             np.zeros(n, bool),
@@ -344,6 +365,12 @@ class BatchWatch:
             np.full(n, -1, np.int64),
             np.full(n_accounts, -1, np.int64),
             np.full(n_accounts, -1, np.int64),
+            np.zeros(n_accounts, bool),
+            np.zeros(n_accounts),
+            np.full(n_accounts, -1, np.int64),
+            np.full(n, -np.inf),
+            np.zeros(n),
+            np.zeros((n_books, 3)),
         )
 
 

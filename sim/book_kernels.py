@@ -295,6 +295,12 @@ def execute_many(
     check_ticks,
     touched,
     relaxed,
+    soft,
+    spent,
+    soft_touched,
+    budget,
+    spent_at_check,
+    fill_cost,
     numbering,
 ):
     """`execute` orders ``start..n-1`` of a batch in order (arrays of shape (n,)).
@@ -318,6 +324,13 @@ def execute_many(
     price than ``check_ticks[k]``: the caller must re-check it first. An empty
     ``touched`` watches nothing.
 
+    Budgets: a fill as maker of an account with ``soft[account]`` is not a touch but a
+    cost: at most ``max(0, (s (P - M) + f P) lots v)`` for a maker on side s at price P
+    (ticks), with ``fill_cost[b] = (M, v, f)`` (the mark in ticks, the value of one lot
+    over one tick, a fee rate) is added to ``spent[account]`` and ``soft_touched[account]``
+    set. Order k is stale on such fills only when their cost since its check,
+    ``spent[account] - spent_at_check[k]``, exceeds ``budget[k]`` (-inf: any such fill).
+
     Returns:
         ``(k, n_out, status)``: k == n when done (status R_NONE); otherwise order k needs
         NEED_WINDOW, NEED_ROOM or STALE handled and nothing of it was done.
@@ -329,7 +342,11 @@ def execute_many(
         b = books[k]
         if watching:
             since = checked_after[k]
-            if watch_account[k] and (touched[account] >= since or (not active[k] and relaxed[account] >= since)):
+            if watch_account[k] and (
+                touched[account] >= since
+                or (soft_touched[account] >= since and spent[account] - spent_at_check[k] > budget[k])
+                or (not active[k] and relaxed[account] >= since)
+            ):
                 return k, n_out, STALE
             if watch_book[k] and sweep(levels, head, b, sides[k], lots[k], 0)[1] != check_ticks[k]:
                 return k, n_out, STALE
@@ -359,7 +376,15 @@ def execute_many(
         if watching and (n_out > first or rest > 0):
             touched[account] = k
             for e in range(first, n_out):
-                touched[out[e, OUT_ACCOUNT]] = k
+                owner = out[e, OUT_ACCOUNT]
+                if out[e, OUT_KIND] == OUT_FILL and soft[owner]:
+                    mark, value, fee = fill_cost[b, 0], fill_cost[b, 1], fill_cost[b, 2]
+                    price = out[e, OUT_PRICE]
+                    cost = (out[e, OUT_SIDE] * (price - mark) + fee * price) * out[e, OUT_LOTS] * value
+                    spent[owner] += max(cost, 0.0)
+                    soft_touched[owner] = k
+                else:
+                    touched[owner] = k
     return n, n_out, R_NONE
 
 

@@ -85,6 +85,11 @@ from sim.types import (
 
 #: Slack on ``init_health >= 0`` for float rounding, USD.
 MARGIN_TOLERANCE = 1e-9
+#: How far short of an order's check health its budget for maker-fill costs stops
+#: (`Exchange._maker_fill_costs`), USD: more than float rounding of the check's sums and
+#: of the settlement of its fills (~1e-16 of magnitudes up to ~1e12 USD), so an order
+#: that is not re-checked would have passed one.
+_BUDGET_ROUNDING = 1e-3
 
 #: Reject codes of `BatchResult.reject`: index 0 is "accepted", then every `RejectReason`.
 EXCHANGE_REJECTS: tuple[RejectReason | None, ...] = (None, *RejectReason)
@@ -369,7 +374,8 @@ class Exchange:
             instruments, sides, lots, ticks = (np.array(c, np.int64) for c in zip(*columns, strict=True))
             market = np.array([kind is OrderType.MARKET for *_, kind in checked])
             together = np.zeros(len(checked), np.int64)
-            if self._margin_rejects(np.full(1, account), instruments, sides, lots, ticks, market, together)[0]:
+            health = self._pre_trade_health(np.full(1, account), instruments, sides, lots, ticks, market, together)
+            if health[0] < -MARGIN_TOLERANCE:
                 for result, *_ in checked:
                     result.reject = RejectReason.INSUFFICIENT_MARGIN
         for result, request, lots, ticks, kind in admitted:
@@ -742,7 +748,33 @@ class Exchange:
         allowed = min(lots, abs(position))
         return None, allowed, lots - allowed
 
-    def _margin_rejects(
+    def _maker_fill_costs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(soft (A,), fill_cost (B, 3))`` for a batch's `sim.book.BatchWatch`: which
+        accounts' fills as maker need no re-check of their later orders while the batch
+        lasts, only a cost against the budget their check left.
+
+        A fill as maker at P changes a cross account's equity by ``s size (M - P)`` less
+        the maker fee (realized PnL and settled funding move between balance and
+        unrealized PnL at equal weight when USD's weights are 1), and moves lots from an
+        open order into the position, which never raises the worst-case initial margin
+        (``max(q + bids, asks - q)``, and tiered IM is monotone in notional); so
+        ``init_health`` falls by at most ``max(0, s size (P - M) + fee size P)``, which
+        `sim.book_kernels.execute_many` adds up per account. Isolated accounts (top-ups,
+        per-position pockets) and any account when USD is weighted other than 1 keep the
+        plain rule: every fill touches."""
+        ledger, usd = self.ledger, self.rules
+        weighted_one = usd.weights[USD] == 1.0 and usd.liability_weights[USD] == 1.0
+        soft = ~ledger.isolated if weighted_one else np.zeros(ledger.n_accounts, bool)
+        fill_cost = np.column_stack(
+            [
+                self.marks / self._tick_sizes,
+                self._lot_sizes * self._tick_sizes,
+                np.full(len(self.instruments), max(self.fees.maker, 0.0)),  # a rebate only helps
+            ]
+        )
+        return soft, fill_cost
+
+    def _pre_trade_health(
         self,
         accounts: np.ndarray,
         instruments: np.ndarray,
@@ -752,9 +784,10 @@ class Exchange:
         market: np.ndarray,
         groups: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The margin check (module docstring) of K orders in G groups at once: (G,) True
-        where a group's account would have ``init_health < 0`` with all the group's
-        orders counted as open and filled together (each order alone by default).
+        """The margin check (module docstring) of K orders in G groups at once: (G,) the
+        ``init_health`` (USD) each group's account would have with all the group's orders
+        counted as open and filled together (each order alone by default); the check
+        refuses a group below ``-MARGIN_TOLERANCE``.
 
         Args:
             accounts: (G,) ledger row of each group.
@@ -769,7 +802,7 @@ class Exchange:
             ticks[k] = -1 if worst is None else worst
         ledger, rules = self.ledger, self.rules
         weights = self.asset_prices * rules.weights
-        health = pre_trade_init_health(
+        return pre_trade_init_health(
             accounts,
             np.arange(accounts.size) if groups is None else groups,
             instruments,
@@ -794,7 +827,6 @@ class Exchange:
             rules.tiers.imr,
             self.fees.taker,
         )
-        return health < -MARGIN_TOLERANCE
 
     # ------------------------------------------------------------- settlement
     def _settle(self, fills: Sequence[Fill]) -> None:
@@ -839,9 +871,9 @@ class Exchange:
             for account in (int(takers[done - 1]), int(makers[done - 1])):
                 if ledger.isolated[account]:
                     self._top_up_isolated(account, int(instruments[done - 1]))
-        for m in set(instruments.tolist()):
-            self.last_price[m] = prices[np.flatnonzero(instruments == m)[-1]]
-            self.last_trade_time[m] = self.time
+        traded, from_end = np.unique(instruments[::-1], return_index=True)  # each instrument's last fill
+        self.last_price[traded] = prices[len(prices) - 1 - from_end]
+        self.last_trade_time[traded] = self.time
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
         """Move free USD into a position's isolated margin until it covers its initial
@@ -999,7 +1031,8 @@ class _Batch:
             0,
         )
         lead, end = _group_bounds(accounts, is_cancel, groups)
-        watch = BatchWatch.over(n, ex.ledger.n_accounts)
+        watch = BatchWatch.over(n, ex.ledger.n_accounts, n_books)
+        watch.soft[:], watch.fill_cost[:] = ex._maker_fill_costs()
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
@@ -1061,7 +1094,7 @@ class _Batch:
             else:
                 leads, together = np.unique(self.lead[rows[checked]], return_inverse=True)
             worst = ticks[checked]  # a copy: market orders get the sweep's worst price in here
-            refused = ex._margin_rejects(
+            health = ex._pre_trade_health(
                 self.accounts[leads],
                 self.books[rows[checked]],
                 self.sides[rows[checked]],
@@ -1070,12 +1103,16 @@ class _Batch:
                 market[checked],
                 together,
             )
+            refused = health < -MARGIN_TOLERANCE
             reject[checked[refused[together]]] = _REJECT_CODE[RejectReason.INSUFFICIENT_MARGIN]
             self.watch.check_ticks[rows[checked]] = worst
+            # what maker fills may cost the account before its turn without a re-check
+            self.watch.budget[leads] = np.where(refused, -np.inf, health + (MARGIN_TOLERANCE - _BUDGET_ROUNDING))
         alone = self.end[rows] - self.lead[rows] == 1
         self.watch.account[rows] = alone & ~_STATELESS[reject] & (reduce_only | (not liquidation))
         self.watch.book[rows] = alone & needs_check & market
         self.watch.checked_after[rows] = as_of
+        self.watch.spent_at_check[rows] = self.watch.spent[self.book_accounts[rows]]
         self.reject[rows] = reject
         self.active[rows] = reject == 0
         if not alone.all():

@@ -394,6 +394,36 @@ def test_submit_batch_rechecks_an_order_after_an_earlier_one_used_the_margin():
     assert ex.ledger.open_bids[A, 0] == 1500 and ex.ledger.open_asks[B, 0] == 1000
 
 
+@pytest.mark.parametrize("mode", ["cross", "isolated"])
+@pytest.mark.parametrize(("bid", "refused"), [(52_000.0, True), (50_000.0, False)])
+def test_a_maker_fill_before_an_order_s_turn_counts_against_its_check(mode, bid, refused):
+    """A (6,000 USD, 20x) rests a bid for 1 BTC; B sells into it, then A bids for 1 BTC
+    more at 49,900. The second bid passes against the state before the fill. Filled at
+    52,000 (a 2,000 USD loss at the 50,000 mark) A no longer has the margin for it, and a
+    loop of submits refuses it; filled at the mark the fill costs only its fee. Cross
+    mode re-checks the bid only when the fill's cost exceeds what its check left; isolated
+    mode after any fill."""
+    fees = FeeSchedule(0.0005, 0.0001)
+    rows = ([B, A], [0, 0], [-1, 1], [1.0, 1.0], [49_000.0, 49_900.0], [KIND_CODES[OrderType.IOC], 0])
+    loop, batched = (make_exchange(fees=fees, mode=mode, cash=6_000.0) for _ in range(2))
+    for ex in (loop, batched):
+        assert ex.submit(A, 0, BUY, 1.0, bid).rested
+    kinds = (OrderType.IOC, OrderType.LIMIT)
+    expected = [
+        loop.submit(*row[:2], Side(row[2]), *row[3:5], kind) for *row, kind in zip(*rows[:5], kinds, strict=True)
+    ]
+    checks = []
+    original = batched._pre_trade_health
+    batched._pre_trade_health = lambda *args: checks.append(args[0]) or original(*args)
+    result = batched.submit_batch(*rows)
+    assert [r.reject for r in expected] == result.reasons()
+    assert batched.trades == loop.trades
+    assert np.array_equal(batched.ledger.balances, loop.ledger.balances)
+    if mode == "cross":
+        assert result.reasons() == [None, RejectReason.INSUFFICIENT_MARGIN if refused else None]
+    assert len(checks) == (2 if refused or mode == "isolated" else 1)  # the batch's check, then a re-check of A
+
+
 def test_submit_batch_refuses_bad_kinds_and_sides_loudly():
     ex = make_exchange()
     with pytest.raises(ValueError, match="kinds"):
