@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 #: Relative slack when deciding whether a float price or size sits on the grid.
 GRID_TOLERANCE = 1e-9
@@ -140,13 +141,12 @@ class Instrument:
         return _snap(price / self.tick_size, math.floor if side > 0 else math.ceil)
 
     def lots_down_many(self, qty: np.ndarray) -> np.ndarray:
-        """(k,) int64 `lots_down` of (k,) sizes (finite ones)."""
-        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, np.floor)
+        """(k,) int64 `lots_down` of (k,) sizes (0 where not finite)."""
+        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, _DOWN)
 
     def ticks_toward_many(self, price: np.ndarray, side: np.ndarray) -> np.ndarray:
-        """(k,) int64 `ticks_toward` of (k,) finite prices for (k,) sides (+1 / -1)."""
-        units = np.asarray(price, dtype=float) / self.tick_size
-        return np.where(np.asarray(side) > 0, _snap_many(units, np.floor), _snap_many(units, np.ceil))
+        """(k,) int64 `ticks_toward` of (k,) prices for (k,) sides (+1 / -1) (0 where not finite)."""
+        return _snap_many(np.asarray(price, dtype=float) / self.tick_size, np.asarray(side, np.int64))
 
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
@@ -164,11 +164,27 @@ def _snap(units: float, rounding) -> int:
     return int(rounding(units))
 
 
-def _snap_many(units: np.ndarray, rounding) -> np.ndarray:
-    """`_snap` elementwise: ``rounding`` is np.floor or np.ceil."""
-    nearest = np.round(units)
-    near = np.abs(units - nearest) <= GRID_TOLERANCE * np.maximum(1.0, np.abs(units))
-    return np.where(near, nearest, rounding(units)).astype(np.int64)
+#: `_snap_many`'s direction for rounding every entry down.
+_DOWN = np.ones(1, np.int64)
+
+
+@njit(cache=True)
+def _snap_many(units, sides):
+    """`_snap` of (k,) floats in one compiled pass: (k,) int64 rounded down where ``sides``
+    (k,) (or one entry for all) is > 0, up elsewhere; 0 where not finite."""
+    out = np.zeros(units.shape[0], np.int64)
+    for i in range(units.shape[0]):
+        u = units[i]
+        if not np.isfinite(u):
+            continue
+        nearest = np.rint(u)
+        if abs(u - nearest) <= GRID_TOLERANCE * max(1.0, abs(u)):
+            out[i] = int(nearest)
+        elif sides[i if sides.shape[0] > 1 else 0] > 0:
+            out[i] = int(np.floor(u))
+        else:
+            out[i] = int(np.ceil(u))
+    return out
 
 
 def _on_grid(value: float, step: float) -> int | None:

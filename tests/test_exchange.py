@@ -327,6 +327,29 @@ def test_grid_rounding_ignores_float_noise():
     assert inst.to_ticks(0.1 * 3) == 3 and inst.to_ticks(50_000.05) is None
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-1e7, 1e7),
+            st.integers(-(10**6), 10**6).map(lambda n: n * 0.1),  # on the grid, up to float noise
+            st.integers(-(10**6), 10**6).map(lambda n: n * 0.1 + 0.05),  # half a tick off it
+        ),
+        max_size=30,
+    ),
+    st.data(),
+)
+def test_the_array_grid_helpers_round_as_the_scalar_ones(values, data):
+    """`Instrument.lots_down_many` and `ticks_toward_many` give, entry by entry, what
+    `lots_down` and `ticks_toward` give (0.1 is BTC's tick: float noise off the grid snaps)."""
+    inst = btc()
+    sides = np.array(data.draw(st.lists(st.sampled_from([1, -1]), min_size=len(values), max_size=len(values))))
+    prices, sizes = np.array(values) * 1.0, np.abs(values) * 0.01
+    expected = [inst.ticks_toward(p, s) for p, s in zip(values, sides, strict=True)]
+    assert inst.ticks_toward_many(prices, sides).tolist() == expected
+    assert inst.lots_down_many(sizes).tolist() == [inst.lots_down(q) for q in sizes]
+
+
 # ---------------------------------------------------------------------- batches
 
 batch_rows = st.lists(st.tuples(*order_fields([*OrderType, "cancel"])), max_size=60)
