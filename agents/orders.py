@@ -237,5 +237,6 @@ class Outbox:
 
 
 def _columns(chunks: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
-    """The ``width`` columns of appended chunks of arrays, each concatenated (int64)."""
-    return [np.concatenate([_NO_IDS, *(chunk[c] for chunk in chunks)]).astype(np.int64) for c in range(width)]
+    """The ``width`` columns of appended chunks of integer or bool arrays, each
+    concatenated (int64: the leading empty int64 array sets the type)."""
+    return [np.concatenate([_NO_IDS, *(chunk[c] for chunk in chunks)]) for c in range(width)]
