@@ -442,7 +442,10 @@ class Exchange:
         (as taker, resting order, maker or self-trade; a cancel of one of its orders
         counts only for an order its check refused, as open orders count at their worst
         case and a cancel can only raise the margin), or, for a checked market order (its
-        check walks the book), its sweep of the book now ends at another price. The
+        check walks the book), its sweep of the book now ends at another price. A fill
+        as maker of a cross account is not a touch of an order its check accepted but a
+        cost: the order is stale only once such fills may have cost more than the health
+        its check left (`_maker_fill_costs` gives the bound). The
         fills so far are settled, that order alone is re-checked against the state now,
         and execution resumes. A group's orders are checked at the start too, together;
         only its first order is watched, and the whole group is re-admitted at its turn
@@ -452,9 +455,11 @@ class Exchange:
         assigns them. Results are those of the loop (a property test compares them to
         the bit), up to float rounding of the margin sums exactly at the limit.
         Cost: admission (grid, reduce-only, band, margin) is a few numpy operations over
-        the batch, plus a stop of the books and one margin check per stale order or
-        group: a cancel-and-replace costs no re-check, but an account that rests two
-        orders in one batch pays a loop's check for the second.
+        the batch (the margin check compiled, `sim.margin_check`), plus a stop of the
+        books and one margin check per stale order or group: a cancel-and-replace, or a
+        maker's quotes after its old ones filled within its margin, cost no re-check,
+        but an account that rests two orders in one batch pays a loop's check for the
+        second.
 
         Settlement: the fills of each stretch are settled in one compiled pass
         (`sim.ledger.Ledger.settle_fills`), in execution order; with an isolated-mode
@@ -941,8 +946,9 @@ class _Batch:
     and grid checks, which never change); ``lots``, ``ticks`` (-1: no price) and
     ``kinds`` (the book's codes) are the orders as last admitted, after reduce-only
     clipping and the price band, and ``screened`` their reject codes then (before the
-    margin check, whose outcome ``reject`` adds). ``books`` and ``book_accounts`` are valid indices on
-    every row (rows rejected for an unknown instrument or account never reach a book).
+    margin check, whose outcome ``reject`` adds). ``books`` and ``book_accounts`` are
+    valid indices on every row (rows rejected for an unknown instrument or account never
+    reach a book).
     Row k belongs to the group of rows ``lead[k]..end[k]-1`` (``lead[k] == k`` and
     ``end[k] == k + 1`` for an order alone or a cancel).
     """
