@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from sim.book import KIND_CANCEL, KIND_CODES
 from sim.types import OrderType
@@ -137,11 +138,13 @@ def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) 
     takers = result.fill_order
     last = np.flatnonzero(np.append(takers[1:] != takers[:-1], True)) if takers.size else _NO_IDS
     last_fill[takers[last]] = result.fill_ticks[last]  # a taker's fills are consecutive
+    ends = np.cumsum([len(s.member) for s in sheets]).tolist()
+    spans = list(zip([0, *ends[:-1]], ends, strict=True))
     by_order = []
     for column in (result.order_id, result.reject, result.rested, result.filled, last_fill):
         values = np.empty(len(order), np.int64)
         values[order] = column[~is_cancel]
-        by_order.append(np.split(values, np.cumsum([len(s.member) for s in sheets])[:-1]))
+        by_order.append([values[a:b] for a, b in spans])
     return [Outcome(*(values[i] for values in by_order)) for i in range(len(sheets))]
 
 
@@ -209,11 +212,7 @@ class Outbox:
 
     def sheet(self) -> OrderSheet:
         """The step's orders and cancels, grouped by member (`OrderSheet`)."""
-        senders = np.concatenate([_NO_IDS, *self._senders])
-        found, first = np.unique(senders, return_index=True)
-        members = found[np.argsort(first)]
-        rank = np.empty(self.population.n, np.int64)
-        rank[members] = np.arange(len(members))
+        members, rank = _first_seen(np.concatenate([_NO_IDS, *self._senders]), self.population.n)
         cancel_member, cancel_ids = _columns(self._cancels, 2)
         order_columns = _columns(self._orders, 7)
         cancel_rank, order_rank = rank[cancel_member], rank[order_columns[0]]
@@ -234,6 +233,21 @@ class Outbox:
             kind=kind,
             reduce_only=reduce_only.astype(bool),
         )
+
+
+@njit(cache=True)
+def _first_seen(senders, n):
+    """``(members, rank)``: the distinct values of (k,) ``senders`` (members, 0..n-1) in
+    the order they first appear, and (n,) each one's place in that order (-1: absent)."""
+    rank = np.full(n, -1, np.int64)
+    members = np.empty(senders.shape[0], np.int64)
+    count = 0
+    for member in senders:
+        if rank[member] < 0:
+            rank[member] = count
+            members[count] = member
+            count += 1
+    return members[:count], rank
 
 
 def _columns(chunks: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
