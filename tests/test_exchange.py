@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.book import KIND_CANCEL, KIND_CODES
@@ -445,6 +445,44 @@ def test_a_maker_fill_before_an_order_s_turn_counts_against_its_check(mode, bid,
     if mode == "cross":
         assert result.reasons() == [None, RejectReason.INSUFFICIENT_MARGIN if refused else None]
     assert len(checks) == (2 if refused or mode == "isolated" else 1)  # the batch's check, then a re-check of A
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["cross", "isolated"]),
+    st.sampled_from([0.0001, -0.0001]),  # maker fee or rebate
+    st.integers(4_000, 12_000),  # A's USD
+    st.integers(-3_000, 3_000),  # A's resting order: USD from the mark
+    st.sampled_from([BUY, SELL]),
+    st.integers(1, 1_000),  # lots of it that B takes
+    st.floats(0.7, 1.05),  # A's next bid: this share of the margin room A has before the fill
+    st.lists(st.tuples(st.sampled_from([BUY, SELL]), st.integers(1, 3_000), st.integers(-300, 300)), max_size=2),
+)
+@example("cross", 0.0001, 6_000, 2_000, BUY, 1_000, 0.9, [])  # the fill costs A the room its bid needs
+def test_orders_after_a_maker_fill_equal_a_loop_of_submit(mode, maker_fee, cash, away, side, taken, share, after):
+    """A rests 1 BTC away from the mark; B takes some of it; then A bids for a ``share``
+    of the room its margin has before the fill (near the line, where the fill's cost
+    decides), then sends up to two more orders (lots, USD from the mark). The batch
+    refuses and accepts what a loop of submits does, and settles the same, whether or
+    not it re-checked A's orders (`Exchange._maker_fill_costs`)."""
+    fees = FeeSchedule(0.0005, maker_fee)
+    loop, batched = (make_exchange(fees=fees, mode=mode, cash=float(cash)) for _ in range(2))
+    if not all(ex.submit(A, 0, side, 1.0, 50_000.0 + away).rested for ex in (loop, batched)):
+        return  # A cannot afford its resting order
+    room = float(loop.account_health(A).init_health[0])
+    bid_lots = max(1, int(share * room / (50_000.0 / 20) * 1_000))  # 20x: 2,500 USD of initial margin a BTC
+    rows = [(B, 0, side.opposite, taken / 1_000, 50_000.0 + away, KIND_CODES[OrderType.IOC])]
+    orders = [(BUY, bid_lots, -50), *after]
+    rows += [(A, 0, s, lots / 1_000, 50_000.0 + usd, KIND_CODES[OrderType.LIMIT]) for s, lots, usd in orders]
+    expected = [
+        loop.submit(a, m, Side(s), q, p, OrderType.IOC if k == KIND_CODES[OrderType.IOC] else OrderType.LIMIT)
+        for a, m, s, q, p, k in rows
+    ]
+    result = batched.submit_batch(*(list(column) for column in zip(*rows, strict=True)))
+    assert result.reasons() == [r.reject for r in expected]
+    assert batched.trades == loop.trades
+    for name in ("balances", "positions", "entry", "isolated_margin", "open_bids", "open_asks"):
+        assert np.array_equal(getattr(batched.ledger, name), getattr(loop.ledger, name)), name
 
 
 def test_submit_batch_refuses_bad_kinds_and_sides_loudly():
