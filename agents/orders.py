@@ -205,6 +205,7 @@ class Outbox:
         if len(members):
             k = len(members)
             self._senders.append(members)
+            side = np.asarray(side, np.int64)  # the sheet's columns are int64 (`_columns`)
             self._orders.append(
                 (members, np.full(k, m), side[sent], lots[sent], ticks[sent], np.full(k, KIND_CODES[kind]),
                  np.full(k, reduce_only))
@@ -243,6 +244,8 @@ def _first_seen(senders, n):
     members = np.empty(senders.shape[0], np.int64)
     count = 0
     for member in senders:
+        if not 0 <= member < n:
+            raise IndexError("a sender is not a member of the population")
         if rank[member] < 0:
             rank[member] = count
             members[count] = member

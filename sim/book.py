@@ -331,7 +331,8 @@ class BatchWatch:
             than touches (all False: every fill touches).
         spent: (A,) float64, the bound on what such fills cost each account so far.
         soft_touched: (A,) int64, last batch index of such a fill (-1: none).
-        budget: (n,) float64, how much of that cost order k's check allows (-inf: none).
+        budget: (n,) float64, how much of that cost order k's check allows, set on the
+            watched row of an accepted checked order or group (-inf: none).
         spent_at_check: (n,) float64, ``spent`` of the order's account at its check.
         fill_cost: (B, 3) float64, per book: mark in ticks, value of one lot over one
             tick, fee rate (`sim.book_kernels.execute_many` gives the bound).
@@ -352,12 +353,13 @@ class BatchWatch:
 
     @classmethod
     def none(cls, n: int) -> BatchWatch:
-        return cls.over(n, 0, 0)
+        return cls.over(n, np.zeros(0, bool), np.zeros((0, 3)))
 
     @classmethod
-    def over(cls, n: int, n_accounts: int, n_books: int) -> BatchWatch:
-        """Nothing watched yet, for n orders of ``n_accounts`` accounts on ``n_books``
-        books; no account's fills are costs yet (``soft``)."""
+    def over(cls, n: int, soft: np.ndarray, fill_cost: np.ndarray) -> BatchWatch:
+        """Nothing watched yet, for n orders of the (A,) accounts ``soft`` marks (see the
+        attributes) on the (B, 3) books of ``fill_cost``."""
+        n_accounts = soft.shape[0]
         return cls(
             np.zeros(n, bool),
             np.zeros(n, bool),
@@ -365,12 +367,12 @@ class BatchWatch:
             np.full(n, -1, np.int64),
             np.full(n_accounts, -1, np.int64),
             np.full(n_accounts, -1, np.int64),
-            np.zeros(n_accounts, bool),
+            soft,
             np.zeros(n_accounts),
             np.full(n_accounts, -1, np.int64),
             np.full(n, -np.inf),
             np.zeros(n),
-            np.zeros((n_books, 3)),
+            fill_cost,
         )
 
 

@@ -314,9 +314,10 @@ def execute_many(
     ids); with an empty ``numbering`` the given ids are used.
 
     Staleness: ``touched`` (A,) holds, per account, the last batch index that touched it
-    in a way that can lower its margin (as taker, resting order, maker or self-trade;
-    -1: none), ``relaxed`` (A,) the last cancel event of one of its orders (which can
-    only raise its margin: open orders count at their worst case); order k was checked
+    in a way that can lower its margin (as taker, resting order, maker (unless
+    ``soft``, below) or self-trade; -1: none), ``relaxed`` (A,) the last cancel event
+    of one of its orders (which can only raise its margin: open orders count at their
+    worst case, and initial margin never falls as notional rises); order k was checked
     against the state after orders ``< checked_after[k]``. It is *stale* when
     ``watch_account[k]`` and its account was touched since (``touched >=
     checked_after[k]``; for an order that its check refused, relaxed counts too), or

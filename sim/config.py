@@ -103,6 +103,11 @@ class InstrumentConfig(_Strict):
                 return f"tiers[{k}].floor: tier floors must increase (got {tier.floor} after {previous.floor})"
             if previous is not None and tier.mmr < previous.mmr:
                 return f"tiers[{k}].mmr: maintenance rates must not decrease (got {tier.mmr} after {previous.mmr})"
+            if previous is not None and tier.max_leverage > previous.max_leverage:
+                return (
+                    f"tiers[{k}].max_leverage: leverage must not rise with the tier "
+                    f"(got {tier.max_leverage} after {previous.max_leverage})"
+                )
             if tier.mmr >= 1 / tier.max_leverage:
                 return (
                     f"tiers[{k}].mmr: must be below the initial rate 1/max_leverage = {1 / tier.max_leverage:g} "

@@ -759,16 +759,20 @@ class Exchange:
         lasts, only a cost against the budget their check left.
 
         A fill as maker at P changes a cross account's equity by ``s size (M - P)`` less
-        the maker fee (realized PnL and settled funding move between balance and
-        unrealized PnL at equal weight when USD's weights are 1), and moves lots from an
-        open order into the position, which never raises the worst-case initial margin
-        (``max(q + bids, asks - q)``, and tiered IM is monotone in notional); so
-        ``init_health`` falls by at most ``max(0, s size (P - M) + fee size P)``, which
-        `sim.book_kernels.execute_many` adds up per account. Isolated accounts (top-ups,
-        per-position pockets) and any account when USD is weighted other than 1 keep the
-        plain rule: every fill touches."""
-        ledger, usd = self.ledger, self.rules
-        weighted_one = usd.weights[USD] == 1.0 and usd.liability_weights[USD] == 1.0
+        the maker fee: realized PnL and settled funding move between the USD balance and
+        unrealized PnL, at equal weight when USD's weights (collateral and liability) are
+        1, and no other asset moves. It moves lots from an open order into the position,
+        which never raises the worst-case lots ``max(q + bids, asks - q)``, and initial
+        margin never falls as notional rises (`sim.instruments.MarginTiers` refuses a
+        leverage that rises with the tier). So ``init_health`` falls by at most
+        ``max(0, s size (P - M) + fee size P)``, which `sim.book_kernels.execute_many`
+        adds up per account. The budget covers the margin check only: an order whose
+        group holds a reduce-only order (its clip reads the position) gets none
+        (`_Batch.admit`), nor does an order its check refused. Isolated accounts
+        (top-ups, per-position pockets), and every account when USD is weighted other
+        than 1, keep the plain rule: every fill touches."""
+        ledger, rules = self.ledger, self.rules
+        weighted_one = rules.weights[USD] == 1.0 and rules.liability_weights[USD] == 1.0
         soft = ~ledger.isolated if weighted_one else np.zeros(ledger.n_accounts, bool)
         fill_cost = np.column_stack(
             [
@@ -827,7 +831,7 @@ class Exchange:
             self.marks,
             self.cum_funding,
             weights,
-            self.asset_prices * rules.liability_weights - weights,
+            self.asset_prices * (rules.liability_weights - rules.weights),
             rules.tiers.floors,
             rules.tiers.imr,
             self.fees.taker,
@@ -1008,7 +1012,7 @@ class _Batch:
         kinds = np.asarray(kinds, np.int64)
         reduce_only = np.zeros(n, bool) if reduce_only is None else np.asarray(reduce_only, bool)
         is_cancel = kinds == KIND_CANCEL
-        if n and not (kinds.min() >= 0 and kinds.max() <= KIND_CANCEL):  # the codes are 0..KIND_CANCEL
+        if kinds.size and not (kinds.min() >= 0 and kinds.max() <= KIND_CANCEL):  # the codes are 0..KIND_CANCEL
             raise ValueError(f"submit_batch: kinds must be sim.book.KIND_CODES or KIND_CANCEL, got {np.unique(kinds)}")
         if not (np.abs(sides) == 1)[~is_cancel].all():
             raise ValueError(f"submit_batch: sides must be +1 or -1, got {np.unique(sides[~is_cancel])}")
@@ -1037,8 +1041,7 @@ class _Batch:
             0,
         )
         lead, end = _group_bounds(accounts, is_cancel, groups)
-        watch = BatchWatch.over(n, ex.ledger.n_accounts, n_books)
-        watch.soft[:], watch.fill_cost[:] = ex._maker_fill_costs()
+        watch = BatchWatch.over(n, *ex._maker_fill_costs())
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
@@ -1114,6 +1117,8 @@ class _Batch:
             self.watch.check_ticks[rows[checked]] = worst
             # what maker fills may cost the account before its turn without a re-check
             self.watch.budget[leads] = np.where(refused, -np.inf, health + (MARGIN_TOLERANCE - _BUDGET_ROUNDING))
+            # a reduce-only order's clip reads the position, which any fill moves: no budget
+            self.watch.budget[self.lead[rows[reduce_only]]] = -np.inf
         alone = self.end[rows] - self.lead[rows] == 1
         self.watch.account[rows] = alone & ~_STATELESS[reject] & (reduce_only | (not liquidation))
         self.watch.book[rows] = alone & needs_check & market

@@ -49,8 +49,13 @@ class MarginTiers:
             raise ValueError(f"margin tier floors must increase: {list(self.floors)}")
         if any(not 0 < r < 1 for r in self.mmr) or any(b < a for a, b in zip(self.mmr, self.mmr[1:], strict=False)):
             raise ValueError(f"maintenance rates must be in (0, 1) and non-decreasing: {list(self.mmr)}")
-        if any(lev < 1 for lev in self.max_leverage):
-            raise ValueError(f"max leverage must be >= 1: {list(self.max_leverage)}")
+        if any(lev < 1 for lev in self.max_leverage) or any(
+            b > a for a, b in zip(self.max_leverage, self.max_leverage[1:], strict=False)
+        ):
+            # a rising leverage would make initial margin fall as a position grows: a fill
+            # or a cancel could then raise an account's requirement (`sim.exchange`'s batch
+            # re-checks rely on it never doing so), and no venue's brackets do that
+            raise ValueError(f"max leverage must be >= 1 and non-increasing: {list(self.max_leverage)}")
         for rate, lev in zip(self.mmr, self.max_leverage, strict=True):
             if 1 / lev <= rate:
                 raise ValueError(f"initial rate 1/{lev} must exceed the maintenance rate {rate}")
@@ -142,11 +147,13 @@ class Instrument:
 
     def lots_down_many(self, qty: np.ndarray) -> np.ndarray:
         """(k,) int64 `lots_down` of (k,) sizes (0 where not finite)."""
-        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, _DOWN)
+        units = np.asarray(qty, dtype=float) / self.lot_size
+        return _snap_many(units, np.broadcast_to(_DOWN, units.shape))
 
     def ticks_toward_many(self, price: np.ndarray, side: np.ndarray) -> np.ndarray:
         """(k,) int64 `ticks_toward` of (k,) prices for (k,) sides (+1 / -1) (0 where not finite)."""
-        return _snap_many(np.asarray(price, dtype=float) / self.tick_size, np.asarray(side, np.int64))
+        units = np.asarray(price, dtype=float) / self.tick_size
+        return _snap_many(units, np.broadcast_to(np.asarray(side, np.int64), units.shape))
 
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
@@ -164,14 +171,14 @@ def _snap(units: float, rounding) -> int:
     return int(rounding(units))
 
 
-#: `_snap_many`'s direction for rounding every entry down.
-_DOWN = np.ones(1, np.int64)
+#: `_snap_many`'s direction for rounding down.
+_DOWN = np.int64(1)
 
 
 @njit(cache=True)
 def _snap_many(units, sides):
     """`_snap` of (k,) floats in one compiled pass: (k,) int64 rounded down where ``sides``
-    (k,) (or one entry for all) is > 0, up elsewhere; 0 where not finite."""
+    (k,) is > 0, up elsewhere; 0 where not finite."""
     out = np.zeros(units.shape[0], np.int64)
     for i in range(units.shape[0]):
         u = units[i]
@@ -180,7 +187,7 @@ def _snap_many(units, sides):
         nearest = np.rint(u)
         if abs(u - nearest) <= GRID_TOLERANCE * max(1.0, abs(u)):
             out[i] = int(nearest)
-        elif sides[i if sides.shape[0] > 1 else 0] > 0:
+        elif sides[i] > 0:
             out[i] = int(np.floor(u))
         else:
             out[i] = int(np.ceil(u))

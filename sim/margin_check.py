@@ -8,8 +8,10 @@ calls whatever the number of accounts; a batch that re-checks one account at a t
 order whose account traded earlier in the batch) paid that ~0.3 ms per re-check.
 
 The result agrees with `sim.margin` to float rounding (sums run in a different order:
-BLAS products there, left-to-right loops here); it only feeds the accept/refuse
-decision, against a tolerance (`sim.exchange.MARGIN_TOLERANCE`), and nothing records it.
+BLAS products there, left-to-right loops here); it feeds the accept/refuse decision,
+against a tolerance (`sim.exchange.MARGIN_TOLERANCE`), and the budget a batch gives an
+accepted order's maker fills (kept short of it by more than that rounding); nothing
+records it.
 Units: USD, base units, USD per unit, as `sim.margin`. Shapes: ``A`` ledger rows, ``I``
 instruments, ``S`` collateral assets, ``K`` margin tiers, ``G`` checked accounts, ``N``
 orders.

@@ -88,6 +88,11 @@ def test_minimal_config_gets_defaults(tmp_path):
             r"instruments.BTC.tiers\[1\].floor: tier floors must increase \(got 0.0 after 0.0\)",
         ),
         (
+            "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.004\nmax_leverage = 10\n"
+            "[[instruments.BTC.tiers]]\nfloor = 100000\nmmr = 0.005\nmax_leverage = 50",
+            r"instruments.BTC.tiers\[1\].max_leverage: leverage must not rise with the tier \(got 50.0 after 10.0\)",
+        ),
+        (
             "[[instruments.BTC.tiers]]\nfloor = 0\nmmr = 0.06\nmax_leverage = 20",
             r"instruments.BTC.tiers\[0\].mmr: must be below the initial rate 1/max_leverage = 0.05 \(got 0.06\)",
         ),

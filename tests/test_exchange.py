@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from sim.book import KIND_CANCEL, KIND_CODES
 from sim.exchange import Exchange, FeeSchedule
 from sim.instruments import CollateralAsset
-from sim.ledger import FEE_POOL, N_SYSTEM, USD
-from sim.types import OrderType, RejectReason, Side
+from sim.ledger import FEE_POOL, GENESIS, N_SYSTEM, USD
+from sim.types import OrderRequest, OrderType, RejectReason, Side
 from tests.conftest import btc, eth
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -350,6 +350,13 @@ def test_the_array_grid_helpers_round_as_the_scalar_ones(values, data):
     assert inst.lots_down_many(sizes).tolist() == [inst.lots_down(q) for q in sizes]
 
 
+def test_the_array_grid_helpers_give_0_for_what_is_not_a_number():
+    inst = btc()
+    values = np.array([np.nan, np.inf, -np.inf, 1.0])
+    assert inst.ticks_toward_many(values, np.array([1, -1, 1, 1])).tolist() == [0, 0, 0, 10]
+    assert inst.lots_down_many(values).tolist() == [0, 0, 0, 1000]
+
+
 # ---------------------------------------------------------------------- batches
 
 batch_rows = st.lists(st.tuples(*order_fields([*OrderType, "cancel"])), max_size=60)
@@ -483,6 +490,84 @@ def test_orders_after_a_maker_fill_equal_a_loop_of_submit(mode, maker_fee, cash,
     assert batched.trades == loop.trades
     for name in ("balances", "positions", "entry", "isolated_margin", "open_bids", "open_asks"):
         assert np.array_equal(getattr(batched.ledger, name), getattr(loop.ledger, name)), name
+
+
+def test_a_reduce_only_order_in_a_group_is_clipped_after_a_maker_fill_before_its_turn():
+    """A is long 1 BTC and offers it at the mark. B lifts the offer (A is flat), then A
+    sends a group: a reduce-only IOC sell of 1 BTC and a small bid. The fill costs A only
+    its fee, well within the group's margin check, but the clip reads the position: the
+    group is re-admitted and the sell refused (it would open a short), as in a loop."""
+    fees = FeeSchedule(0.0005, 0.0001)
+
+    def make() -> Exchange:
+        ex = make_exchange(fees=fees)
+        ex.ledger.trade_between(A, GENESIS, 0, 1000, 50_000.0, 0.0)
+        assert ex.submit(A, 0, SELL, 1.0, 50_000.0).rested and ex.submit(C, 0, BUY, 1.0, 49_500.0).rested
+        return ex
+
+    loop, batched = make(), make()
+    expected = [loop.submit(B, 0, BUY, 1.0, 50_000.0, OrderType.IOC)]
+    expected += loop.submit_many(
+        A,
+        [OrderRequest(0, SELL, 1.0, 49_000.0, OrderType.IOC, True), OrderRequest(0, BUY, 0.1, 48_000.0)],
+    )
+    ioc, limit = KIND_CODES[OrderType.IOC], KIND_CODES[OrderType.LIMIT]
+    result = batched.submit_batch(
+        [B, A, A], [0, 0, 0], [1, -1, 1], [1.0, 1.0, 0.1], [50_000.0, 49_000.0, 48_000.0], [ioc, ioc, limit],
+        reduce_only=[False, True, False], groups=[-1, 7, 7],
+    )  # fmt: skip
+    assert result.reasons() == [r.reject for r in expected] == [None, RejectReason.REDUCE_ONLY_WOULD_INCREASE, None]
+    assert np.array_equal(batched.ledger.positions, loop.ledger.positions) and batched.trades == loop.trades
+
+
+def _maker_then_taker(make, rows, kinds) -> tuple[list, list]:
+    """The rejects of ``rows`` (account, instrument, side, qty, price) sent one by one
+    and as one batch, on two exchanges ``make`` builds; the ledgers must agree."""
+    loop, batched = make(), make()
+    expected = [loop.submit(a, m, Side(s), q, p, k).reject for (a, m, s, q, p), k in zip(rows, kinds, strict=True)]
+    result = batched.submit_batch(*(list(column) for column in zip(*rows, strict=True)), [KIND_CODES[k] for k in kinds])
+    for name in ("balances", "positions", "entry", "open_bids", "open_asks"):
+        assert np.array_equal(getattr(batched.ledger, name), getattr(loop.ledger, name)), name
+    return expected, result.reasons()
+
+
+def test_the_maker_fee_alone_can_use_up_an_order_s_margin():
+    """A's second bid leaves 50 USD of health; B fills A's first bid at the mark, and
+    its 0.2 % maker fee (100 USD) is all the fill costs: the batch refuses the second
+    bid, as a loop does."""
+
+    def make() -> Exchange:
+        ex = make_exchange(n_traders=2, fees=FeeSchedule(0.0, 0.002), cash=0.0)
+        ex.ledger.deposit(A, USD, 5_050.0)
+        ex.ledger.deposit(B, USD, 100_000.0)
+        assert ex.submit(A, 0, BUY, 1.0, 50_000.0).rested
+        return ex
+
+    rows = [(B, 0, -1, 1.0, 50_000.0), (A, 0, 1, 1.0, 50_000.0)]
+    expected, got = _maker_then_taker(make, rows, [OrderType.IOC, OrderType.LIMIT])
+    assert expected == got == [None, RejectReason.INSUFFICIENT_MARGIN]
+
+
+def test_a_usd_debt_weighted_above_one_makes_every_maker_fill_a_touch():
+    """A is long 1 BTC from 60,000 (10,000 USD under water at the 50,000 mark) and owes
+    5,000 USD (liability weight 1.5) against 1 BTC of collateral. Its offer at the mark
+    fills at no loss at the mark and no fee, but the realized 10,000 moves into the debt
+    at weight 1.5: A's bid, checked before the fill with 1,250 USD to spare, fails after
+    it, in the batch as in a loop."""
+
+    def make() -> Exchange:
+        collateral = [CollateralAsset("USD", liability_weight=1.5), CollateralAsset("BTC", weight=0.9)]
+        ex = Exchange([btc(), eth()], collateral, 2, [50_000.0, 3_000.0], NO_FEES)
+        ex.ledger.deposit(A, 1, 1.0)
+        ex.ledger.deposit(A, USD, -5_000.0)
+        ex.ledger.deposit(B, USD, 1_000_000.0)
+        ex.ledger.trade_between(A, GENESIS, 0, 1_000, 60_000.0, 0.0)
+        assert ex.submit(A, 0, SELL, 1.0, 50_000.0).rested
+        return ex
+
+    rows = [(B, 0, 1, 1.0, 50_000.0), (A, 0, 1, 9.5, 50_000.0)]
+    expected, got = _maker_then_taker(make, rows, [OrderType.IOC, OrderType.LIMIT])
+    assert expected == got == [None, RejectReason.INSUFFICIENT_MARGIN]
 
 
 def test_submit_batch_refuses_bad_kinds_and_sides_loudly():

@@ -113,6 +113,7 @@ def test_tiers_apply_in_any_memory_layout(order):
         ((0.0, 5.0, 5.0), (0.01, 0.02, 0.03), (20.0, 10.0, 5.0), "floors must increase"),
         ((0.0, 5.0), (0.02, 0.01), (20.0, 10.0), "non-decreasing"),
         ((0.0,), (0.06,), (20.0,), "must exceed the maintenance rate"),
+        ((0.0, 5.0), (0.004, 0.005), (10.0, 50.0), "non-increasing"),  # IM would fall as a position grows
     ],
 )
 def test_bad_tiers_are_refused(floors, mmr, lev, message):

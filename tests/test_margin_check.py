@@ -78,7 +78,35 @@ def books_and_orders(draw):
 @settings(max_examples=300, deadline=None)
 @given(books_and_orders())
 def test_compiled_check_equals_the_margin_module(case):
-    portfolio, prices, isolated, accounts, groups, (instruments, sides, lots, ticks) = case
+    _assert_check_equals_the_margin_module(*case)
+
+
+def test_compiled_check_at_a_tier_floor_and_at_a_zero_price():
+    """One account: worst-case lots exactly at BTC's second floor (1 BTC at 50,000), and
+    an order with a limit of 0 ticks (valued at 0, not at the mark)."""
+
+    def one(values: list[float]) -> np.ndarray:
+        return np.asfortranarray(np.array([values]))
+
+    portfolio = Portfolio(
+        balances=one([10_000.0, 0.0, 0.0]),
+        positions=one([600.0, 0.0, 0.0]),
+        entry=one([50_000.0, 0.0, 0.0]),
+        funding_index=one([0.0, 0.0, 0.0]),
+        isolated_margin=one([0.0, 0.0, 0.0]),
+        open_bids=one([0.0, 0.0, 0.0]),
+        open_asks=one([0.0, 0.0, 0.0]),
+        lot_sizes=LOT_SIZES,
+    )
+    prices = MarketPrices(np.array([50_000.0, 3_000.0, 150.0]), np.array([1.0, 48_000.0, 2_900.0]), np.zeros(3))
+    orders = (np.array([0, 1]), np.array([1, 1]), np.array([400, 5]), np.array([500_000, 0]))  # 0.4 BTC: 1 BTC worst
+    _assert_check_equals_the_margin_module(
+        portfolio, prices, np.zeros(1, bool), np.zeros(1, np.int64), np.zeros(2, np.int64), orders
+    )
+
+
+def _assert_check_equals_the_margin_module(portfolio, prices, isolated, accounts, groups, orders):
+    instruments, sides, lots, ticks = orders
     rules = MarginRules(
         TierTable.from_tiers(TIERS), weights=np.array([1.0, 0.95, 0.9]), liability_weights=np.array([1.0, 1.05, 1.1])
     )
