@@ -147,13 +147,14 @@ class Instrument:
 
     def lots_down_many(self, qty: np.ndarray) -> np.ndarray:
         """(k,) int64 `lots_down` of (k,) sizes (0 where not finite)."""
-        units = np.asarray(qty, dtype=float) / self.lot_size
-        return _snap_many(units, np.broadcast_to(_DOWN, units.shape))
+        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, _DOWN)
 
     def ticks_toward_many(self, price: np.ndarray, side: np.ndarray) -> np.ndarray:
         """(k,) int64 `ticks_toward` of (k,) prices for (k,) sides (+1 / -1) (0 where not finite)."""
-        units = np.asarray(price, dtype=float) / self.tick_size
-        return _snap_many(units, np.broadcast_to(np.asarray(side, np.int64), units.shape))
+        units, sides = np.asarray(price, dtype=float) / self.tick_size, np.asarray(side, np.int64).reshape(-1)
+        if len(sides) not in (1, len(units)):
+            raise ValueError(f"ticks_toward_many: {len(units)} prices but {len(sides)} sides")
+        return _snap_many(units, sides)
 
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
@@ -171,14 +172,14 @@ def _snap(units: float, rounding) -> int:
     return int(rounding(units))
 
 
-#: `_snap_many`'s direction for rounding down.
-_DOWN = np.int64(1)
+#: `_snap_many`'s direction for rounding every entry down.
+_DOWN = np.ones(1, np.int64)
 
 
 @njit(cache=True)
 def _snap_many(units, sides):
     """`_snap` of (k,) floats in one compiled pass: (k,) int64 rounded down where ``sides``
-    (k,) is > 0, up elsewhere; 0 where not finite."""
+    (k,), or its one entry for all, is > 0, up elsewhere; 0 where not finite."""
     out = np.zeros(units.shape[0], np.int64)
     for i in range(units.shape[0]):
         u = units[i]
@@ -187,7 +188,7 @@ def _snap_many(units, sides):
         nearest = np.rint(u)
         if abs(u - nearest) <= GRID_TOLERANCE * max(1.0, abs(u)):
             out[i] = int(nearest)
-        elif sides[i] > 0:
+        elif sides[i if sides.shape[0] > 1 else 0] > 0:
             out[i] = int(np.floor(u))
         else:
             out[i] = int(np.ceil(u))
