@@ -7,7 +7,9 @@ runs in a subprocess right before the new one, and the ratio is printed. Then th
 workload with 10x agents (every population scaled) for ``--scaled-steps`` steps shows
 how the cost per step grows, and with ``--old``, the old code's order events/s at that
 size (issue 11's target: >= 10x at 10,000 agents against 04fd630, the code before it).
-Run: ``python bench/bench_run.py [--steps N] [--old REV] [--scaled-steps N] [--scale K]``.
+Run: ``python bench/bench_run.py [--steps N] [--old REV] [--scaled-steps N] [--scale K] [--rounds R]``;
+``--rounds`` repeats the whole comparison (old and new alternating) and prints the
+ranges, as this VM's drift asks.
 """
 
 from __future__ import annotations
@@ -78,21 +80,18 @@ def report(label: str, seconds: float, agents: int, steps: int, events: int) -> 
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--old", default=OLD, help="commit of the code to compare with ('' to skip)")
-    parser.add_argument("--scale", type=int, default=10)
-    parser.add_argument("--scaled-steps", type=int, default=200)
-    args = parser.parse_args()
-    tune_runtime()
+def compare(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """One round: the baseline and the scaled run, with the old code's before each when
+    ``args.old``. Returns ``(old / new wall time of the baseline, new / old order
+    events/s of the scaled run)``, None without ``--old``."""
     old = measure_old(args.old, [f"steps={args.steps}"]) if args.old else None
     if old:
         report(f"old baseline ({args.old})", *old)
     new = measure([f"steps={args.steps}"])
     report("baseline", *new)
+    speedup = old[0] / new[0] if old else None
     if old:
-        print(f"new / old wall time: {new[0] / old[0]:.2f} (old / new: {old[0] / new[0]:.2f}x faster)")
+        print(f"new / old wall time: {new[0] / old[0]:.2f} (old / new: {speedup:.2f}x faster)")
     base = load_config(CONFIG)
     scaled = [
         f"steps={args.scaled_steps}",
@@ -100,11 +99,35 @@ def main() -> None:
     ]
     new = measure(scaled)
     report(f"{args.scale}x agents", *new)
-    if old:
-        old = measure_old(args.old, scaled)
-        report(f"old, {args.scale}x agents ({args.old})", *old)
-        ratio = (new[3] / new[0]) / (old[3] / old[0])
-        print(f"order events/s at {args.scale}x agents, new / old: {ratio:.2f}x")
+    if not args.old:
+        return None, None
+    old = measure_old(args.old, scaled)
+    report(f"old, {args.scale}x agents ({args.old})", *old)
+    ratio = (new[3] / new[0]) / (old[3] / old[0])
+    print(f"order events/s at {args.scale}x agents, new / old: {ratio:.2f}x")
+    return speedup, ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--old", default=OLD, help="commit of the code to compare with ('' to skip)")
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--scaled-steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the comparison and print the ranges")
+    args = parser.parse_args()
+    tune_runtime()
+    rounds = []
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {r + 1} of {args.rounds}")
+        rounds.append(compare(args))
+    if args.rounds > 1 and args.old:
+        speedups, ratios = zip(*rounds, strict=True)
+        print(
+            f"over {args.rounds} rounds: baseline {min(speedups):.2f}-{max(speedups):.2f}x faster than {args.old}, "
+            f"order events/s at {args.scale}x agents {min(ratios):.2f}-{max(ratios):.2f}x"
+        )
 
 
 if __name__ == "__main__":
