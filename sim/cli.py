@@ -8,19 +8,22 @@ exit with status 2; nothing half-written is left behind.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sim import __version__
+from sim import __version__, interrupt
 
+# Before the imports below: Python drops a KeyboardInterrupt raised in importlib's
+# weakref callbacks, and only our handler's flag then remembers it (`sim.interrupt`).
+interrupt.install()
 try:  # seconds on a busy machine (pydantic, numpy, polars): Ctrl-C here leaves quietly too
     from sim.config import ConfigError, check_replay_files, load_config
     from sim.prices import PriceDataError
     from sim.results import CONFIG, RUNS, ResultError, is_run_folder, is_sweep_folder, read_table
     from sim.runtime import tune_runtime
+
+    interrupt.check()  # one that arrived during them and was dropped
 except KeyboardInterrupt:
     print("cascadelab: interrupted", file=sys.stderr)
     raise SystemExit(130) from None
@@ -71,24 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Set once SIGTERM or Ctrl-C arrived: a library may turn the KeyboardInterrupt raised
-#: inside it into its own error (numba's compiler while it fills a cold cache), and that
-#: error is then the interruption too.
-_interrupted = threading.Event()
-
-
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM and Ctrl-C unwind as KeyboardInterrupt, so temporary result folders are
-    removed."""
-    _interrupted.set()
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_runtime()
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
     try:
         commands = {"run": _run, "sweep": _sweep, "report": _report, "compare": _compare, "facts": _facts}
         return commands[args.command](args)
@@ -99,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print("cascadelab: interrupted", file=sys.stderr)
         return 130
     except Exception:
-        if not _interrupted.is_set():
+        if not interrupt.INTERRUPTED.is_set():  # a library turned the interruption into its error
             raise
         print("cascadelab: interrupted", file=sys.stderr)
         return 130

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import polars as pl
 
+from sim import interrupt
+
 CONFIG = "config.toml"
 MANIFEST = "manifest.json"
 REPORT = "report.html"
@@ -140,13 +142,15 @@ def _running(pid: int) -> bool:
 def staged(out: Path) -> Iterator[Path]:
     """Yield a hidden empty folder beside ``out``; when the block ends normally it
     becomes ``out`` (replacing an earlier result there only then), otherwise (an
-    exception, Ctrl-C, SIGTERM) it is removed."""
+    exception, Ctrl-C, SIGTERM, even one swallowed on the way: `sim.interrupt`) it is
+    removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
+        interrupt.check()  # an interruption that a library swallowed
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

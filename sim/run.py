@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import tomli_w
 
-from sim import __version__
+from sim import __version__, interrupt
 from sim.cascades import cascade_summary_frame
 from sim.config import Config, read_toml
 from sim.facts import stylized_facts
@@ -78,7 +78,12 @@ def write_run(
     clock = time.perf_counter()
     bar = Progress(config.steps, "steps", enabled=progress)
     model = MarketModel(config)
-    model.run(bar.update)
+
+    def step_done(step: int) -> None:
+        interrupt.check()  # an interruption that a library swallowed stops the run here
+        bar.update(step)
+
+    model.run(step_done)
     bar.close()
     tables = model.recorder.tables()
     (folder / CONFIG).write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))

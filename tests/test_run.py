@@ -330,6 +330,46 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, interruption):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interruption_python_drops_is_remembered_quietly():
+    """A Ctrl-C whose KeyboardInterrupt is raised inside a weakref callback (as during
+    importlib's imports) is dropped by Python: the flag keeps it, and no traceback is
+    printed."""
+    script = (
+        "import os, signal, weakref\n"
+        "from sim import interrupt\n"
+        "interrupt.install()\n"
+        "class Thing: pass\n"
+        "def dropped(ref):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    sum(range(100_000))  # the handler runs here, inside the callback\n"
+        "thing = Thing()\n"
+        "ref = weakref.ref(thing, dropped)\n"
+        "del thing\n"
+        "print(interrupt.INTERRUPTED.is_set())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+def test_an_interruption_a_library_swallowed_still_stops_the_run(tmp_path):
+    """Python drops an exception raised in a weakref callback (the handler can run in
+    one during imports): the interruption's flag alone must stop the run at its next
+    step and leave no folder, as a delivered Ctrl-C does."""
+    from sim import interrupt
+    from sim.run import run_to_folder
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    config = load_config(tmp_path / "tiny.toml", [])
+    out = tmp_path / "out"
+    interrupt.INTERRUPTED.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_to_folder(config, out, report=False)
+    finally:
+        interrupt.INTERRUPTED.clear()
+    assert list(tmp_path.iterdir()) == [tmp_path / "tiny.toml"]
+
+
 @pytest.mark.parametrize("flag", ["-V", "--version"])
 def test_version(flag):
     from sim import __version__
