@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from sim.book import KIND_CANCEL, KIND_CODES
+from sim.instruments import order_grid, reduce_grid
 from sim.types import OrderType
 
 if TYPE_CHECKING:
@@ -150,20 +151,23 @@ def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) 
 
 class Outbox:
     """A population's orders and cancels of one step, as its `decide` writes them:
-    arrays appended in call order, grouped by member in `sheet`."""
+    chunks of arrays in call order (each order rounded to the grid as it is added),
+    grouped by member in one compiled pass by `sheet`."""
 
     def __init__(self, population: Population):
         self.population = population
-        self._senders: list[np.ndarray] = []  # members in call order (for the first-send order)
-        self._cancels: list[tuple[np.ndarray, np.ndarray]] = []
-        self._orders: list[tuple[np.ndarray, ...]] = []
+        # per chunk, in call order: instrument, kind code (`KIND_CANCEL`: a chunk of
+        # cancels), reduce-only flag and number of rows
+        self._chunks: list[tuple[int, int, bool, int]] = []
+        self._cancels: list[tuple[np.ndarray, np.ndarray]] = []  # (members, order ids)
+        self._orders: list[tuple[np.ndarray, ...]] = []  # (members, side, lots, ticks, sent)
 
     def cancel(self, members: np.ndarray, order_ids: np.ndarray) -> None:
         """(c,) ``members`` cancel (c,) resting orders before they send any (a member
         may appear several times)."""
         if len(members):
-            self._senders.append(members)
-            self._cancels.append((members, order_ids))
+            self._chunks.append((0, KIND_CANCEL, False, len(members)))
+            self._cancels.append((np.asarray(members, np.int64), np.asarray(order_ids, np.int64)))
 
     def add(
         self,
@@ -181,11 +185,11 @@ class Outbox:
         if not len(members):
             return np.zeros(0, dtype=bool)
         inst = self.population.exchange.instruments[m]
-        usable = np.isfinite(qty) & np.isfinite(price) & (qty > 0) & (price > 0)
-        lots = inst.lots_down_many(np.where(usable, qty, 0.0))
-        ticks = inst.ticks_toward_many(np.where(usable, price, 0.0), side)
-        sent = usable & (lots > 0) & (ticks > 0)
-        self._append(m, members, side, lots, ticks, kind, False, sent)
+        side = np.asarray(side, np.int64)
+        lots, ticks, sent = order_grid(
+            np.asarray(qty, np.float64), np.asarray(price, np.float64), side, inst.lot_size, inst.tick_size
+        )
+        self._append(m, KIND_CODES[kind], False, members, side, lots, ticks, sent)
         return sent
 
     def reduce(self, m: int, members: np.ndarray, held: np.ndarray, qty: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -193,67 +197,124 @@ class Outbox:
         signed lots) by up to ``qty`` base units (floored to lots), limited at ``limit``
         USD (at least one tick). Returns the (k,) mask of those sent."""
         inst = self.population.exchange.instruments[m]
-        side = np.where(held > 0, -1, 1)
-        lots = np.minimum(np.abs(held), inst.lots_down_many(qty))
-        ticks = np.maximum(inst.ticks_toward_many(limit, side), 1)
-        sent = lots > 0
-        self._append(m, members, side, lots, ticks, OrderType.IOC, True, sent)
+        side, lots, ticks, sent = reduce_grid(
+            np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64),
+            inst.lot_size, inst.tick_size,
+        )  # fmt: skip
+        self._append(m, KIND_CODES[OrderType.IOC], True, members, side, lots, ticks, sent)
         return sent
 
-    def _append(self, m, members, side, lots, ticks, kind, reduce_only, sent) -> None:
-        members = np.asarray(members, np.int64)[sent]
+    def _append(self, m, kind, reduce_only, members, side, lots, ticks, sent) -> None:
         if len(members):
-            k = len(members)
-            self._senders.append(members)
-            side = np.asarray(side, np.int64)  # the sheet's columns are int64 (`_columns`)
-            self._orders.append(
-                (members, np.full(k, m), side[sent], lots[sent], ticks[sent], np.full(k, KIND_CODES[kind]),
-                 np.full(k, reduce_only))
-            )  # fmt: skip
+            self._chunks.append((m, kind, reduce_only, len(members)))
+            self._orders.append((np.asarray(members, np.int64), side, lots, ticks, sent))
 
     def sheet(self) -> OrderSheet:
         """The step's orders and cancels, grouped by member (`OrderSheet`)."""
-        members, rank = _first_seen(np.concatenate([_NO_IDS, *self._senders]), self.population.n)
+        chunks = np.array(self._chunks, np.int64).reshape(-1, 4)
         cancel_member, cancel_ids = _columns(self._cancels, 2)
-        order_columns = _columns(self._orders, 7)
-        cancel_rank, order_rank = rank[cancel_member], rank[order_columns[0]]
-        grouped = np.argsort(order_rank, kind="stable")  # stable: each member's in the order it sent them
-        member, instrument, side, lots, ticks, kind, reduce_only = (c[grouped] for c in order_columns)
+        member, side, lots, ticks, sent = _columns(self._orders, 5)
+        members, n_cancels, n_orders, cancel_ids, columns = _group(
+            self.population.n, KIND_CANCEL, chunks, cancel_member, cancel_ids, member, side, lots, ticks,
+            sent.astype(np.bool_),
+        )  # fmt: skip
+        member, instrument, side, lots, ticks, kind, reduce_only = columns
         return OrderSheet(
             population=self.population,
             members=members,
             accounts=self.population.accounts[members],
-            n_cancels=np.bincount(cancel_rank, minlength=len(members)),
-            n_orders=np.bincount(order_rank, minlength=len(members)),
-            cancel_ids=cancel_ids[np.argsort(cancel_rank, kind="stable")],
+            n_cancels=n_cancels,
+            n_orders=n_orders,
+            cancel_ids=cancel_ids,
             member=member,
             instrument=instrument,
             side=side,
             lots=lots,
             ticks=ticks,
             kind=kind,
-            reduce_only=reduce_only.astype(bool),
+            reduce_only=reduce_only,
         )
 
 
 @njit(cache=True)
-def _first_seen(senders, n):
-    """``(members, rank)``: the distinct values of (k,) ``senders`` (members, 0..n-1) in
-    the order they first appear, and (n,) each one's place in that order (-1: absent)."""
+def _group(n, kind_cancel, chunks, cancel_member, cancel_ids, member, side, lots, ticks, sent):
+    """An `Outbox`'s rows grouped by member, in one pass.
+
+    Args:
+        n: Members in the population (rows must name 0..n-1).
+        kind_cancel: `KIND_CANCEL` (an argument: numba's cache would not see it change).
+        chunks: (c, 4) per chunk in call order: instrument, kind code (``kind_cancel``:
+            cancels), reduce-only (0 / 1), number of rows.
+        cancel_member, cancel_ids: (C,) the cancel chunks' rows, concatenated.
+        member, side, lots, ticks, sent: (R0,) the order chunks' rows, concatenated
+            (only rows with ``sent`` count).
+
+    Returns:
+        ``(members, n_cancels, n_orders, cancel_ids, (member, instrument, side, lots,
+        ticks, kind, reduce_only))``: the members that send something in the order they
+        first did (in a cancel or a sent order), how many cancels and orders each sends,
+        and the cancels and orders grouped by member in that order (each member's in
+        call order).
+    """
     rank = np.full(n, -1, np.int64)
-    members = np.empty(senders.shape[0], np.int64)
+    first = np.empty(cancel_member.shape[0] + member.shape[0], np.int64)
     count = 0
-    for member in senders:
-        if not 0 <= member < n:
-            raise IndexError("a sender is not a member of the population")
-        if rank[member] < 0:
-            rank[member] = count
-            members[count] = member
-            count += 1
-    return members[:count], rank
+    c_row, o_row = 0, 0
+    for c in range(chunks.shape[0]):
+        is_cancel = chunks[c, 1] == kind_cancel
+        for _ in range(chunks[c, 3]):
+            if is_cancel:
+                who, keep = cancel_member[c_row], True
+                c_row += 1
+            else:
+                who, keep = member[o_row], sent[o_row]
+                o_row += 1
+            if not keep:
+                continue
+            if not 0 <= who < n:
+                raise IndexError("a sender is not a member of the population")
+            if rank[who] < 0:
+                rank[who] = count
+                first[count] = who
+                count += 1
+    members = first[:count].copy()
+    n_cancels, n_orders = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    for i in range(cancel_member.shape[0]):
+        n_cancels[rank[cancel_member[i]]] += 1
+    for i in range(member.shape[0]):
+        if sent[i]:
+            n_orders[rank[member[i]]] += 1
+    next_cancel, next_order = np.cumsum(n_cancels) - n_cancels, np.cumsum(n_orders) - n_orders
+    grouped_ids = np.empty(cancel_member.shape[0], np.int64)
+    for i in range(cancel_member.shape[0]):
+        r = rank[cancel_member[i]]
+        grouped_ids[next_cancel[r]] = cancel_ids[i]
+        next_cancel[r] += 1
+    rows = n_orders.sum()
+    columns = (
+        np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.int64),
+        np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.bool_),
+    )  # fmt: skip
+    out_member, out_instrument, out_side, out_lots, out_ticks, out_kind, out_reduce = columns
+    o_row = 0
+    for c in range(chunks.shape[0]):
+        if chunks[c, 1] == kind_cancel:
+            continue
+        for _ in range(chunks[c, 3]):
+            if sent[o_row]:
+                r = rank[member[o_row]]
+                at = next_order[r]
+                next_order[r] += 1
+                out_member[at], out_instrument[at], out_side[at] = member[o_row], chunks[c, 0], side[o_row]
+                out_lots[at], out_ticks[at], out_kind[at] = lots[o_row], ticks[o_row], chunks[c, 1]
+                out_reduce[at] = chunks[c, 2] != 0
+            o_row += 1
+    return members, n_cancels, n_orders, grouped_ids, columns
 
 
 def _columns(chunks: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
-    """The ``width`` columns of appended chunks of integer or bool arrays, each
-    concatenated (int64: the leading empty int64 array sets the type)."""
-    return [np.concatenate([_NO_IDS, *(chunk[c] for chunk in chunks)]) for c in range(width)]
+    """The ``width`` columns of appended chunks of arrays, each concatenated (int64 when
+    there are none)."""
+    if not chunks:
+        return [_NO_IDS] * width
+    return [np.concatenate([chunk[c] for chunk in chunks]) for c in range(width)]

@@ -145,17 +145,6 @@ class Instrument:
         (side > 0), up for a sell, so the order never becomes more aggressive."""
         return _snap(price / self.tick_size, math.floor if side > 0 else math.ceil)
 
-    def lots_down_many(self, qty: np.ndarray) -> np.ndarray:
-        """(k,) int64 `lots_down` of (k,) sizes (0 where not finite)."""
-        return _snap_many(np.asarray(qty, dtype=float) / self.lot_size, _DOWN)
-
-    def ticks_toward_many(self, price: np.ndarray, side: np.ndarray) -> np.ndarray:
-        """(k,) int64 `ticks_toward` of (k,) prices for (k,) sides (+1 / -1) (0 where not finite)."""
-        units, sides = np.asarray(price, dtype=float) / self.tick_size, np.asarray(side, np.int64).reshape(-1)
-        if len(sides) not in (1, len(units)):
-            raise ValueError(f"ticks_toward_many: {len(units)} prices but {len(sides)} sides")
-        return _snap_many(units, sides)
-
     def price(self, ticks: int) -> float:
         return ticks * self.tick_size
 
@@ -172,27 +161,55 @@ def _snap(units: float, rounding) -> int:
     return int(rounding(units))
 
 
-#: `_snap_many`'s direction for rounding every entry down.
-_DOWN = np.ones(1, np.int64)
+@njit(cache=True)
+def _snap_one(u, down):
+    """`_snap` in compiled code: the nearest whole number when ``u`` is within float
+    noise of it, else rounded down (``down``) or up; 0 when not finite."""
+    if not np.isfinite(u):
+        return 0
+    nearest = np.rint(u)
+    if abs(u - nearest) <= GRID_TOLERANCE * max(1.0, abs(u)):
+        return int(nearest)
+    return int(np.floor(u)) if down else int(np.ceil(u))
 
 
 @njit(cache=True)
-def _snap_many(units, sides):
-    """`_snap` of (k,) floats in one compiled pass: (k,) int64 rounded down where ``sides``
-    (k,), or its one entry for all, is > 0, up elsewhere; 0 where not finite."""
-    out = np.zeros(units.shape[0], np.int64)
-    for i in range(units.shape[0]):
-        u = units[i]
-        if not np.isfinite(u):
-            continue
-        nearest = np.rint(u)
-        if abs(u - nearest) <= GRID_TOLERANCE * max(1.0, abs(u)):
-            out[i] = int(nearest)
-        elif sides[i if sides.shape[0] > 1 else 0] > 0:
-            out[i] = int(np.floor(u))
-        else:
-            out[i] = int(np.ceil(u))
-    return out
+def order_grid(qty, price, side, lot_size, tick_size):
+    """An order form's rounding of (k,) orders in one compiled pass: ``(lots, ticks,
+    sent)``, (k,) each. Sizes (base units) floored to lots (`Instrument.lots_down`),
+    limits (USD) rounded away from the touch for (k,) sides +1 / -1
+    (`Instrument.ticks_toward`); ``sent`` is False (and lots, ticks 0) where a size or a
+    limit is not a finite positive number or rounds to nothing."""
+    k = qty.shape[0]
+    lots, ticks = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    sent = np.zeros(k, np.bool_)
+    for i in range(k):
+        q, p = qty[i], price[i]
+        if np.isfinite(q) and np.isfinite(p) and q > 0 and p > 0:
+            lots[i] = _snap_one(q / lot_size, True)
+            ticks[i] = _snap_one(p / tick_size, side[i] > 0)
+            sent[i] = lots[i] > 0 and ticks[i] > 0
+            if not sent[i]:
+                lots[i], ticks[i] = 0, 0
+    return lots, ticks, sent
+
+
+@njit(cache=True)
+def reduce_grid(held, qty, limit, lot_size, tick_size):
+    """The rounding of (k,) reduce-only orders against (k,) signed positions ``held``
+    (lots): ``(side, lots, ticks, sent)``, (k,) each. The side shrinks the position, the
+    size is ``qty`` base units floored to lots and capped at the position, the limit
+    ``limit`` USD rounded away from the touch (at least one tick); ``sent`` where a lot
+    or more remains."""
+    k = held.shape[0]
+    side, lots, ticks = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    sent = np.empty(k, np.bool_)
+    for i in range(k):
+        side[i] = -1 if held[i] > 0 else 1
+        lots[i] = min(abs(held[i]), _snap_one(qty[i] / lot_size, True))
+        ticks[i] = max(_snap_one(limit[i] / tick_size, side[i] > 0), 1)
+        sent[i] = lots[i] > 0
+    return side, lots, ticks, sent
 
 
 def _on_grid(value: float, step: float) -> int | None:

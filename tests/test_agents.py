@@ -154,6 +154,47 @@ def test_outbox_snaps_orders_to_the_grid_and_drops_what_rounds_to_nothing():
     assert sheet.accounts.tolist() == agents(model, "noise")[0].accounts[:2].tolist()
 
 
+def test_outbox_groups_rows_by_member_in_the_order_members_first_sent_something():
+    """`Outbox.sheet` against a plain model: members in the order of their first cancel
+    or sent order (an order that rounds to nothing does not count), each member's
+    cancels and orders in call order."""
+    model = build(population("noise", count=6))
+    noise = agents(model, "noise")[0]
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        out, calls = Outbox(noise), []
+        for _ in range(rng.integers(0, 6)):
+            k = int(rng.integers(0, 5))
+            members = rng.integers(0, 6, size=k)
+            if rng.random() < 0.3:
+                ids = rng.integers(1, 1000, size=k)
+                out.cancel(members, ids)
+                calls += [("cancel", m, i) for m, i in zip(members.tolist(), ids.tolist(), strict=True)]
+                continue
+            side = np.where(rng.random(k) < 0.5, 1, -1)
+            qty = rng.choice([0.0005, 0.01, 0.2], size=k)  # 0.0005 BTC is no lot
+            if rng.random() < 0.5:
+                sent = out.add(0, members, side, qty, np.full(k, 50_000.0), OrderType.POST_ONLY)
+            else:
+                sent = out.reduce(0, members, -side * 1_000, qty, np.full(k, 50_000.0))
+            calls += [
+                ("order", m, q) for m, q, ok in zip(members.tolist(), qty.tolist(), sent.tolist(), strict=True) if ok
+            ]
+        order = list(dict.fromkeys(m for _, m, _ in calls))
+        sheet = out.sheet()
+        assert sheet.members.tolist() == order
+        assert sheet.cancel_ids.tolist() == [
+            i for m in order for what, who, i in calls if who == m and what == "cancel"
+        ]
+        assert sheet.member.tolist() == [m for m in order for what, who, _ in calls if who == m and what == "order"]
+        assert (sheet.lots * 0.001).round(6).tolist() == [
+            q for m in order for what, who, q in calls if who == m and what == "order"
+        ]
+        counts = [[what for what, who, _ in calls if who == m] for m in order]
+        assert sheet.n_cancels.tolist() == [c.count("cancel") for c in counts]
+        assert sheet.n_orders.tolist() == [c.count("order") for c in counts]
+
+
 # ------------------------------------------------------------- noise, momentum
 def test_noise_trader_quotes_around_the_venue_not_the_index():
     model = build(population("noise", "interval_seconds = 0.001, market_share = 0.0, limit_range_bps = 30.0"))

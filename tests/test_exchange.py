@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sim.book import KIND_CANCEL, KIND_CODES
 from sim.exchange import Exchange, FeeSchedule
-from sim.instruments import CollateralAsset
+from sim.instruments import CollateralAsset, order_grid, reduce_grid
 from sim.ledger import FEE_POOL, GENESIS, N_SYSTEM, USD
 from sim.types import OrderRequest, OrderType, RejectReason, Side
 from tests.conftest import btc, eth
@@ -339,22 +339,40 @@ def test_grid_rounding_ignores_float_noise():
     ),
     st.data(),
 )
-def test_the_array_grid_helpers_round_as_the_scalar_ones(values, data):
-    """`Instrument.lots_down_many` and `ticks_toward_many` give, entry by entry, what
-    `lots_down` and `ticks_toward` give (0.1 is BTC's tick: float noise off the grid snaps)."""
+def test_the_compiled_order_forms_round_as_the_scalar_helpers(values, data):
+    """`order_grid` and `reduce_grid` give, entry by entry, what `lots_down` and
+    `ticks_toward` give (0.1 is BTC's tick: float noise off the grid snaps); an order
+    with a size or limit that is not positive or rounds to nothing is not sent."""
     inst = btc()
     sides = np.array(data.draw(st.lists(st.sampled_from([1, -1]), min_size=len(values), max_size=len(values))))
     prices, sizes = np.array(values) * 1.0, np.abs(values) * 0.01
-    expected = [inst.ticks_toward(p, s) for p, s in zip(values, sides, strict=True)]
-    assert inst.ticks_toward_many(prices, sides).tolist() == expected
-    assert inst.lots_down_many(sizes).tolist() == [inst.lots_down(q) for q in sizes]
+    lots, ticks, sent = order_grid(sizes, prices, sides, inst.lot_size, inst.tick_size)
+    for q, p, s, got_lots, got_ticks, was_sent in zip(sizes, prices, sides, lots, ticks, sent, strict=True):
+        expected = (inst.lots_down(q), inst.ticks_toward(p, s)) if q > 0 and p > 0 else (0, 0)
+        assert was_sent == (min(expected) > 0)
+        assert (got_lots, got_ticks) == (expected if was_sent else (0, 0))
+    held = np.array(data.draw(st.lists(st.integers(-500, 500), min_size=len(values), max_size=len(values))), np.int64)
+    side, lots, ticks, sent = reduce_grid(held, sizes, np.abs(prices), inst.lot_size, inst.tick_size)
+    assert side.tolist() == [-1 if h > 0 else 1 for h in held]
+    assert lots.tolist() == [min(abs(h), inst.lots_down(q)) for h, q in zip(held, sizes, strict=True)]
+    assert ticks.tolist() == [max(inst.ticks_toward(abs(p), s), 1) for p, s in zip(prices, side, strict=True)]
+    assert sent.tolist() == (lots > 0).tolist()
 
 
-def test_the_array_grid_helpers_give_0_for_what_is_not_a_number():
+def test_the_compiled_order_forms_send_nothing_for_what_is_not_a_number():
     inst = btc()
     values = np.array([np.nan, np.inf, -np.inf, 1.0])
-    assert inst.ticks_toward_many(values, np.array([1, -1, 1, 1])).tolist() == [0, 0, 0, 10]
-    assert inst.lots_down_many(values).tolist() == [0, 0, 0, 1000]
+    lots, ticks, sent = order_grid(values, values[::-1].copy(), np.array([1, -1, 1, 1]), inst.lot_size, inst.tick_size)
+    assert sent.tolist() == [False] * 4 and lots.tolist() == ticks.tolist() == [0] * 4
+    lots, ticks, sent = order_grid(values, np.ones(4), np.array([1, -1, 1, 1]), inst.lot_size, inst.tick_size)
+    assert sent.tolist() == [False, False, False, True] and lots.tolist() == [0, 0, 0, 1000]
+    side, lots, ticks, sent = reduce_grid(np.full(4, 5), values, values, inst.lot_size, inst.tick_size)
+    assert (
+        side.tolist() == [-1] * 4
+        and lots.tolist() == [0, 0, 0, 5]
+        and ticks.tolist() == [1, 1, 1, 10]
+        and sent.tolist() == [False] * 3 + [True]
+    )
 
 
 # ---------------------------------------------------------------------- batches
