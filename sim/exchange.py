@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.batch_rows import BAD_KIND, BAD_SIDE, SPLIT_GROUP, read_rows
 from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
 from sim.book_kernels import (
     OUT_ACCOUNT,
@@ -113,6 +114,22 @@ _STATELESS = np.array(
     ]
 )
 _LIMIT, _MARKET, _IOC, _POST_ONLY = (KIND_CODES[kind] for kind in OrderType)
+#: The reject codes of the checks without state, in `sim.batch_rows.read_rows`'s order.
+_GRID_CODES = np.array(
+    [
+        _REJECT_CODE[reason]
+        for reason in (
+            RejectReason.UNKNOWN_ACCOUNT,
+            RejectReason.UNKNOWN_INSTRUMENT,
+            RejectReason.BAD_QUANTITY,
+            RejectReason.OFF_LOT,
+            RejectReason.BAD_PRICE,
+            RejectReason.OFF_TICK,
+        )
+    ],
+    np.int64,
+)
+_NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
 
 
 @dataclass(frozen=True)
@@ -1007,51 +1024,40 @@ class _Batch:
         is a bad value rather than one off the grid; None: wherever it is not on it."""
         accounts = np.asarray(accounts, np.int64)
         n = accounts.shape[0]
-        instruments = np.asarray(instruments, np.int64)
-        sides = np.asarray(sides, np.int64)
-        kinds = np.asarray(kinds, np.int64)
+        sides, kinds = np.asarray(sides, np.int64), np.asarray(kinds, np.int64)
         reduce_only = np.zeros(n, bool) if reduce_only is None else np.asarray(reduce_only, bool)
-        is_cancel = kinds == KIND_CANCEL
-        if kinds.size and not (kinds.min() >= 0 and kinds.max() <= KIND_CANCEL):  # the codes are 0..KIND_CANCEL
-            raise ValueError(f"submit_batch: kinds must be sim.book.KIND_CODES or KIND_CANCEL, got {np.unique(kinds)}")
-        if not (np.abs(sides) == 1)[~is_cancel].all():
-            raise ValueError(f"submit_batch: sides must be +1 or -1, got {np.unique(sides[~is_cancel])}")
-        ids = np.full(n, -1, np.int64)  # orders get theirs as they execute
-        if is_cancel.any():
-            ids[is_cancel] = np.asarray(cancel_ids, np.int64)[is_cancel]
-        n_books = len(ex.instruments)
-        known_instrument = (instruments >= 0) & (instruments < n_books)
-        books = np.where(is_cancel, ids % n_books, np.where(known_instrument, instruments, 0))
-        known_account = (accounts >= 0) & (accounts < ex.ledger.n_accounts)
-        market = kinds == _MARKET
-        lots, ticks = np.asarray(lots, np.int64), np.asarray(ticks, np.int64)
-        off_lot, off_tick = lots <= 0, ~market & (ticks <= 0)
-        bad_qty, bad_price = (off_lot, off_tick) if bad is None else bad
-        grid_reject = np.select(
-            [is_cancel, ~known_account, ~known_instrument, off_lot & bad_qty, off_lot, off_tick & bad_price, off_tick],
-            [
-                0,
-                _REJECT_CODE[RejectReason.UNKNOWN_ACCOUNT],
-                _REJECT_CODE[RejectReason.UNKNOWN_INSTRUMENT],
-                _REJECT_CODE[RejectReason.BAD_QUANTITY],
-                _REJECT_CODE[RejectReason.OFF_LOT],
-                _REJECT_CODE[RejectReason.BAD_PRICE],
-                _REJECT_CODE[RejectReason.OFF_TICK],
-            ],
-            0,
+        bad_qty, bad_price = (_NO_FLAGS, _NO_FLAGS) if bad is None else bad
+        problem, rows = read_rows(
+            accounts,
+            np.asarray(instruments, np.int64),
+            sides,
+            np.asarray(lots, np.int64),
+            np.asarray(ticks, np.int64),
+            kinds,
+            np.full(n, -1, np.int64) if cancel_ids is None else np.asarray(cancel_ids, np.int64),
+            _NO_ROWS if groups is None else np.asarray(groups, np.int64),
+            bad_qty,
+            bad_price,
+            ex.ledger.n_accounts,
+            len(ex.instruments),
+            KIND_CANCEL,
+            _MARKET,
+            _GRID_CODES,
         )
-        lead, end = _group_bounds(accounts, is_cancel, groups)
+        if problem:
+            raise ValueError(_batch_problem(problem, kinds, sides))
+        is_cancel, ids, books, book_accounts, grid_reject, want_lots, want_ticks, lead, end = rows
         watch = BatchWatch.over(n, *ex._maker_fill_costs())
         zeros = np.zeros(n, np.int64)
         return cls(
             accounts=accounts,
-            book_accounts=np.where(known_account, accounts, 0),
-            books=books.astype(np.int64),
+            book_accounts=book_accounts,
+            books=books,
             sides=sides,
             is_cancel=is_cancel,
             ids=ids,
-            want_lots=np.where(grid_reject == 0, lots, 0),
-            want_ticks=np.where((grid_reject == 0) & ~market, ticks, -1),
+            want_lots=want_lots,
+            want_ticks=want_ticks,
             want_kinds=kinds,
             reduce_only=reduce_only,
             grid_reject=grid_reject,
@@ -1179,21 +1185,12 @@ class _Batch:
         )
 
 
-def _group_bounds(accounts: np.ndarray, is_cancel: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
-    """``(lead, end)``, (n,) each: the first row of each row's group and the row after
-    its last, from `Exchange.submit_batch`'s ``groups`` (None: every row alone)."""
-    n = accounts.shape[0]
-    rows = np.arange(n)
-    if groups is None:
-        return rows, rows + 1
-    groups = np.asarray(groups, np.int64)
-    member = groups >= 0
-    starts = ~member | np.concatenate([[True], groups[1:] != groups[:-1]])
-    lead = np.maximum.accumulate(np.where(starts, rows, 0))
-    ends = np.flatnonzero(np.concatenate([starts[1:], [True]])) + 1  # the end of each run that starts a group
-    end = ends[np.cumsum(starts) - 1]
-    if len(np.unique(groups[member])) != int((starts & member).sum()):
-        raise ValueError("submit_batch: the rows of a group must be consecutive")
-    if (member & is_cancel).any() or (accounts != accounts[lead]).any():
-        raise ValueError("submit_batch: a group holds orders of one account, no cancels")
-    return lead, end
+def _batch_problem(problem: int, kinds: np.ndarray, sides: np.ndarray) -> str:
+    """The message of a `sim.batch_rows.read_rows` problem code."""
+    if problem == BAD_KIND:
+        return f"submit_batch: kinds must be sim.book.KIND_CODES or KIND_CANCEL, got {np.unique(kinds)}"
+    if problem == BAD_SIDE:
+        return f"submit_batch: sides must be +1 or -1, got {np.unique(sides[kinds != KIND_CANCEL])}"
+    if problem == SPLIT_GROUP:
+        return "submit_batch: the rows of a group must be consecutive"
+    return "submit_batch: a group holds orders of one account, no cancels"
