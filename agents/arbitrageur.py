@@ -86,7 +86,6 @@ class Arbitrageur(Population):
         cost = self.entry_cost()
         exit_band = np.where(np.isnan(self.exit), 0.5 * cost, self.exit)
         held = self.lots()
-        lot_sizes = np.array([self.exchange.instruments[m].lot_size for m in self.instruments])
         out = Outbox(self)
         for j, m in enumerate(self.instruments):
             basis = self.basis(m)
@@ -94,7 +93,7 @@ class Arbitrageur(Population):
                 continue
             index = float(market.index[m])
             has_budget = budget > 0
-            position = held[:, j] * lot_sizes[j]
+            position = held[:, j] * self.lot_sizes[j]
             entering = (abs(basis) > cost) & (equity > 0)
             enter = np.flatnonzero(has_budget & entering)
             side = 1 if basis < 0 else -1

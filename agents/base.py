@@ -285,6 +285,12 @@ class Population(mesa.Agent):
         self.rows = slice(first_account, first_account + n)
         self.instruments = list(instruments)
         self.cols = np.array(self.instruments, dtype=np.int64)
+        venue = model.exchange.instruments
+        #: (I,) lot and tick sizes of every instrument of the venue (`Outbox` rounds to them).
+        self.venue_lot_sizes = np.array([inst.lot_size for inst in venue])
+        self.venue_tick_sizes = np.array([inst.tick_size for inst in venue])
+        #: (Ip,) lot sizes of its instruments (base units per lot).
+        self.lot_sizes = self.venue_lot_sizes[self.cols]
         self.leverage = np.asarray(leverage, dtype=float)
         self.params = params
         self.draws = rng
@@ -320,8 +326,7 @@ class Population(mesa.Agent):
 
     def positions(self) -> np.ndarray:
         """(n, Ip) signed positions of the members in base units, now."""
-        lot_sizes = np.array([self.exchange.instruments[m].lot_size for m in self.instruments])
-        return self.lots() * lot_sizes
+        return self.lots() * self.lot_sizes
 
     def position(self, member: int, m: int) -> float:
         """Signed position of one member in instrument m, base units."""

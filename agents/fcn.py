@@ -144,9 +144,9 @@ class FCNTrader(Population):
         price = np.where(side > 0, p_hat * (1 - margin), p_hat * (1 + margin))
         room = self.leverage[acting] * self.equity()[acting] / p - side * self.positions()[acting, col]
         qty = np.minimum(self.notional[acting] / p, room)
-        for j, m in enumerate(self.instruments):
-            pick = (col == j) & (side != 0) & (qty > 0)
-            out.add(m, acting[pick], side[pick], qty[pick], price[pick], OrderType.LIMIT)
+        sending = np.flatnonzero((side != 0) & (qty > 0))
+        by_book = sending[np.argsort(col[sending], kind="stable")]
+        out.add(self.cols[col[by_book]], acting[by_book], side[by_book], qty[by_book], price[by_book], OrderType.LIMIT)
         return out.sheet()
 
     def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
+from numba import njit
 from pydantic import Field
 
 from agents.base import FractionDist, Population, PositiveDist, StrictParams
@@ -194,22 +195,43 @@ class MarketMaker(Population):
         p: MarketMakerParams = self.params
         fair = self.fair_values()
         r, half = self.reservations(fair)
-        limit = (self.leverage * equity)[:, None]
-        inventory = self.positions() * fair
-        size = self.capacity * self.notional[:, None] / fair
-        quoting = (equity > 0)[:, None] & (self.capacity > 0) & np.isfinite(half)
-        step = p.level_step_bps / 1e4
-        bidding, asking = quoting & (inventory < limit), quoting & (inventory > -limit)
-        # one order per (level, side, member), levels outermost: each member's quotes
-        # go in as level 0 bid, level 0 ask, level 1 bid, ...
-        levels = np.arange(p.levels)[:, None, None]
-        sides = np.array([1, -1])[None, :, None]
-        members = np.broadcast_to(np.arange(self.n)[None, None, :], (p.levels, 2, self.n))
-        for j, m in enumerate(self.instruments):
-            offset = half[:, j] + levels * step  # (levels, 1, n)
-            with np.errstate(over="ignore", invalid="ignore"):
-                price = r[:, j] * np.exp(-sides * offset)  # (levels, 2, n)
-            quotes = np.broadcast_to(np.stack([bidding[:, j], asking[:, j]])[None], price.shape)
-            side = np.broadcast_to(sides, price.shape)
-            qty = np.broadcast_to(size[:, j], price.shape)
-            out.add(m, members[quotes], side[quotes], qty[quotes], price[quotes], OrderType.POST_ONLY)
+        member, col, side, qty, price = _quote_rows(
+            fair, r, half, self.positions(), self.capacity, self.notional, self.leverage, equity, p.levels,
+            p.level_step_bps / 1e4,
+        )  # fmt: skip
+        out.add(self.cols[col], member, side, qty, price, OrderType.POST_ONLY)
+
+
+@njit(cache=True)
+def _quote_rows(fair, r, half, positions, capacity, notional, leverage, equity, levels, step):
+    """`MarketMaker.quote`'s orders, in one pass: ``(member, col, side, qty, price)``,
+    (k,) each (sizes in base units, limits in USD, before rounding), instrument column
+    outermost, then level, then bid before ask, then member.
+
+    Args:
+        fair, r, half: (n, Ip) fair value, reservation price (USD) and half-spread (log).
+        positions, capacity: (n, Ip) position (base units) and capacity.
+        notional, leverage, equity: (n,) quote size at full capacity (USD), leverage
+            limit and equity (USD).
+        levels, step: Levels per side and the distance between them (log units).
+    """
+    n, n_cols = fair.shape
+    size = n * n_cols * levels * 2
+    member, col, side = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    qty, price = np.empty(size), np.empty(size)
+    k = 0
+    for j in range(n_cols):
+        for level in range(levels):
+            for s in (1, -1):
+                for i in range(n):
+                    if not (equity[i] > 0 and capacity[i, j] > 0 and np.isfinite(half[i, j])):
+                        continue
+                    limit, inventory = leverage[i] * equity[i], positions[i, j] * fair[i, j]
+                    if not (inventory < limit if s > 0 else inventory > -limit):
+                        continue  # bids while under its limit, asks while over minus it
+                    offset = half[i, j] + level * step
+                    member[k], col[k], side[k] = i, j, s
+                    qty[k] = capacity[i, j] * notional[i] / fair[i, j]
+                    price[k] = r[i, j] * np.exp(-offset if s > 0 else offset)
+                    k += 1
+    return member[:k], col[:k], side[:k], qty[:k], price[:k]

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from agents.base import Population, PositiveDist, StrictParams
 from agents.orders import OrderSheet, Outbox
+from sim.book import KIND_CODES
 from sim.distributions import sample
 from sim.types import OrderType
 
@@ -72,8 +73,8 @@ class Noise(Population):
         room = self.leverage[acting] * np.maximum(self.equity()[acting], 0.0) / mid - side * held
         qty = np.minimum(size / mid, room)
         price = np.where(market, mid * (1 + side * p.max_slippage_bps / 1e4), mid * (1 - side * offset))
-        for j, m in enumerate(self.instruments):
-            for kind, chosen in ((OrderType.IOC, market), (OrderType.POST_ONLY, ~market)):
-                pick = (col == j) & chosen & (qty > 0)
-                out.add(m, acting[pick], side[pick], qty[pick], price[pick], kind)
+        sending = np.flatnonzero(qty > 0)
+        by_book = sending[np.argsort(2 * col[sending] + ~market[sending], kind="stable")]  # instrument, then IOC first
+        kinds = np.where(market[by_book], KIND_CODES[OrderType.IOC], KIND_CODES[OrderType.POST_ONLY])
+        out.add(self.cols[col[by_book]], acting[by_book], side[by_book], qty[by_book], price[by_book], kinds)
         return out.sheet()

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from sim.exchange import Exchange
 
 _NO_IDS = np.zeros(0, np.int64)
+_NO_SENT = np.zeros(0, bool)
+_IOC = KIND_CODES[OrderType.IOC]
 
 
 @dataclass(frozen=True)
@@ -103,50 +105,82 @@ def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) 
     Returns:
         One `Outcome` per sheet.
     """
-    n_cancels = np.concatenate([s.n_cancels for s in sheets]) if sheets else _NO_IDS
-    n_orders = np.concatenate([s.n_orders for s in sheets]) if sheets else _NO_IDS
-    first_cancel, first_order = np.cumsum(n_cancels) - n_cancels, np.cumsum(n_orders) - n_orders
-    n_rows = n_cancels[arrival] + n_orders[arrival]
-    slot = np.repeat(arrival, n_rows)
-    place = np.arange(slot.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)  # row within its slot
-    is_cancel = place < n_cancels[slot]
-    cancel_of, order_of = first_cancel[slot] + place, first_order[slot] + place - n_cancels[slot]
-    order = order_of[~is_cancel]  # the sheets' orders (concatenated) in arrival order
+    if not sheets:
+        return []
 
-    if not slot.size:
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([getattr(s, name) for s in sheets])
+
+    columns, position = _arrival_rows(
+        arrival, KIND_CANCEL, *(column(name) for name in ("n_cancels", "n_orders", "accounts", "cancel_ids")),
+        *(column(name) for name in ("instrument", "side", "lots", "ticks", "kind", "reduce_only")),
+    )  # fmt: skip
+    if not columns[0].size:
         return [Outcome(*[_NO_IDS] * 5) for _ in sheets]
-
-    def rows(column: str, cancel_value: int) -> np.ndarray:
-        """(n,) a column of the sheets' orders in arrival order, ``cancel_value`` on cancels."""
-        values = np.full(slot.size, cancel_value, np.int64)
-        values[~is_cancel] = np.concatenate([getattr(s, column) for s in sheets])[order]
-        return values
-
-    cancel_ids = np.full(slot.size, -1, np.int64)
-    cancel_ids[is_cancel] = np.concatenate([s.cancel_ids for s in sheets])[cancel_of[is_cancel]]
-    result = exchange.submit_batch_lots(
-        np.concatenate([s.accounts for s in sheets])[slot],
-        rows("instrument", 0),
-        rows("side", 1),
-        rows("lots", 0),
-        rows("ticks", 0),
-        rows("kind", KIND_CANCEL),
-        rows("reduce_only", 0).astype(bool),
-        cancel_ids,
-        np.where(~is_cancel & (n_orders[slot] > 1), slot, -1),  # a member's several orders: one group
-    )
-    last_fill = np.full(slot.size, -1, np.int64)
-    takers = result.fill_order
-    last = np.flatnonzero(np.append(takers[1:] != takers[:-1], True)) if takers.size else _NO_IDS
-    last_fill[takers[last]] = result.fill_ticks[last]  # a taker's fills are consecutive
+    result = exchange.submit_batch_lots(*columns)
+    outcomes = _by_order(position, result.order_id, result.reject, result.rested, result.filled,
+                         result.fill_order, result.fill_ticks)  # fmt: skip
     ends = np.cumsum([len(s.member) for s in sheets]).tolist()
-    spans = list(zip([0, *ends[:-1]], ends, strict=True))
-    by_order = []
-    for column in (result.order_id, result.reject, result.rested, result.filled, last_fill):
-        values = np.empty(len(order), np.int64)
-        values[order] = column[~is_cancel]
-        by_order.append([values[a:b] for a, b in spans])
-    return [Outcome(*(values[i] for values in by_order)) for i in range(len(sheets))]
+    return [Outcome(*outcomes[:, a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@njit(cache=True)
+def _arrival_rows(
+    arrival, kind_cancel, n_cancels, n_orders, accounts, cancel_ids, instrument, side, lots, ticks, kind, reduce_only
+):
+    """The rows of `send`'s batch, in one pass.
+
+    Args:
+        arrival: (K,) the arrival slots (members of the concatenated sheets) in order.
+        kind_cancel: `KIND_CANCEL` (an argument: numba's cache would not see it change).
+        n_cancels, n_orders, accounts: (K,) per slot.
+        cancel_ids: (C,) the sheets' cancels, concatenated.
+        instrument, side, lots, ticks, kind, reduce_only: (R,) the sheets' orders,
+            concatenated.
+
+    Returns:
+        ``(columns, position)``: the `Exchange.submit_batch_lots` arguments (accounts,
+        instruments, sides, lots, ticks, kinds, reduce-only, cancel ids, groups: (C + R,)
+        each; each slot's cancels then its orders, a slot's several orders one group
+        named by the slot) and (R,) the batch row of each of the sheets' orders.
+    """
+    first_cancel, first_order = np.cumsum(n_cancels) - n_cancels, np.cumsum(n_orders) - n_orders
+    n = cancel_ids.shape[0] + instrument.shape[0]
+    out_account, out_instrument, out_side = np.empty(n, np.int64), np.zeros(n, np.int64), np.ones(n, np.int64)
+    out_lots, out_ticks, out_kind = np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, kind_cancel)
+    out_reduce, out_cancel, out_group = np.zeros(n, np.bool_), np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    position = np.empty(instrument.shape[0], np.int64)
+    row = 0
+    for slot in arrival:
+        for c in range(first_cancel[slot], first_cancel[slot] + n_cancels[slot]):
+            out_account[row], out_cancel[row] = accounts[slot], cancel_ids[c]
+            row += 1
+        for o in range(first_order[slot], first_order[slot] + n_orders[slot]):
+            out_account[row], out_instrument[row], out_side[row] = accounts[slot], instrument[o], side[o]
+            out_lots[row], out_ticks[row], out_kind[row], out_reduce[row] = lots[o], ticks[o], kind[o], reduce_only[o]
+            if n_orders[slot] > 1:  # a member's several orders: one group
+                out_group[row] = slot
+            position[o] = row
+            row += 1
+    columns = (out_account, out_instrument, out_side, out_lots, out_ticks, out_kind, out_reduce, out_cancel, out_group)
+    return columns, position
+
+
+@njit(cache=True)
+def _by_order(position, order_id, reject, rested, filled, fill_order, fill_ticks):
+    """(5, R) `Outcome`'s columns (order id, reject, rested, filled, last fill ticks) of
+    the sheets' R orders, from a batch's (n,) results, the batch rows of its (F,) fills'
+    takers and their prices (a taker's fills are consecutive, in price order)."""
+    last_fill = np.full(order_id.shape[0], -1, np.int64)
+    for f in range(fill_order.shape[0]):
+        last_fill[fill_order[f]] = fill_ticks[f]
+    out = np.empty((5, position.shape[0]), np.int64)
+    for r in range(position.shape[0]):
+        row = position[r]
+        out[0, r], out[1, r], out[2, r], out[3, r], out[4, r] = (
+            order_id[row], reject[row], rested[row], filled[row], last_fill[row]
+        )  # fmt: skip
+    return out
 
 
 class Outbox:
@@ -156,68 +190,69 @@ class Outbox:
 
     def __init__(self, population: Population):
         self.population = population
-        # per chunk, in call order: instrument, kind code (`KIND_CANCEL`: a chunk of
-        # cancels), reduce-only flag and number of rows
-        self._chunks: list[tuple[int, int, bool, int]] = []
+        self._chunks: list[tuple[int, int, int]] = []  # per chunk: cancels (0 / 1), reduce-only (0 / 1), rows
         self._cancels: list[tuple[np.ndarray, np.ndarray]] = []  # (members, order ids)
-        self._orders: list[tuple[np.ndarray, ...]] = []  # (members, side, lots, ticks, sent)
+        self._orders: list[tuple[np.ndarray, ...]] = []  # (members, instrument, side, lots, ticks, kind, sent)
 
     def cancel(self, members: np.ndarray, order_ids: np.ndarray) -> None:
         """(c,) ``members`` cancel (c,) resting orders before they send any (a member
         may appear several times)."""
         if len(members):
-            self._chunks.append((0, KIND_CANCEL, False, len(members)))
+            self._chunks.append((1, 0, len(members)))
             self._cancels.append((np.asarray(members, np.int64), np.asarray(order_ids, np.int64)))
 
     def add(
         self,
-        m: int,
+        m: int | np.ndarray,
         members: np.ndarray,
         side: np.ndarray,
         qty: np.ndarray,
         price: np.ndarray,
-        kind: OrderType,
+        kind: OrderType | np.ndarray,
     ) -> np.ndarray:
-        """One order in instrument m for each of (k,) ``members``: (k,) sides (+1 / -1),
-        sizes (base units, floored to lots) and limits (USD, rounded away from the
-        touch). Returns the (k,) mask of those sent: nothing for a size or a price that
-        rounds to nothing (or is not finite)."""
-        if not len(members):
+        """One order for each of (k,) ``members``: in instrument m (or (k,) instruments),
+        of type ``kind`` (or (k,) `sim.book.KIND_CODES`), (k,) sides (+1 / -1), sizes
+        (base units, floored to lots) and limits (USD, rounded away from the touch).
+        Returns the (k,) mask of those sent: nothing for a size or a price that rounds
+        to nothing (or is not finite)."""
+        k = len(members)
+        if not k:
             return np.zeros(0, dtype=bool)
-        inst = self.population.exchange.instruments[m]
+        pop = self.population
+        instrument = np.full(k, m, np.int64) if np.ndim(m) == 0 else np.asarray(m, np.int64)
         side = np.asarray(side, np.int64)
         lots, ticks, sent = order_grid(
-            np.asarray(qty, np.float64), np.asarray(price, np.float64), side, inst.lot_size, inst.tick_size
-        )
-        self._append(m, KIND_CODES[kind], False, members, side, lots, ticks, sent)
+            np.asarray(qty, np.float64), np.asarray(price, np.float64), side, instrument,
+            pop.venue_lot_sizes, pop.venue_tick_sizes,
+        )  # fmt: skip
+        kinds = np.full(k, KIND_CODES[kind], np.int64) if isinstance(kind, OrderType) else np.asarray(kind, np.int64)
+        self._append(False, members, instrument, side, lots, ticks, kinds, sent)
         return sent
 
     def reduce(self, m: int, members: np.ndarray, held: np.ndarray, qty: np.ndarray, limit: np.ndarray) -> np.ndarray:
         """Reduce-only IOC orders shrinking each member's position in m (``held``: (k,)
         signed lots) by up to ``qty`` base units (floored to lots), limited at ``limit``
         USD (at least one tick). Returns the (k,) mask of those sent."""
-        inst = self.population.exchange.instruments[m]
+        pop, k = self.population, len(members)
         side, lots, ticks, sent = reduce_grid(
             np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64),
-            inst.lot_size, inst.tick_size,
+            pop.venue_lot_sizes[m], pop.venue_tick_sizes[m],
         )  # fmt: skip
-        self._append(m, KIND_CODES[OrderType.IOC], True, members, side, lots, ticks, sent)
+        self._append(True, members, np.full(k, m, np.int64), side, lots, ticks, np.full(k, _IOC, np.int64), sent)
         return sent
 
-    def _append(self, m, kind, reduce_only, members, side, lots, ticks, sent) -> None:
+    def _append(self, reduce_only, members, instrument, side, lots, ticks, kinds, sent) -> None:
         if len(members):
-            self._chunks.append((m, kind, reduce_only, len(members)))
-            self._orders.append((np.asarray(members, np.int64), side, lots, ticks, sent))
+            self._chunks.append((0, int(reduce_only), len(members)))
+            self._orders.append((np.asarray(members, np.int64), instrument, side, lots, ticks, kinds, sent))
 
     def sheet(self) -> OrderSheet:
         """The step's orders and cancels, grouped by member (`OrderSheet`)."""
-        chunks = np.array(self._chunks, np.int64).reshape(-1, 4)
-        cancel_member, cancel_ids = _columns(self._cancels, 2)
-        member, side, lots, ticks, sent = _columns(self._orders, 5)
+        chunks = np.array(self._chunks, np.int64).reshape(-1, 3)
+        cancel_member, cancel_ids = _columns(self._cancels, (_NO_IDS, _NO_IDS))
         members, n_cancels, n_orders, cancel_ids, columns = _group(
-            self.population.n, KIND_CANCEL, chunks, cancel_member, cancel_ids, member, side, lots, ticks,
-            sent.astype(np.bool_),
-        )  # fmt: skip
+            self.population.n, chunks, cancel_member, cancel_ids, *_columns(self._orders, (*[_NO_IDS] * 6, _NO_SENT))
+        )
         member, instrument, side, lots, ticks, kind, reduce_only = columns
         return OrderSheet(
             population=self.population,
@@ -237,17 +272,16 @@ class Outbox:
 
 
 @njit(cache=True)
-def _group(n, kind_cancel, chunks, cancel_member, cancel_ids, member, side, lots, ticks, sent):
+def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots, ticks, kind, sent):
     """An `Outbox`'s rows grouped by member, in one pass.
 
     Args:
         n: Members in the population (rows must name 0..n-1).
-        kind_cancel: `KIND_CANCEL` (an argument: numba's cache would not see it change).
-        chunks: (c, 4) per chunk in call order: instrument, kind code (``kind_cancel``:
-            cancels), reduce-only (0 / 1), number of rows.
+        chunks: (c, 3) per chunk in call order: a chunk of cancels (0 / 1), of
+            reduce-only orders (0 / 1), its number of rows.
         cancel_member, cancel_ids: (C,) the cancel chunks' rows, concatenated.
-        member, side, lots, ticks, sent: (R0,) the order chunks' rows, concatenated
-            (only rows with ``sent`` count).
+        member, instrument, side, lots, ticks, kind, sent: (R0,) the order chunks'
+            rows, concatenated (only rows with ``sent`` count).
 
     Returns:
         ``(members, n_cancels, n_orders, cancel_ids, (member, instrument, side, lots,
@@ -261,9 +295,8 @@ def _group(n, kind_cancel, chunks, cancel_member, cancel_ids, member, side, lots
     count = 0
     c_row, o_row = 0, 0
     for c in range(chunks.shape[0]):
-        is_cancel = chunks[c, 1] == kind_cancel
-        for _ in range(chunks[c, 3]):
-            if is_cancel:
+        for _ in range(chunks[c, 2]):
+            if chunks[c, 0]:
                 who, keep = cancel_member[c_row], True
                 c_row += 1
             else:
@@ -298,23 +331,23 @@ def _group(n, kind_cancel, chunks, cancel_member, cancel_ids, member, side, lots
     out_member, out_instrument, out_side, out_lots, out_ticks, out_kind, out_reduce = columns
     o_row = 0
     for c in range(chunks.shape[0]):
-        if chunks[c, 1] == kind_cancel:
+        if chunks[c, 0]:
             continue
-        for _ in range(chunks[c, 3]):
+        for _ in range(chunks[c, 2]):
             if sent[o_row]:
                 r = rank[member[o_row]]
                 at = next_order[r]
                 next_order[r] += 1
-                out_member[at], out_instrument[at], out_side[at] = member[o_row], chunks[c, 0], side[o_row]
-                out_lots[at], out_ticks[at], out_kind[at] = lots[o_row], ticks[o_row], chunks[c, 1]
-                out_reduce[at] = chunks[c, 2] != 0
+                out_member[at], out_instrument[at], out_side[at] = member[o_row], instrument[o_row], side[o_row]
+                out_lots[at], out_ticks[at], out_kind[at] = lots[o_row], ticks[o_row], kind[o_row]
+                out_reduce[at] = chunks[c, 1] != 0
             o_row += 1
     return members, n_cancels, n_orders, grouped_ids, columns
 
 
-def _columns(chunks: list[tuple[np.ndarray, ...]], width: int) -> list[np.ndarray]:
-    """The ``width`` columns of appended chunks of arrays, each concatenated (int64 when
-    there are none)."""
+def _columns(chunks: list[tuple[np.ndarray, ...]], empty: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """The columns of appended chunks of arrays, each concatenated (``empty`` when there
+    are no chunks)."""
     if not chunks:
-        return [_NO_IDS] * width
-    return [np.concatenate([chunk[c] for chunk in chunks]) for c in range(width)]
+        return list(empty)
+    return [np.concatenate([chunk[c] for chunk in chunks]) for c in range(len(empty))]

@@ -174,20 +174,21 @@ def _snap_one(u, down):
 
 
 @njit(cache=True)
-def order_grid(qty, price, side, lot_size, tick_size):
+def order_grid(qty, price, side, instrument, lot_sizes, tick_sizes):
     """An order form's rounding of (k,) orders in one compiled pass: ``(lots, ticks,
     sent)``, (k,) each. Sizes (base units) floored to lots (`Instrument.lots_down`),
     limits (USD) rounded away from the touch for (k,) sides +1 / -1
-    (`Instrument.ticks_toward`); ``sent`` is False (and lots, ticks 0) where a size or a
-    limit is not a finite positive number or rounds to nothing."""
+    (`Instrument.ticks_toward`), on the grid of (k,) instruments (indices into the (I,)
+    ``lot_sizes`` and ``tick_sizes``); ``sent`` is False (and lots, ticks 0) where a
+    size or a limit is not a finite positive number or rounds to nothing."""
     k = qty.shape[0]
     lots, ticks = np.zeros(k, np.int64), np.zeros(k, np.int64)
     sent = np.zeros(k, np.bool_)
     for i in range(k):
         q, p = qty[i], price[i]
         if np.isfinite(q) and np.isfinite(p) and q > 0 and p > 0:
-            lots[i] = _snap_one(q / lot_size, True)
-            ticks[i] = _snap_one(p / tick_size, side[i] > 0)
+            lots[i] = _snap_one(q / lot_sizes[instrument[i]], True)
+            ticks[i] = _snap_one(p / tick_sizes[instrument[i]], side[i] > 0)
             sent[i] = lots[i] > 0 and ticks[i] > 0
             if not sent[i]:
                 lots[i], ticks[i] = 0, 0

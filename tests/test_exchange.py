@@ -346,7 +346,8 @@ def test_the_compiled_order_forms_round_as_the_scalar_helpers(values, data):
     inst = btc()
     sides = np.array(data.draw(st.lists(st.sampled_from([1, -1]), min_size=len(values), max_size=len(values))))
     prices, sizes = np.array(values) * 1.0, np.abs(values) * 0.01
-    lots, ticks, sent = order_grid(sizes, prices, sides, inst.lot_size, inst.tick_size)
+    grid = np.zeros(len(values), np.int64), np.array([inst.lot_size]), np.array([inst.tick_size])
+    lots, ticks, sent = order_grid(sizes, prices, sides, *grid)
     for q, p, s, got_lots, got_ticks, was_sent in zip(sizes, prices, sides, lots, ticks, sent, strict=True):
         expected = (inst.lots_down(q), inst.ticks_toward(p, s)) if q > 0 and p > 0 else (0, 0)
         assert was_sent == (min(expected) > 0)
@@ -362,9 +363,10 @@ def test_the_compiled_order_forms_round_as_the_scalar_helpers(values, data):
 def test_the_compiled_order_forms_send_nothing_for_what_is_not_a_number():
     inst = btc()
     values = np.array([np.nan, np.inf, -np.inf, 1.0])
-    lots, ticks, sent = order_grid(values, values[::-1].copy(), np.array([1, -1, 1, 1]), inst.lot_size, inst.tick_size)
+    grid = np.zeros(4, np.int64), np.array([inst.lot_size]), np.array([inst.tick_size])
+    lots, ticks, sent = order_grid(values, values[::-1].copy(), np.array([1, -1, 1, 1]), *grid)
     assert sent.tolist() == [False] * 4 and lots.tolist() == ticks.tolist() == [0] * 4
-    lots, ticks, sent = order_grid(values, np.ones(4), np.array([1, -1, 1, 1]), inst.lot_size, inst.tick_size)
+    lots, ticks, sent = order_grid(values, np.ones(4), np.array([1, -1, 1, 1]), *grid)
     assert sent.tolist() == [False, False, False, True] and lots.tolist() == [0, 0, 0, 1000]
     side, lots, ticks, sent = reduce_grid(np.full(4, 5), values, values, inst.lot_size, inst.tick_size)
     assert (
