@@ -248,27 +248,16 @@ class Outbox:
 
     def sheet(self) -> OrderSheet:
         """The step's orders and cancels, grouped by member (`OrderSheet`)."""
-        chunks = np.array(self._chunks, np.int64).reshape(-1, 3)
-        cancel_member, cancel_ids = _columns(self._cancels, (_NO_IDS, _NO_IDS))
-        members, n_cancels, n_orders, cancel_ids, columns = _group(
-            self.population.n, chunks, cancel_member, cancel_ids, *_columns(self._orders, (*[_NO_IDS] * 6, _NO_SENT))
+        pop = self.population
+        if not self._chunks:
+            return OrderSheet(pop, _NO_IDS, _NO_IDS, _NO_IDS, _NO_IDS, _NO_IDS, *[_NO_IDS] * 6, _NO_SENT)
+        members, counts, cancel_ids, columns, reduce_only = _group(
+            pop.n,
+            np.array(self._chunks, np.int64),
+            *_columns(self._cancels, (_NO_IDS, _NO_IDS)),
+            *_columns(self._orders, (*[_NO_IDS] * 6, _NO_SENT)),
         )
-        member, instrument, side, lots, ticks, kind, reduce_only = columns
-        return OrderSheet(
-            population=self.population,
-            members=members,
-            accounts=self.population.accounts[members],
-            n_cancels=n_cancels,
-            n_orders=n_orders,
-            cancel_ids=cancel_ids,
-            member=member,
-            instrument=instrument,
-            side=side,
-            lots=lots,
-            ticks=ticks,
-            kind=kind,
-            reduce_only=reduce_only,
-        )
+        return OrderSheet(pop, members, pop.accounts[members], *counts, cancel_ids, *columns, reduce_only)
 
 
 @njit(cache=True)
@@ -284,11 +273,11 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
             rows, concatenated (only rows with ``sent`` count).
 
     Returns:
-        ``(members, n_cancels, n_orders, cancel_ids, (member, instrument, side, lots,
-        ticks, kind, reduce_only))``: the members that send something in the order they
-        first did (in a cancel or a sent order), how many cancels and orders each sends,
-        and the cancels and orders grouped by member in that order (each member's in
-        call order).
+        ``(members, counts, cancel_ids, columns, reduce_only)``: the (k,) members that
+        send something in the order they first did (in a cancel or a sent order), (2, k)
+        how many cancels and orders each sends, and the cancels (C,) and orders grouped
+        by member in that order (each member's in call order): (6, R) their member,
+        instrument, side, lots, ticks and kind, (R,) reduce-only flags.
     """
     rank = np.full(n, -1, np.int64)
     first = np.empty(cancel_member.shape[0] + member.shape[0], np.int64)
@@ -323,12 +312,8 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
         r = rank[cancel_member[i]]
         grouped_ids[next_cancel[r]] = cancel_ids[i]
         next_cancel[r] += 1
-    rows = n_orders.sum()
-    columns = (
-        np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.int64),
-        np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.bool_),
-    )  # fmt: skip
-    out_member, out_instrument, out_side, out_lots, out_ticks, out_kind, out_reduce = columns
+    columns = np.empty((6, n_orders.sum()), np.int64)  # member, instrument, side, lots, ticks, kind
+    reduce_only = np.empty(n_orders.sum(), np.bool_)
     o_row = 0
     for c in range(chunks.shape[0]):
         if chunks[c, 0]:
@@ -338,11 +323,13 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
                 r = rank[member[o_row]]
                 at = next_order[r]
                 next_order[r] += 1
-                out_member[at], out_instrument[at], out_side[at] = member[o_row], instrument[o_row], side[o_row]
-                out_lots[at], out_ticks[at], out_kind[at] = lots[o_row], ticks[o_row], kind[o_row]
-                out_reduce[at] = chunks[c, 1] != 0
+                columns[0, at], columns[1, at], columns[2, at] = member[o_row], instrument[o_row], side[o_row]
+                columns[3, at], columns[4, at], columns[5, at] = lots[o_row], ticks[o_row], kind[o_row]
+                reduce_only[at] = chunks[c, 1] != 0
             o_row += 1
-    return members, n_cancels, n_orders, grouped_ids, columns
+    counts = np.empty((2, count), np.int64)
+    counts[0], counts[1] = n_cancels, n_orders
+    return members, counts, grouped_ids, columns, reduce_only
 
 
 def _columns(chunks: list[tuple[np.ndarray, ...]], empty: tuple[np.ndarray, ...]) -> list[np.ndarray]:
