@@ -1,9 +1,11 @@
-"""The rows of an order batch, read in one compiled pass: what each row is (a cancel or
-an order), which book and account it reaches, the reject code of the checks that need
-no state (known ids, sizes and limits on the grid) and the bounds of its group.
+"""The rows of an order batch, in compiled passes.
 
-`sim.exchange._Batch.from_lots` calls `read_rows` once per batch; the checks that read
-the exchange's state (reduce-only, price band, margin) come later, at admission.
+`read_rows` (once per batch, `sim.exchange._Batch.from_lots`): what each row is (a
+cancel or an order), which book and account it reaches, the reject code of the checks
+that need no state (known ids, sizes and limits on the grid) and the bounds of its group.
+`screen_rows` (at admission, `sim.exchange.Exchange._admit_many`): the rules that read
+positions and marks but no margin (reduce-only clipping, the price band). The margin
+check comes last (`sim.margin_check`).
 """
 
 from __future__ import annotations
@@ -96,3 +98,61 @@ def read_rows(
             if lead[i + 1] == lead[i]:
                 end[i] = end[i + 1]
     return 0, rows
+
+
+@njit(cache=True)
+def screen_rows(
+    accounts, instruments, sides, lots, ticks, kinds, reduce_only, reject,
+    positions, marks, tick_sizes, price_band, liquidation, kind_codes, codes,
+):  # fmt: skip
+    """The admission rules that need no margin, for K orders at once
+    (`sim.exchange.Exchange._admit_many`): reduce-only clipping against the positions
+    now, then the price band around the marks.
+
+    Args:
+        accounts, instruments: (K,) int64, valid indices on every row.
+        sides: (K,) +1 / -1.
+        lots, ticks, kinds: (K,) int64 sizes and limits on the grid (ticks -1: none)
+            and `sim.book.KIND_CODES`.
+        reduce_only: (K,) bool.
+        reject: (K,) reject codes of the id and grid checks (0: passed).
+        positions: (A, I) signed lots. marks: (I,) USD. tick_sizes: (I,) USD.
+        price_band: Fraction of the mark an order's limit may lie beyond it (0: none).
+        liquidation: Orders of the liquidation engine (clamped to the band, not refused).
+        kind_codes: (4,) the limit, post-only, market and IOC kind codes.
+        codes: (3,) reject codes of a resting reduce-only order, a reduce-only order that
+            would increase the position, and a limit outside the price band.
+
+    Returns:
+        ``(reject, lots, ticks, kinds, clipped)``, (K,) each: new arrays.
+    """
+    limit, post_only, market, ioc = kind_codes[0], kind_codes[1], kind_codes[2], kind_codes[3]
+    reject, lots, ticks, kinds = reject.copy(), lots.copy(), ticks.copy(), kinds.copy()
+    clipped = np.zeros_like(lots)
+    for i in range(reject.shape[0]):
+        if reject[i] != 0:
+            continue
+        if reduce_only[i]:
+            position = positions[accounts[i], instruments[i]]
+            if kinds[i] == limit or kinds[i] == post_only:
+                reject[i], lots[i] = codes[0], 0
+                continue
+            if position == 0 or (position > 0) == (sides[i] > 0):
+                reject[i], lots[i] = codes[1], 0
+                continue
+            allowed = min(lots[i], abs(position))
+            clipped[i], lots[i] = lots[i] - allowed, allowed
+        if price_band:
+            m = instruments[i]
+            if sides[i] > 0:
+                edge = int(np.floor(marks[m] * (1.0 + price_band) / tick_sizes[m] + 1e-9))
+            else:
+                edge = int(max(1.0, np.ceil(marks[m] * (1.0 - price_band) / tick_sizes[m] - 1e-9)))
+            if kinds[i] == market:
+                kinds[i], ticks[i] = ioc, edge
+            elif ticks[i] > edge if sides[i] > 0 else ticks[i] < edge:
+                if liquidation:
+                    ticks[i] = edge
+                else:
+                    reject[i] = codes[2]
+    return reject, lots, ticks, kinds, clipped

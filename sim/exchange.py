@@ -39,8 +39,8 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (lots and ticks) take arrays of orders and cancels of many accounts and give the
   results of one `submit` / `cancel` per row in that order, or of one `submit_many` for
   a group of rows (see its docstring for how each order's margin check sees the batch's
-  earlier orders). Admission is numpy over the rows (`Exchange._admit_many`, the same
-  rules as `_admit`, which single orders keep). All instruments' books live in one
+  earlier orders). Admission runs over the rows in compiled passes
+  (`sim.batch_rows`, the same rules as `_admit`, which single orders keep). All instruments' books live in one
   compiled `sim.book.BookSet`, so a batch crosses instruments in arrival order in one
   call.
 """
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.batch_rows import BAD_KIND, BAD_SIDE, SPLIT_GROUP, read_rows
+from sim.batch_rows import BAD_KIND, BAD_SIDE, SPLIT_GROUP, read_rows, screen_rows
 from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
 from sim.book_kernels import (
     OUT_ACCOUNT,
@@ -130,6 +130,19 @@ _GRID_CODES = np.array(
     np.int64,
 )
 _NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
+#: `sim.batch_rows.screen_rows`'s kind codes and reject codes.
+_SCREEN_KINDS = np.array([_LIMIT, _POST_ONLY, _MARKET, _IOC], np.int64)
+_SCREEN_CODES = np.array(
+    [
+        _REJECT_CODE[reason]
+        for reason in (
+            RejectReason.REDUCE_ONLY_MUST_NOT_REST,
+            RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+            RejectReason.OUTSIDE_PRICE_BAND,
+        )
+    ],
+    np.int64,
+)
 
 
 @dataclass(frozen=True)
@@ -571,36 +584,10 @@ class Exchange:
             ``(reject, lots, ticks, kinds, clipped)``, (K,) each, as `_admit` gives them
             order by order (codes for reasons, -1 for no ticks).
         """
-        reject, lots, ticks, kinds = reject.copy(), lots.copy(), ticks.copy(), kinds.copy()
-        clipped = np.zeros_like(lots)
-        passed = reject == 0
-        reducing = passed & reduce_only
-        if reducing.any():
-            rests = reducing & ((kinds == _LIMIT) | (kinds == _POST_ONLY))
-            position = self.ledger.positions[accounts, instruments]
-            increases = reducing & ~rests & ((position == 0) | ((position > 0) == (sides > 0)))
-            reject[rests] = _REJECT_CODE[RejectReason.REDUCE_ONLY_MUST_NOT_REST]
-            reject[increases] = _REJECT_CODE[RejectReason.REDUCE_ONLY_WOULD_INCREASE]
-            clip = reducing & ~rests & ~increases
-            allowed = np.minimum(lots, np.abs(position))
-            clipped[clip] = lots[clip] - allowed[clip]
-            lots[clip] = allowed[clip]
-            lots[rests | increases] = 0
-            passed &= ~(rests | increases)
-        if self.price_band:
-            marks, tick_sizes, buy = self.marks[instruments], self._tick_sizes[instruments], sides > 0
-            above = np.floor(marks * (1.0 + self.price_band) / tick_sizes + 1e-9)
-            below = np.maximum(1, np.ceil(marks * (1.0 - self.price_band) / tick_sizes - 1e-9))
-            edge = np.where(buy, above, below).astype(np.int64)
-            market = passed & (kinds == _MARKET)
-            beyond = passed & ~market & np.where(buy, ticks > edge, ticks < edge)
-            kinds[market] = _IOC
-            if liquidation:
-                ticks[market | beyond] = edge[market | beyond]
-            else:
-                ticks[market] = edge[market]
-                reject[beyond] = _REJECT_CODE[RejectReason.OUTSIDE_PRICE_BAND]
-        return reject, lots, ticks, kinds, clipped
+        return screen_rows(
+            accounts, instruments, sides, lots, ticks, kinds, reduce_only, reject, self.ledger.positions,
+            self.marks, self._tick_sizes, float(self.price_band or 0.0), liquidation, _SCREEN_KINDS, _SCREEN_CODES,
+        )  # fmt: skip
 
     def _settle_stretch(
         self, batch: _Batch, state: BatchState, start: int, stop: int, first_event: int, liquidation: bool
@@ -1106,8 +1093,11 @@ class _Batch:
         if len(checked):
             if as_of:  # one group
                 leads, together = self.lead[rows[:1]], np.zeros(len(checked), np.int64)
-            else:
-                leads, together = np.unique(self.lead[rows[checked]], return_inverse=True)
+            else:  # rows ascend, so do their leads: each group's checked orders are one run
+                lead = self.lead[rows[checked]]
+                starts = np.empty(lead.size, bool)
+                starts[0], starts[1:] = True, lead[1:] != lead[:-1]
+                leads, together = lead[starts], np.cumsum(starts) - 1
             worst = ticks[checked]  # a copy: market orders get the sweep's worst price in here
             health = ex._pre_trade_health(
                 self.accounts[leads],
