@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import mesa
 import numpy as np
+from numba import njit
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from agents.orders import OrderSheet, Outbox, Outcome
@@ -352,13 +353,10 @@ class Population(mesa.Agent):
         """The orders (k,) ``members`` left resting, forgotten here (to cancel them):
         ``(member, order_id)``, (c,) each, grouped by member in the order of ``members``,
         each member's oldest first."""
-        rank = np.full(self.n, -1, np.int64)
-        rank[members] = np.arange(len(members))
-        theirs = rank[self.resting_member] >= 0
-        member, order_id = self.resting_member[theirs], self.resting_id[theirs]
-        self.resting_member, self.resting_id = self.resting_member[~theirs], self.resting_id[~theirs]
-        by_member = np.argsort(rank[member], kind="stable")
-        return member[by_member], order_id[by_member]
+        member, order_id, self.resting_member, self.resting_id = _withdraw(
+            self.n, np.asarray(members, np.int64), self.resting_member, self.resting_id
+        )
+        return member, order_id
 
     def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:
         """What the exchange did with the members' orders of the step (`Outcome`, over
@@ -366,3 +364,32 @@ class Population(mesa.Agent):
         rested = outcome.rested > 0
         self.resting_member = np.concatenate([self.resting_member, sheet.member[rested]])
         self.resting_id = np.concatenate([self.resting_id, outcome.order_id[rested]])
+
+
+@njit(cache=True)
+def _withdraw(n, members, resting_member, resting_id):
+    """`Population.cancels` in one pass: ``(member, order_id, kept_member, kept_id)``, the
+    (c,) resting orders of (k,) distinct ``members`` (of n) grouped by member in the order
+    of ``members`` (each member's in resting order), and the (r - c,) others, in order."""
+    rank = np.full(n, -1, np.int64)
+    for i in range(members.shape[0]):
+        rank[members[i]] = i
+    counts = np.zeros(members.shape[0] + 1, np.int64)
+    for m in resting_member:
+        if rank[m] >= 0:
+            counts[rank[m] + 1] += 1
+    starts = np.cumsum(counts)  # starts[i]: first slot of the member ranked i
+    c = starts[-1]
+    member, order_id = np.empty(c, np.int64), np.empty(c, np.int64)
+    kept_member = np.empty(resting_member.shape[0] - c, np.int64)
+    kept_id = np.empty(resting_member.shape[0] - c, np.int64)
+    k = 0
+    for j in range(resting_member.shape[0]):
+        r = rank[resting_member[j]]
+        if r >= 0:
+            member[starts[r]], order_id[starts[r]] = resting_member[j], resting_id[j]
+            starts[r] += 1
+        else:
+            kept_member[k], kept_id[k] = resting_member[j], resting_id[j]
+            k += 1
+    return member, order_id, kept_member, kept_id

@@ -131,17 +131,12 @@ class MarketMaker(Population):
         """(n, Ip) target capacity from volatility and drawdown (module docstring), for
         (n,) equities."""
         p: MarketMakerParams = self.params
-        self.peak_equity = np.maximum(self.peak_equity, equity)
-        peak = self.peak_equity
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loss = np.where(peak > 0, 1.0 - equity / peak, 1.0)
-        f_loss = np.clip(1.0 - loss / self.loss_limit, 0.0, 1.0)
         short = self.market.venue_vols(p.vol_seconds)[self.cols]
         long = self.market.venue_vols(p.long_vol_seconds)[self.cols]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(long > 0, short / long, 0.0)
-        f_vol = np.clip(2.0 - ratio[None, :] / self.vol_tolerance[:, None], 0.0, 1.0)
-        return f_vol * f_loss[:, None]
+        self.peak_equity, target = _capacity_targets(
+            np.asarray(equity, np.float64), self.peak_equity, self.loss_limit, short, long, self.vol_tolerance
+        )
+        return target
 
     def update_capacity(self, equity: np.ndarray) -> None:
         """Move each capacity to its target: down at once, up with time constant
@@ -149,9 +144,7 @@ class MarketMaker(Population):
         t = self.market.step
         elapsed = 0.0 if self._updated is None else (t - self._updated) * self.market.step_seconds
         self._updated = t
-        keep = np.exp(-elapsed / self.refill)[:, None]
-        target, cap = self.capacity_targets(equity), self.capacity
-        self.capacity = np.where(target <= cap, target, target - (target - cap) * keep)
+        self.capacity = _move_capacity(self.capacity_targets(equity), self.capacity, self.refill, elapsed)
 
     # ------------------------------------------------------------------ quoting
     def fair_values(self) -> np.ndarray:
@@ -169,16 +162,8 @@ class MarketMaker(Population):
         inf where a volatility spike leaves no sensible quote), around the fair values
         (computed unless given)."""
         fair = self.fair_values() if fair is None else fair
-        sigma = self.market.venue_vols(self.params.vol_seconds)[self.cols][None, :]
-        gamma = self.gamma[:, None]
-        with np.errstate(over="ignore", invalid="ignore"):
-            risk = gamma * sigma * sigma * self.horizon[:, None]
-            q = self.positions() * fair / self.notional[:, None]
-            half = 0.5 * risk + (np.log1p(self.gamma / self.kappa) / self.gamma)[:, None]
-            out = ~(half <= MAX_HALF_SPREAD)  # NaN or beyond any sensible quote: it stays out
-            shift = np.clip(np.where(out, 0.0, q * risk), -half, half)  # never through its fair value
-            reservation = np.where(out, fair, fair * np.exp(-shift))
-        return reservation, np.where(out, np.inf, half)
+        sigma = self.market.venue_vols(self.params.vol_seconds)[self.cols]
+        return _reservations(fair, sigma, self.gamma, self.kappa, self.horizon, self.positions(), self.notional)
 
     def decide(self) -> OrderSheet:
         out = Outbox(self)
@@ -235,3 +220,61 @@ def _quote_rows(fair, r, half, positions, capacity, notional, leverage, equity, 
                     price[k] = r[i, j] * np.exp(-offset if s > 0 else offset)
                     k += 1
     return member[:k], col[:k], side[:k], qty[:k], price[:k]
+
+
+@njit(cache=True)
+def _clip(x, low, high):
+    """``np.clip`` of one float (NaN stays NaN)."""
+    return low if x < low else high if x > high else x
+
+
+@njit(cache=True)
+def _capacity_targets(equity, peak, loss_limit, short, long, vol_tolerance):
+    """`MarketMaker.capacity_targets` in one pass: ``(peak, target)``, the (n,) new equity
+    peaks and (n, Ip) targets, from (n,) equities, peaks, loss limits and volatility
+    tolerances and (Ip,) short- and long-run volatilities."""
+    n, n_cols = equity.shape[0], short.shape[0]
+    new_peak, target = np.empty(n), np.empty((n, n_cols))
+    for i in range(n):
+        e, top = equity[i], peak[i]
+        top = np.nan if np.isnan(e) or np.isnan(top) else max(top, e)
+        new_peak[i] = top
+        loss = 1.0 - e / top if top > 0 else 1.0
+        f_loss = _clip(1.0 - loss / loss_limit[i], 0.0, 1.0)
+        for j in range(n_cols):
+            ratio = short[j] / long[j] if long[j] > 0 else 0.0
+            target[i, j] = _clip(2.0 - ratio / vol_tolerance[i], 0.0, 1.0) * f_loss
+    return new_peak, target
+
+
+@njit(cache=True)
+def _move_capacity(target, capacity, refill, elapsed):
+    """(n, Ip) capacities moved to their targets: down at once, up by ``1 - exp(-elapsed /
+    refill)`` of the gap ((n,) time constants, seconds)."""
+    out = np.empty_like(target)
+    for i in range(target.shape[0]):
+        keep = np.exp(-elapsed / refill[i])
+        for j in range(target.shape[1]):
+            t, c = target[i, j], capacity[i, j]
+            out[i, j] = t if t <= c else t - (t - c) * keep
+    return out
+
+
+@njit(cache=True)
+def _reservations(fair, sigma, gamma, kappa, horizon, positions, notional):
+    """`MarketMaker.reservations` in one pass, from (n, Ip) fair values and positions
+    (base units), (Ip,) volatilities and (n,) gamma, kappa, horizons and quote sizes."""
+    n, n_cols = fair.shape
+    reservation, half_spread = np.empty((n, n_cols)), np.empty((n, n_cols))
+    for i in range(n):
+        base = np.log1p(gamma[i] / kappa[i]) / gamma[i]
+        for j in range(n_cols):
+            risk = gamma[i] * sigma[j] * sigma[j] * horizon[i]
+            half = 0.5 * risk + base
+            if not half <= MAX_HALF_SPREAD:  # NaN or beyond any sensible quote: it stays out
+                reservation[i, j], half_spread[i, j] = fair[i, j], np.inf
+                continue
+            q = positions[i, j] * fair[i, j] / notional[i]
+            shift = _clip(q * risk, -half, half)  # never through its fair value
+            reservation[i, j], half_spread[i, j] = fair[i, j] * np.exp(-shift), half
+    return reservation, half_spread
