@@ -24,11 +24,16 @@ not part of its cost.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from agents.base import NonNegativeDist, Population, PositiveDist, StrictParams
 from agents.orders import OrderSheet, Outbox
+from sim.book import KIND_CODES
 from sim.distributions import sample
+from sim.instruments import order_form, reduce_form
 from sim.types import OrderType
+
+_IOC = KIND_CODES[OrderType.IOC]
 
 
 class ArbitrageurParams(StrictParams):
@@ -81,30 +86,80 @@ class Arbitrageur(Population):
 
     def decide(self) -> OrderSheet:
         market = self.market
-        equity = self.equity()
-        budget = self.rate * market.step_seconds  # (n,) USD this step
+        basis = np.array([np.nan if (b := self.basis(m)) is None else b for m in self.instruments])
         cost = self.entry_cost()
         exit_band = np.where(np.isnan(self.exit), 0.5 * cost, self.exit)
-        held = self.lots()
+        member, col, side, lots, ticks, reduce_only = _arbitrage_rows(
+            basis, market.index[self.cols], self.rate * market.step_seconds, cost, exit_band, self.equity(),
+            self.leverage, self.lots(), self.lot_sizes, self.venue_tick_sizes[self.cols],
+        )  # fmt: skip
         out = Outbox(self)
-        for j, m in enumerate(self.instruments):
-            basis = self.basis(m)
-            if basis is None:
-                continue
-            index = float(market.index[m])
-            has_budget = budget > 0
-            position = held[:, j] * self.lot_sizes[j]
-            entering = (abs(basis) > cost) & (equity > 0)
-            enter = np.flatnonzero(has_budget & entering)
-            side = 1 if basis < 0 else -1
-            room = self.leverage[enter] * equity[enter] / index - side * position[enter]
-            qty = np.minimum(budget[enter] / index, room)
-            sides = np.full(len(enter), side)
-            sent = out.add(m, enter, sides, qty, np.full(len(enter), index), OrderType.IOC)
-            budget[enter[sent]] -= qty[sent] * index
-            leave = np.flatnonzero(has_budget & ~entering & (abs(basis) <= exit_band) & (held[:, j] != 0))
-            qty = np.minimum(budget[leave] / index, np.abs(position[leave]))
-            limit = index * (1 - np.sign(held[leave, j]) * exit_band[leave])
-            sent = out.reduce(m, leave, held[leave, j], qty, limit)
-            budget[leave[sent]] -= qty[sent] * index
+        out.add_rows(
+            member,
+            self.cols[col],
+            side,
+            lots,
+            ticks,
+            np.full(len(member), _IOC),
+            reduce_only,
+            np.ones(len(member), bool),
+        )
         return out.sheet()
+
+
+@njit(cache=True)
+def _arbitrage_rows(basis, index, budget, cost, exit_band, equity, leverage, held, lot_sizes, tick_sizes):
+    """Every member's orders of the step (module docstring), in one pass: ``(member, col,
+    side, lots, ticks, reduce_only)``, (k,) each, on the grid; per instrument column (in
+    order) its entries, then its exits, members ascending in each.
+
+    Args:
+        basis, index: (Ip,) basis (NaN: an empty book, no trade) and index (USD).
+        budget: (n,) USD each member may still send this step (spent as orders go out).
+        cost, exit_band: (n,) entry cost and exit band (fractions).
+        equity, leverage: (n,) equity (USD) and position limit (notional / equity).
+        held: (n, Ip) positions (lots). lot_sizes, tick_sizes: (Ip,) grid.
+    """
+    n, n_cols = held.shape
+    budget = budget.copy()
+    size = 2 * n * n_cols
+    member, col, side = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    lots, ticks = np.empty(size, np.int64), np.empty(size, np.int64)
+    reduce_only = np.empty(size, np.bool_)
+    k = 0
+    for j in range(n_cols):
+        b = basis[j]
+        if np.isnan(b):
+            continue
+        px, lot, tick = index[j], lot_sizes[j], tick_sizes[j]
+        direction = 1 if b < 0 else -1
+        entering = np.empty(n, np.bool_)
+        for i in range(n):
+            entering[i] = abs(b) > cost[i] and equity[i] > 0
+        for i in range(n):  # entries: IOC at the index, within the position limit
+            if not (budget[i] > 0 and entering[i]):
+                continue
+            room = leverage[i] * equity[i] / px - direction * (held[i, j] * lot)
+            qty = _minimum(budget[i] / px, room)
+            lots[k], ticks[k], sent = order_form(qty, px, direction, lot, tick)
+            if sent:
+                member[k], col[k], side[k], reduce_only[k] = i, j, direction, False
+                budget[i] -= qty * px
+                k += 1
+        for i in range(n):  # exits: reduce-only IOC at the index less the exit band
+            if not (budget[i] > 0 and not entering[i] and abs(b) <= exit_band[i] and held[i, j] != 0):
+                continue
+            qty = _minimum(budget[i] / px, abs(held[i, j] * lot))
+            limit = px * (1 - np.sign(held[i, j]) * exit_band[i])
+            side[k], lots[k], ticks[k], sent = reduce_form(held[i, j], qty, limit, lot, tick)
+            if sent:
+                member[k], col[k], reduce_only[k] = i, j, True
+                budget[i] -= qty * px
+                k += 1
+    return member[:k], col[:k], side[:k], lots[:k], ticks[:k], reduce_only[:k]
+
+
+@njit(cache=True)
+def _minimum(a, b):
+    """``np.minimum`` of two floats (NaN if either is)."""
+    return np.nan if np.isnan(a) or np.isnan(b) else min(a, b)

@@ -190,15 +190,16 @@ class Outbox:
 
     def __init__(self, population: Population):
         self.population = population
-        self._chunks: list[tuple[int, int, int]] = []  # per chunk: cancels (0 / 1), reduce-only (0 / 1), rows
+        self._chunks: list[tuple[int, int]] = []  # per chunk: cancels (0 / 1), rows
         self._cancels: list[tuple[np.ndarray, np.ndarray]] = []  # (members, order ids)
-        self._orders: list[tuple[np.ndarray, ...]] = []  # (members, instrument, side, lots, ticks, kind, sent)
+        # (members, instrument, side, lots, ticks, kind, reduce_only, sent)
+        self._orders: list[tuple[np.ndarray, ...]] = []
 
     def cancel(self, members: np.ndarray, order_ids: np.ndarray) -> None:
         """(c,) ``members`` cancel (c,) resting orders before they send any (a member
         may appear several times)."""
         if len(members):
-            self._chunks.append((1, 0, len(members)))
+            self._chunks.append((1, len(members)))
             self._cancels.append((np.asarray(members, np.int64), np.asarray(order_ids, np.int64)))
 
     def add(
@@ -217,7 +218,7 @@ class Outbox:
         to nothing (or is not finite)."""
         k = len(members)
         if not k:
-            return np.zeros(0, dtype=bool)
+            return _NO_SENT
         pop = self.population
         instrument = np.full(k, m, np.int64) if np.ndim(m) == 0 else np.asarray(m, np.int64)
         side = np.asarray(side, np.int64)
@@ -226,7 +227,7 @@ class Outbox:
             pop.venue_lot_sizes, pop.venue_tick_sizes,
         )  # fmt: skip
         kinds = np.full(k, KIND_CODES[kind], np.int64) if isinstance(kind, OrderType) else np.asarray(kind, np.int64)
-        self._append(False, members, instrument, side, lots, ticks, kinds, sent)
+        self.add_rows(members, instrument, side, lots, ticks, kinds, np.zeros(k, bool), sent)
         return sent
 
     def reduce(self, m: int, members: np.ndarray, held: np.ndarray, qty: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -238,13 +239,26 @@ class Outbox:
             np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64),
             pop.venue_lot_sizes[m], pop.venue_tick_sizes[m],
         )  # fmt: skip
-        self._append(True, members, np.full(k, m, np.int64), side, lots, ticks, np.full(k, _IOC, np.int64), sent)
+        self.add_rows(members, np.full(k, m, np.int64), side, lots, ticks, np.full(k, _IOC), np.ones(k, bool), sent)
         return sent
 
-    def _append(self, reduce_only, members, instrument, side, lots, ticks, kinds, sent) -> None:
+    def add_rows(
+        self,
+        members: np.ndarray,
+        instrument: np.ndarray,
+        side: np.ndarray,
+        lots: np.ndarray,
+        ticks: np.ndarray,
+        kind: np.ndarray,
+        reduce_only: np.ndarray,
+        sent: np.ndarray,
+    ) -> None:
+        """(k,) orders already on the grid (``sim.instruments.order_form`` /
+        ``reduce_form``: int64 instruments, sides, lots, ticks and `sim.book.KIND_CODES`,
+        bool reduce-only flags); only those with ``sent`` go out."""
         if len(members):
-            self._chunks.append((0, int(reduce_only), len(members)))
-            self._orders.append((np.asarray(members, np.int64), instrument, side, lots, ticks, kinds, sent))
+            self._chunks.append((0, len(members)))
+            self._orders.append((np.asarray(members, np.int64), instrument, side, lots, ticks, kind, reduce_only, sent))
 
     def sheet(self) -> OrderSheet:
         """The step's orders and cancels, grouped by member (`OrderSheet`)."""
@@ -255,22 +269,22 @@ class Outbox:
             pop.n,
             np.array(self._chunks, np.int64),
             *_columns(self._cancels, (_NO_IDS, _NO_IDS)),
-            *_columns(self._orders, (*[_NO_IDS] * 6, _NO_SENT)),
+            *_columns(self._orders, (*[_NO_IDS] * 6, _NO_SENT, _NO_SENT)),
         )
         return OrderSheet(pop, members, pop.accounts[members], *counts, cancel_ids, *columns, reduce_only)
 
 
 @njit(cache=True)
-def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots, ticks, kind, sent):
+def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots, ticks, kind, reduce, sent):
     """An `Outbox`'s rows grouped by member, in one pass.
 
     Args:
         n: Members in the population (rows must name 0..n-1).
-        chunks: (c, 3) per chunk in call order: a chunk of cancels (0 / 1), of
-            reduce-only orders (0 / 1), its number of rows.
+        chunks: (c, 2) per chunk in call order: a chunk of cancels (0 / 1), its number
+            of rows.
         cancel_member, cancel_ids: (C,) the cancel chunks' rows, concatenated.
-        member, instrument, side, lots, ticks, kind, sent: (R0,) the order chunks'
-            rows, concatenated (only rows with ``sent`` count).
+        member, instrument, side, lots, ticks, kind, reduce, sent: (R0,) the order
+            chunks' rows, concatenated (only rows with ``sent`` count).
 
     Returns:
         ``(members, counts, cancel_ids, columns, reduce_only)``: the (k,) members that
@@ -284,7 +298,7 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
     count = 0
     c_row, o_row = 0, 0
     for c in range(chunks.shape[0]):
-        for _ in range(chunks[c, 2]):
+        for _ in range(chunks[c, 1]):
             if chunks[c, 0]:
                 who, keep = cancel_member[c_row], True
                 c_row += 1
@@ -318,14 +332,14 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
     for c in range(chunks.shape[0]):
         if chunks[c, 0]:
             continue
-        for _ in range(chunks[c, 2]):
+        for _ in range(chunks[c, 1]):
             if sent[o_row]:
                 r = rank[member[o_row]]
                 at = next_order[r]
                 next_order[r] += 1
                 columns[0, at], columns[1, at], columns[2, at] = member[o_row], instrument[o_row], side[o_row]
                 columns[3, at], columns[4, at], columns[5, at] = lots[o_row], ticks[o_row], kind[o_row]
-                reduce_only[at] = chunks[c, 1] != 0
+                reduce_only[at] = reduce[o_row]
             o_row += 1
     counts = np.empty((2, count), np.int64)
     counts[0], counts[1] = n_cancels, n_orders

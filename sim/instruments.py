@@ -174,42 +174,53 @@ def _snap_one(u, down):
 
 
 @njit(cache=True)
+def order_form(qty, price, side, lot_size, tick_size):
+    """An order form's rounding of one order: ``(lots, ticks, sent)``. The size (base
+    units) floored to lots (`Instrument.lots_down`), the limit (USD) rounded away from the
+    touch for side +1 / -1 (`Instrument.ticks_toward`); not sent (0 lots and ticks) when
+    a size or limit is not a finite positive number or rounds to nothing."""
+    if not (np.isfinite(qty) and np.isfinite(price) and qty > 0 and price > 0):
+        return 0, 0, False
+    lots, ticks = _snap_one(qty / lot_size, True), _snap_one(price / tick_size, side > 0)
+    if lots > 0 and ticks > 0:
+        return lots, ticks, True
+    return 0, 0, False
+
+
+@njit(cache=True)
+def reduce_form(held, qty, limit, lot_size, tick_size):
+    """The rounding of one reduce-only order against a signed position ``held`` (lots):
+    ``(side, lots, ticks, sent)``. The side shrinks the position, the size is ``qty``
+    base units floored to lots and capped at the position, the limit ``limit`` USD
+    rounded away from the touch (at least one tick); sent when a lot or more remains."""
+    side = -1 if held > 0 else 1
+    lots = min(abs(held), _snap_one(qty / lot_size, True))
+    ticks = max(_snap_one(limit / tick_size, side > 0), 1)
+    return side, lots, ticks, lots > 0
+
+
+@njit(cache=True)
 def order_grid(qty, price, side, instrument, lot_sizes, tick_sizes):
-    """An order form's rounding of (k,) orders in one compiled pass: ``(lots, ticks,
-    sent)``, (k,) each. Sizes (base units) floored to lots (`Instrument.lots_down`),
-    limits (USD) rounded away from the touch for (k,) sides +1 / -1
-    (`Instrument.ticks_toward`), on the grid of (k,) instruments (indices into the (I,)
-    ``lot_sizes`` and ``tick_sizes``); ``sent`` is False (and lots, ticks 0) where a
-    size or a limit is not a finite positive number or rounds to nothing."""
+    """`order_form` of (k,) orders: ``(lots, ticks, sent)``, (k,) each, for (k,) sizes,
+    limits, sides and instruments (indices into the (I,) ``lot_sizes`` and
+    ``tick_sizes``)."""
     k = qty.shape[0]
-    lots, ticks = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    sent = np.zeros(k, np.bool_)
+    lots, ticks, sent = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.bool_)
     for i in range(k):
-        q, p = qty[i], price[i]
-        if np.isfinite(q) and np.isfinite(p) and q > 0 and p > 0:
-            lots[i] = _snap_one(q / lot_sizes[instrument[i]], True)
-            ticks[i] = _snap_one(p / tick_sizes[instrument[i]], side[i] > 0)
-            sent[i] = lots[i] > 0 and ticks[i] > 0
-            if not sent[i]:
-                lots[i], ticks[i] = 0, 0
+        m = instrument[i]
+        lots[i], ticks[i], sent[i] = order_form(qty[i], price[i], side[i], lot_sizes[m], tick_sizes[m])
     return lots, ticks, sent
 
 
 @njit(cache=True)
 def reduce_grid(held, qty, limit, lot_size, tick_size):
-    """The rounding of (k,) reduce-only orders against (k,) signed positions ``held``
-    (lots): ``(side, lots, ticks, sent)``, (k,) each. The side shrinks the position, the
-    size is ``qty`` base units floored to lots and capped at the position, the limit
-    ``limit`` USD rounded away from the touch (at least one tick); ``sent`` where a lot
-    or more remains."""
+    """`reduce_form` of (k,) reduce-only orders in one instrument: ``(side, lots, ticks,
+    sent)``, (k,) each."""
     k = held.shape[0]
     side, lots, ticks = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
     sent = np.empty(k, np.bool_)
     for i in range(k):
-        side[i] = -1 if held[i] > 0 else 1
-        lots[i] = min(abs(held[i]), _snap_one(qty[i] / lot_size, True))
-        ticks[i] = max(_snap_one(limit[i] / tick_size, side[i] > 0), 1)
-        sent[i] = lots[i] > 0
+        side[i], lots[i], ticks[i], sent[i] = reduce_form(held[i], qty[i], limit[i], lot_size, tick_size)
     return side, lots, ticks, sent
 
 
