@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from agents.base import NonNegativeDist, Population, PositiveDist, StrictParams
+from agents.compiled import minimum
 from agents.orders import OrderSheet, Outbox
 from sim.book import KIND_CODES
 from sim.distributions import sample
@@ -140,7 +141,7 @@ def _arbitrage_rows(basis, index, budget, cost, exit_band, equity, leverage, hel
             if not (budget[i] > 0 and entering[i]):
                 continue
             room = leverage[i] * equity[i] / px - direction * (held[i, j] * lot)
-            qty = _minimum(budget[i] / px, room)
+            qty = minimum(budget[i] / px, room)
             lots[k], ticks[k], sent = order_form(qty, px, direction, lot, tick)
             if sent:
                 member[k], col[k], side[k], reduce_only[k] = i, j, direction, False
@@ -149,7 +150,7 @@ def _arbitrage_rows(basis, index, budget, cost, exit_band, equity, leverage, hel
         for i in range(n):  # exits: reduce-only IOC at the index less the exit band
             if not (budget[i] > 0 and not entering[i] and abs(b) <= exit_band[i] and held[i, j] != 0):
                 continue
-            qty = _minimum(budget[i] / px, abs(held[i, j] * lot))
+            qty = minimum(budget[i] / px, abs(held[i, j] * lot))
             limit = px * (1 - np.sign(held[i, j]) * exit_band[i])
             side[k], lots[k], ticks[k], sent = reduce_form(held[i, j], qty, limit, lot, tick)
             if sent:
@@ -157,9 +158,3 @@ def _arbitrage_rows(basis, index, budget, cost, exit_band, equity, leverage, hel
                 budget[i] -= qty * px
                 k += 1
     return member[:k], col[:k], side[:k], lots[:k], ticks[:k], reduce_only[:k]
-
-
-@njit(cache=True)
-def _minimum(a, b):
-    """``np.minimum`` of two floats (NaN if either is)."""
-    return np.nan if np.isnan(a) or np.isnan(b) else min(a, b)

@@ -46,6 +46,7 @@ from numba import njit
 from pydantic import Field
 
 from agents.base import FractionDist, Population, PositiveDist, StrictParams
+from agents.compiled import clip, maximum
 from agents.orders import OrderSheet, Outbox
 from sim.distributions import Uniform, sample
 from sim.types import OrderType
@@ -223,12 +224,6 @@ def _quote_rows(fair, r, half, positions, capacity, notional, leverage, equity, 
 
 
 @njit(cache=True)
-def _clip(x, low, high):
-    """``np.clip`` of one float (NaN stays NaN)."""
-    return low if x < low else high if x > high else x
-
-
-@njit(cache=True)
 def _capacity_targets(equity, peak, loss_limit, short, long, vol_tolerance):
     """`MarketMaker.capacity_targets` in one pass: ``(peak, target)``, the (n,) new equity
     peaks and (n, Ip) targets, from (n,) equities, peaks, loss limits and volatility
@@ -237,13 +232,13 @@ def _capacity_targets(equity, peak, loss_limit, short, long, vol_tolerance):
     new_peak, target = np.empty(n), np.empty((n, n_cols))
     for i in range(n):
         e, top = equity[i], peak[i]
-        top = np.nan if np.isnan(e) or np.isnan(top) else max(top, e)
+        top = maximum(top, e)
         new_peak[i] = top
         loss = 1.0 - e / top if top > 0 else 1.0
-        f_loss = _clip(1.0 - loss / loss_limit[i], 0.0, 1.0)
+        f_loss = clip(1.0 - loss / loss_limit[i], 0.0, 1.0)
         for j in range(n_cols):
             ratio = short[j] / long[j] if long[j] > 0 else 0.0
-            target[i, j] = _clip(2.0 - ratio / vol_tolerance[i], 0.0, 1.0) * f_loss
+            target[i, j] = clip(2.0 - ratio / vol_tolerance[i], 0.0, 1.0) * f_loss
     return new_peak, target
 
 
@@ -275,6 +270,6 @@ def _reservations(fair, sigma, gamma, kappa, horizon, positions, notional):
                 reservation[i, j], half_spread[i, j] = fair[i, j], np.inf
                 continue
             q = positions[i, j] * fair[i, j] / notional[i]
-            shift = _clip(q * risk, -half, half)  # never through its fair value
+            shift = clip(q * risk, -half, half)  # never through its fair value
             reservation[i, j], half_spread[i, j] = fair[i, j] * np.exp(-shift), half
     return reservation, half_spread

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
+from numba import njit
 from pydantic import Field
 
 from agents.base import Population, PositiveDist, StrictParams
+from agents.compiled import maximum, minimum
 from agents.orders import OrderSheet, Outbox
 from sim.book import KIND_CODES
 from sim.distributions import sample
+from sim.instruments import order_form
 from sim.types import OrderType
 
 
@@ -68,13 +71,52 @@ class Noise(Population):
         size = p.order_notional * rng.lognormal(0.0, 1.0, k)
         market = rng.random(k) < p.market_share
         offset = rng.uniform(0.0, p.limit_range_bps, k) / 1e4
-        mid = self.market.venue_mids()[self.cols][col]
-        held = self.positions()[acting, col]
-        room = self.leverage[acting] * np.maximum(self.equity()[acting], 0.0) / mid - side * held
-        qty = np.minimum(size / mid, room)
-        price = np.where(market, mid * (1 + side * p.max_slippage_bps / 1e4), mid * (1 - side * offset))
-        sending = np.flatnonzero(qty > 0)
-        by_book = sending[np.argsort(2 * col[sending] + ~market[sending], kind="stable")]  # instrument, then IOC first
-        kinds = np.where(market[by_book], KIND_CODES[OrderType.IOC], KIND_CODES[OrderType.POST_ONLY])
-        out.add(self.cols[col[by_book]], acting[by_book], side[by_book], qty[by_book], price[by_book], kinds)
+        member, col, side, lots, ticks, kinds = _noise_rows(
+            acting, col, side, size, market, offset, self.market.venue_mids()[self.cols], self.lots(),
+            self.lot_sizes, self.venue_tick_sizes[self.cols], self.leverage, self.equity(), p.max_slippage_bps,
+            KIND_CODES[OrderType.IOC], KIND_CODES[OrderType.POST_ONLY],
+        )  # fmt: skip
+        out.add_rows(member, self.cols[col], side, lots, ticks, kinds, np.zeros(len(member), bool), lots > 0)
         return out.sheet()
+
+
+@njit(cache=True)
+def _noise_rows(
+    acting, col, side, size, market, offset, mids, held, lot_sizes, tick_sizes, leverage, equity, slippage_bps,
+    ioc, post_only,
+):  # fmt: skip
+    """The acting members' orders on the grid, in one pass: ``(member, col, side, lots,
+    ticks, kind)``, (s,) each, for those that send one (lots 0: none after rounding),
+    grouped by instrument column, market orders (IOC) before limits in each, members in
+    acting order.
+
+    Args:
+        acting, col, side, size, market, offset: (k,) the acting members, their draws:
+            instrument column, side, notional (USD), market or limit, limit offset
+            (fraction).
+        mids: (Ip,) venue mids (USD). held: (n, Ip) positions (lots).
+        lot_sizes, tick_sizes: (Ip,) grid. leverage, equity: (n,) limit and equity.
+        slippage_bps: How far beyond the mid a market order is limited.
+        ioc, post_only: Their kind codes.
+    """
+    k, n_cols = acting.shape[0], mids.shape[0]
+    qty, price = np.empty(k), np.empty(k)
+    for r in range(k):
+        i, j = acting[r], col[r]
+        mid = mids[j]
+        room = leverage[i] * maximum(equity[i], 0.0) / mid - side[r] * (held[i, j] * lot_sizes[j])
+        qty[r] = minimum(size[r] / mid, room)
+        price[r] = mid * (1 + side[r] * slippage_bps / 1e4) if market[r] else mid * (1 - side[r] * offset[r])
+    member, out_col, out_side = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    lots, ticks, kinds = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    s = 0
+    for key in range(2 * n_cols):  # instrument column, then market orders first
+        j, limit_order = key // 2, key % 2 == 1
+        for r in range(k):
+            if col[r] != j or market[r] == limit_order or not qty[r] > 0:
+                continue
+            lots[s], ticks[s], _ = order_form(qty[r], price[r], side[r], lot_sizes[j], tick_sizes[j])
+            member[s], out_col[s], out_side[s] = acting[r], j, side[r]
+            kinds[s] = post_only if limit_order else ioc
+            s += 1
+    return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s], kinds[:s]
