@@ -29,10 +29,14 @@ size of BTC's moves over it (about 1e-4 per sqrt(second), i.e. ~60 % a year).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams
+from agents.compiled import minimum
 from agents.orders import OrderSheet, Outbox, Outcome
+from sim.book import KIND_CODES
 from sim.distributions import Exponential, Uniform, sample
+from sim.instruments import order_form
 from sim.types import OrderType
 
 
@@ -139,14 +143,12 @@ class FCNTrader(Population):
         n_inst = len(self.instruments)
         col = rng.integers(n_inst, size=k) if n_inst > 1 else np.zeros(k, dtype=np.int64)
         p, p_hat = self.expected_prices(acting, col, self.noise[acting] * rng.standard_normal(k))
-        side = np.sign(p_hat - p).astype(np.int64)
-        margin = self.margin[acting]
-        price = np.where(side > 0, p_hat * (1 - margin), p_hat * (1 + margin))
-        room = self.leverage[acting] * self.equity()[acting] / p - side * self.positions()[acting, col]
-        qty = np.minimum(self.notional[acting] / p, room)
-        sending = np.flatnonzero((side != 0) & (qty > 0))
-        by_book = sending[np.argsort(col[sending], kind="stable")]
-        out.add(self.cols[col[by_book]], acting[by_book], side[by_book], qty[by_book], price[by_book], OrderType.LIMIT)
+        member, col, side, lots, ticks = _fcn_rows(
+            acting, col, p, p_hat, self.margin, self.leverage, self.equity(), self.notional, self.lots(),
+            self.lot_sizes, self.venue_tick_sizes[self.cols],
+        )  # fmt: skip
+        kinds = np.full(len(member), KIND_CODES[OrderType.LIMIT])
+        out.add_rows(member, self.cols[col], side, lots, ticks, kinds, np.zeros(len(member), bool), lots > 0)
         return out.sheet()
 
     def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:
@@ -156,3 +158,38 @@ class FCNTrader(Population):
         self.expiry = np.concatenate([self.expiry, self.market.step + self.lifetime_steps[members]])
         self.expiring_id = np.concatenate([self.expiring_id, outcome.order_id[rested]])
         self.expiring_member = np.concatenate([self.expiring_member, members])
+
+
+@njit(cache=True)
+def _fcn_rows(acting, col, p, p_hat, margin, leverage, equity, notional, held, lot_sizes, tick_sizes):
+    """The acting members' limit orders on the grid, in one pass: ``(member, col, side,
+    lots, ticks)``, (s,) each, for those that expect a move and have room (lots 0: none
+    after rounding), grouped by instrument column, members in acting order.
+
+    Args:
+        acting, col: (k,) the acting members and their instrument columns.
+        p, p_hat: (k,) venue price now and the price each expects (USD).
+        margin, leverage, equity, notional: (n,) limit margin (fraction), position
+            limit, equity and order size (USD).
+        held: (n, Ip) positions (lots). lot_sizes, tick_sizes: (Ip,) grid.
+    """
+    k, n_cols = acting.shape[0], lot_sizes.shape[0]
+    side, qty, price = np.zeros(k, np.int64), np.empty(k), np.empty(k)
+    for r in range(k):
+        i, j = acting[r], col[r]
+        gap = p_hat[r] - p[r]
+        side[r] = 1 if gap > 0 else -1 if gap < 0 else 0
+        price[r] = p_hat[r] * (1 - margin[i]) if side[r] > 0 else p_hat[r] * (1 + margin[i])
+        room = leverage[i] * equity[i] / p[r] - side[r] * (held[i, j] * lot_sizes[j])
+        qty[r] = minimum(notional[i] / p[r], room)
+    member, out_col, out_side = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    lots, ticks = np.empty(k, np.int64), np.empty(k, np.int64)
+    s = 0
+    for j in range(n_cols):
+        for r in range(k):
+            if col[r] != j or side[r] == 0 or not qty[r] > 0:
+                continue
+            lots[s], ticks[s], _ = order_form(qty[r], price[r], side[r], lot_sizes[j], tick_sizes[j])
+            member[s], out_col[s], out_side[s] = acting[r], j, side[r]
+            s += 1
+    return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s]
