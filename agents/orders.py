@@ -349,6 +349,6 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
 def _columns(chunks: list[tuple[np.ndarray, ...]], empty: tuple[np.ndarray, ...]) -> list[np.ndarray]:
     """The columns of appended chunks of arrays, each concatenated (``empty`` when there
     are no chunks)."""
-    if not chunks:
-        return list(empty)
+    if len(chunks) < 2:
+        return list(chunks[0] if chunks else empty)
     return [np.concatenate([chunk[c] for chunk in chunks]) for c in range(len(empty))]
