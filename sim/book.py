@@ -501,14 +501,28 @@ class OrderBook:
 
     def depth(self, levels: int = 5, pct: float = 0.01) -> DepthSnapshot:
         """Top ``levels`` per side and the lots within ``pct`` of mid."""
+        within_bid, within_ask = self.lots_within(pct)
+        return DepthSnapshot(self._top(0, levels), self._top(1, levels), within_bid, within_ask, pct)
+
+    def average_price(self, side: Side, notional: float, tick_size: float, lot_size: float) -> float | None:
+        """Average price (USD) a ``side`` market order of ``notional`` USD would get,
+        walking the opposite side best first (prices ``ticks * tick_size``, sizes ``lots
+        * lot_size``); None when that side holds less."""
+        s = self._set
+        price = k.average_price(s.levels, s.head, self._b, 1 if side > 0 else 0, notional, tick_size, lot_size)
+        return None if price != price else float(price)
+
+    def lots_within(self, pct: float = 0.01) -> tuple[int, int]:
+        """``(bid_lots, ask_lots)`` priced within ``pct`` of mid (below it for bids, above
+        for asks); 0 each without a mid."""
         mid = self.mid()
         if mid is None:
-            within_bid = within_ask = 0
-        else:
-            s = self._set
-            within_bid = int(k.lots_within(s.levels, s.head, self._b, 0, mid * (1 - pct)))
-            within_ask = int(k.lots_within(s.levels, s.head, self._b, 1, mid * (1 + pct)))
-        return DepthSnapshot(self._top(0, levels), self._top(1, levels), within_bid, within_ask, pct)
+            return 0, 0
+        s = self._set
+        return (
+            int(k.lots_within(s.levels, s.head, self._b, 0, mid * (1 - pct))),
+            int(k.lots_within(s.levels, s.head, self._b, 1, mid * (1 + pct))),
+        )
 
     def levels(self, side: Side) -> Iterator[tuple[int, int]]:
         """Levels of one side as ``(price_ticks, lots)``, best first (fetched in growing chunks)."""

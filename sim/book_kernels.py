@@ -411,6 +411,33 @@ def best_levels(levels, head, b, s, start, n, out):
 
 
 @njit(cache=True)
+def average_price(levels, head, b, s, notional, tick_size, lot_size):
+    """Average price (USD) of taking ``notional`` USD from side ``s`` of book ``b``, best
+    level first (the last level taken in part); NaN when the side holds less. Float
+    arithmetic as ``sim.funding.Funding``'s impact price has it: per level, ``take =
+    min(lots * lot_size, (notional - cost) / price)``, done once the cost reaches the
+    notional up to 1e-12 of it."""
+    i = head[b, H_BEST_BID + s]
+    if i < 0:
+        return np.nan
+    step = -1 if s == 0 else 1
+    base = head[b, H_BASE]
+    width = levels.shape[2]
+    cost = size = 0.0
+    while 0 <= i < width:
+        q = levels[b, s, i, L_QTY]
+        if q:
+            price = (base + i) * tick_size
+            take = min(q * lot_size, (notional - cost) / price)
+            cost += take * price
+            size += take
+            if cost >= notional * (1 - 1e-12):
+                return cost / size
+        i += step
+    return np.nan
+
+
+@njit(cache=True)
 def lots_within(levels, head, b, s, bound):
     """Lots on side ``s`` priced at least as well as ``bound`` (float ticks): bids at or
     above it, asks at or below it."""

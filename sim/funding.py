@@ -88,13 +88,4 @@ class Funding:
     def _impact_price(self, m: int, side: Side) -> float | None:
         """Average price of a ``side`` order for the impact notional; None if too thin."""
         inst = self.exchange.instruments[m]
-        want = self.rules.impact_notional
-        cost = size = 0.0
-        for ticks, lots in self.exchange.books[m].levels(side.opposite):
-            price = inst.price(ticks)
-            take = min(inst.qty(lots), (want - cost) / price)
-            cost += take * price
-            size += take
-            if cost >= want * (1 - 1e-12):
-                return cost / size
-        return None
+        return self.exchange.books[m].average_price(side, self.rules.impact_notional, inst.tick_size, inst.lot_size)

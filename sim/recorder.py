@@ -138,7 +138,7 @@ class Recorder:
         impact_bps = self.index.propagator.log_impact() * 1e4
         flows = [self.index.flows[kind] for kind in FLOW_KINDS]
         for m, (name, inst, book) in enumerate(zip(self.names, ex.instruments, ex.books, strict=True)):
-            depth = book.depth(levels=1, pct=0.01)
+            bid_lots, ask_lots = book.lots_within(pct=0.01)
             bid, ask = book.best_bid(), book.best_ask()
             self._market.append(
                 (
@@ -155,8 +155,8 @@ class Recorder:
                     float(volume[m]),
                     float(open_interest[m]),
                     float(rate[m]),
-                    inst.qty(depth.bid_lots_within),
-                    inst.qty(depth.ask_lots_within),
+                    inst.qty(bid_lots),
+                    inst.qty(ask_lots),
                     *(float(flow[m]) for flow in flows),
                 )
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,6 +122,19 @@ def test_depth_snapshot():
     assert snap.asks == [(10_010, 4)]
     assert (snap.bid_lots_within, snap.ask_lots_within) == (8, 4)
     assert OrderBook().depth().bid_lots_within == 0
+    assert book.lots_within(0.01) == (8, 4) and OrderBook().lots_within() == (0, 0)
+
+
+def test_average_price_walks_the_opposite_side_best_first():
+    """A sell of 1.5 lots' worth takes the best bid whole and half of the next one; more
+    than the side holds has no price."""
+    book = _book_with((1, 10, BUY, 2, 9_990), (2, 11, BUY, 3, 9_950), (3, 12, SELL, 4, 10_010))
+    tick, lot = 0.1, 0.01  # USD per tick, base units per lot
+    best, next_ = 9_990 * tick * 2 * lot, 9_950 * tick * 1 * lot  # 2 lots at the best, 1 at the next
+    assert book.average_price(SELL, best + next_, tick, lot) == pytest.approx((best + next_) / (3 * lot))
+    assert book.average_price(BUY, 20.0, tick, lot) == pytest.approx(10_010 * tick)  # 4 lots hold ~40 USD
+    assert book.average_price(BUY, 1e9, tick, lot) is None
+    assert OrderBook().average_price(SELL, 1.0, tick, lot) is None
 
 
 def test_sweep_estimates_without_trading():
