@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from agents.compiled import log_return_std
 from agents.orders import OrderSheet, Outbox, Outcome
 from sim.distributions import Choice, Distribution, Exponential, LogNormal, Uniform
 from sim.types import Side
@@ -239,7 +240,7 @@ class MarketView:
             end = self.step  # rows before the current step are closed
             prices = self.venue_history[max(0, end - 1 - k) : end]
             if len(prices) > 2:
-                vol = np.diff(np.log(prices), axis=0).std(axis=0) / math.sqrt(self.step_seconds)
+                vol = log_return_std(prices) / math.sqrt(self.step_seconds)
             else:
                 vol = np.zeros(prices.shape[1])
             if len(self._vol_cache) > 64:

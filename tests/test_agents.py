@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from agents import AGENT_TYPES
+from agents.compiled import column_sums, log_return_std
 from agents.market_maker import MAX_HALF_SPREAD
 from agents.orders import Outbox, send
 from sim.book import KIND_CODES
@@ -128,6 +129,20 @@ def test_returns_and_volatility_are_per_second_at_any_step_length(step_seconds):
     sigma = 1e-3  # per sqrt(second)
     set_history(model, alternating(k + 1, sigma * math.sqrt(step_seconds)), k + 1)
     assert market.venue_vol(0, 60.0) == pytest.approx(sigma, rel=1e-6)
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 5])
+def test_compiled_statistics_give_numpys_bits(columns):
+    """`column_sums` and `log_return_std` reproduce numpy's summation order (pairwise down
+    one column, row by row across several), so the venue's volatility, and every table
+    after it, is the same bit for bit as the numpy expression gives."""
+    rng = np.random.default_rng(columns)
+    for _ in range(300):
+        k = int(rng.integers(2, 2_000))
+        x = rng.normal(0.0, 10 ** rng.uniform(-6, 0), (k, columns)) + rng.normal(0, 1e-3)
+        assert np.array_equal(column_sums(x), x.sum(axis=0))
+        prices = 50_000.0 * np.exp(np.cumsum(x, axis=0))
+        assert np.array_equal(log_return_std(prices), np.diff(np.log(prices), axis=0).std(axis=0))
 
 
 def test_chance_per_step_keeps_the_rate_per_second():
