@@ -778,13 +778,10 @@ class Exchange:
         ledger, rules = self.ledger, self.rules
         weighted_one = rules.weights[USD] == 1.0 and rules.liability_weights[USD] == 1.0
         soft = ~ledger.isolated if weighted_one else np.zeros(ledger.n_accounts, bool)
-        fill_cost = np.column_stack(
-            [
-                self.marks / self._tick_sizes,
-                self._lot_sizes * self._tick_sizes,
-                np.full(len(self.instruments), max(self.fees.maker, 0.0)),  # a rebate only helps
-            ]
-        )
+        fill_cost = np.empty((len(self.instruments), 3))
+        fill_cost[:, 0] = self.marks / self._tick_sizes
+        fill_cost[:, 1] = self._lot_sizes * self._tick_sizes
+        fill_cost[:, 2] = max(self.fees.maker, 0.0)  # a rebate only helps
         return soft, fill_cost
 
     def _pre_trade_health(
@@ -884,8 +881,10 @@ class Exchange:
             for account in (int(takers[done - 1]), int(makers[done - 1])):
                 if ledger.isolated[account]:
                     self._top_up_isolated(account, int(instruments[done - 1]))
-        traded, from_end = np.unique(instruments[::-1], return_index=True)  # each instrument's last fill
-        self.last_price[traded] = prices[len(prices) - 1 - from_end]
+        last = np.full(len(self.instruments), -1)
+        np.maximum.at(last, instruments, np.arange(len(instruments)))  # each instrument's last fill
+        traded = last >= 0
+        self.last_price[traded] = prices[last[traded]]
         self.last_trade_time[traded] = self.time
 
     def _top_up_isolated(self, account: int, instrument: int) -> None:
