@@ -60,49 +60,59 @@ class TierTable:
         return cls(floors, mmr, cum, imr)
 
     def _tiered(self, notional: np.ndarray, rates: np.ndarray, cum: np.ndarray | None) -> np.ndarray:
-        """``N * rate_k - cum_k`` with k the tier of each notional; shape as ``notional``.
+        """``N * rate_k - cum_k`` with k the tier of each notional, for (A, I) notionals.
 
-        Most positions sit in the first tier, so that is computed for all of them with
-        one broadcast and only the entries at or above the second floor are looked up
-        tier by tier (a full (..., I, K) comparison would cost ~10x more). The lookup
-        works on Fortran-ordered arrays, as the ledger's columns (and `Ledger.portfolio`'s
-        picked rows) are; other inputs are copied to that order first, and the result is
-        Fortran-ordered.
+        Most positions sit in the first tier: with one tier, or a few entries all below
+        the second floor (the one-row pre-trade check), one product does it (in the
+        notional's memory order). Otherwise `_tiered_entries` looks each entry's tier up
+        in one compiled pass and returns a Fortran-ordered array, as the ledger's columns
+        are (the row sums that follow depend on it).
         """
-        out = notional * rates[:, 0]
         if self.floors.shape[1] == 1:
-            return out
+            return notional * rates[:, 0]
         if notional.size <= _SMALL and notional.max(initial=0.0) < self.lowest_second_floor:
-            return out  # the one-row pre-trade check: one cheap test instead of three calls
-        if notional.ndim > 1 and not notional.flags.f_contiguous:
-            notional, out = np.asfortranarray(notional), np.asfortranarray(out)
-        n_accounts = notional.shape[0] if notional.ndim > 1 else 1
-        flat = notional.ravel(order="F")  # a view of a Fortran-ordered array
-        high = np.flatnonzero((notional >= self.floors[:, 1]).ravel(order="F"))
-        if high.size == 0:
-            return out
-        n, inst = flat[high], high // n_accounts
-        tier = (n[:, None] >= self.floors[inst]).sum(axis=1) - 1
-        fixed = n * rates[inst, tier]
-        if cum is not None:
-            fixed -= cum[inst, tier]
-        out.ravel(order="F")[high] = fixed  # a view: written through
-        return out
+            return notional * rates[:, 0]
+        return _tiered_entries(notional, self.floors, rates, rates if cum is None else cum, cum is not None)
 
     def maintenance(self, notional: np.ndarray) -> np.ndarray:
         """Maintenance margin ``N * mmr_k - cum_k`` per position.
 
         Args:
-            notional: Shape (..., I), USD, >= 0.
+            notional: (A, I), USD, >= 0.
 
         Returns:
-            Same shape, USD.
+            (A, I), USD.
         """
         return self._tiered(notional, self.mmr, self.cum)
 
     def initial(self, notional: np.ndarray) -> np.ndarray:
-        """Initial margin ``N / max_leverage_k`` per position; shape as ``notional``."""
+        """Initial margin ``N / max_leverage_k`` per position, (A, I) as ``notional``."""
         return self._tiered(notional, self.imr, None)
+
+
+@njit(cache=True)
+def _tiered_entries(notional, floors, rates, cum, subtract_cum):
+    """(A, I) ``N * rates[m, k] (- cum[m, k])``, k the tier of each notional (the number
+    of (I, K) ``floors`` at or below it, less one; entries below the second floor take
+    tier 0 without a lookup), Fortran-ordered."""
+    n_accounts, n_instruments = notional.shape
+    out = np.empty((n_instruments, n_accounts)).T
+    for m in range(n_instruments):
+        second = floors[m, 1]
+        for a in range(n_accounts):
+            n = notional[a, m]
+            if not n >= second:
+                out[a, m] = n * rates[m, 0]
+                continue
+            tier = -1
+            for k in range(floors.shape[1]):
+                if n >= floors[m, k]:
+                    tier += 1
+            value = n * rates[m, tier]
+            if subtract_cum:
+                value -= cum[m, tier]
+            out[a, m] = value
+    return out
 
 
 @dataclass(frozen=True)
