@@ -105,6 +105,8 @@ class FCNTrader(Population):
         market = model.market
         self.chance = market.chance(self.interval)
         self.lifetime_steps = market.steps_for_many(self.lifetime)
+        #: (n,) each member's chart window in whole steps (`MarketView.steps_for_many`).
+        self.window_steps = market.steps_for_many(self.window)
         #: (r,) expiry step, order id and member of each of the members' resting orders.
         self.expiry = np.zeros(0, np.int64)
         self.expiring_id = np.zeros(0, np.int64)
@@ -115,16 +117,10 @@ class FCNTrader(Population):
         (column ``cols``) and the price it expects over its horizon, given its noise draw
         ``eps`` (already scaled)."""
         market = self.market
-        m = self.cols[cols]
-        p = market.venue_prices()[m]
-        g1, g2, n = self.g1[members], self.g2[members], self.noise_weight[members]
-        window = self.window[members]
-        total = g1 + g2 + n
-        fundamental = np.log(market.index[m] / p) / self.tau_f[members]
-        chart = market.venue_drifts(m, window)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (g1 * fundamental + g2 * chart + n * eps) / total
-        return p, np.where(total > 0, p * np.exp(np.where(total > 0, r, 0.0) * window), p)
+        return _expected_prices(
+            members, self.cols[cols], market.venue_prices(), market.index, self.g1, self.g2, self.noise_weight,
+            self.window, self.window_steps, self.tau_f, market.venue_history, market.step, market.step_seconds, eps,
+        )  # fmt: skip
 
     def decide(self) -> OrderSheet:
         t = self.market.step
@@ -193,3 +189,32 @@ def _fcn_rows(acting, col, p, p_hat, margin, leverage, equity, notional, held, l
             member[s], out_col[s], out_side[s] = acting[r], j, side[r]
             s += 1
     return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s]
+
+
+@njit(cache=True)
+def _expected_prices(
+    members, m, venue, index, g1, g2, noise_weight, window, window_steps, tau_f, venue_history, step, step_seconds,
+    eps,
+):  # fmt: skip
+    """`FCNTrader.expected_prices` in one pass, for (k,) members trading (k,) instruments
+    ``m``: the (I,) venue prices and index now, the members' (n,) weights, windows
+    (seconds and whole steps) and mean-reversion times, the (N + 1, I) venue history
+    (`MarketView.venue_drifts` reads it at ``step``) and (k,) noise draws."""
+    k = members.shape[0]
+    p, p_hat = np.empty(k), np.empty(k)
+    for r in range(k):
+        i, j = members[r], m[r]
+        p[r] = venue[j]
+        total = g1[i] + g2[i] + noise_weight[i]
+        if not total > 0:
+            p_hat[r] = p[r]
+            continue
+        fundamental = np.log(index[j] / p[r]) / tau_f[i]
+        if step <= 0:
+            chart = 0.0
+        else:
+            back = min(window_steps[i], step)
+            chart = np.log(p[r] / venue_history[step - back, j]) / (back * step_seconds)
+        drift = (g1[i] * fundamental + g2[i] * chart + noise_weight[i] * eps[r]) / total
+        p_hat[r] = p[r] * np.exp(drift * window[i])
+    return p, p_hat
