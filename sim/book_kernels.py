@@ -411,6 +411,31 @@ def best_levels(levels, head, b, s, start, n, out):
 
 
 @njit(cache=True)
+def fill_table(events, books, ids, accounts, sides, liquidation):
+    """``(fills, n_cancels)``: the (F, 9) `sim.types.Fill` rows (instrument, taker order,
+    maker order, taker account, maker account, taker side, price ticks, lots,
+    liquidation) of a batch's ``OUT_*`` events in order, and how many were cancels.
+    ``books``, ``ids``, ``accounts``, ``sides``: (n,) per batch row (the taker's)."""
+    n_fills = n_cancels = 0
+    for e in range(events.shape[0]):
+        if events[e, OUT_KIND] == OUT_FILL:
+            n_fills += 1
+        elif events[e, OUT_KIND] == OUT_CANCEL:
+            n_cancels += 1
+    fills = np.empty((n_fills, 9), np.int64)
+    f = 0
+    for e in range(events.shape[0]):
+        if events[e, OUT_KIND] != OUT_FILL:
+            continue
+        taker = events[e, OUT_TAKER]
+        fills[f, 0], fills[f, 1], fills[f, 2] = books[taker], ids[taker], events[e, OUT_ID]
+        fills[f, 3], fills[f, 4], fills[f, 5] = accounts[taker], events[e, OUT_ACCOUNT], sides[taker]
+        fills[f, 6], fills[f, 7], fills[f, 8] = events[e, OUT_PRICE], events[e, OUT_LOTS], liquidation
+        f += 1
+    return fills, n_cancels
+
+
+@njit(cache=True)
 def average_price(levels, head, b, s, notional, tick_size, lot_size):
     """Average price (USD) of taking ``notional`` USD from side ``s`` of book ``b``, best
     level first (the last level taken in part); NaN when the side holds less. Float

@@ -57,7 +57,6 @@ from sim.batch_rows import BAD_KIND, BAD_SIDE, SPLIT_GROUP, read_rows, screen_ro
 from sim.book import BOOK_REJECTS, KIND_CANCEL, KIND_CODES, BatchState, BatchWatch, BookSet
 from sim.book_kernels import (
     OUT_ACCOUNT,
-    OUT_CANCEL,
     OUT_FILL,
     OUT_ID,
     OUT_KIND,
@@ -66,6 +65,7 @@ from sim.book_kernels import (
     OUT_SIDE,
     OUT_STP,
     OUT_TAKER,
+    fill_table,
 )
 from sim.instruments import CollateralAsset, Instrument, on_grid_many
 from sim.ledger import USD, Ledger
@@ -633,18 +633,12 @@ class Exchange:
         """Write a finished batch's fills (its ``events``, `sim.book_kernels` ``OUT_*``
         rows in execution order) into the trade log and the batch's own, and count its
         cancels."""
-        kind = events[:, OUT_KIND]
-        self.n_cancels += int(np.count_nonzero(kind == OUT_CANCEL))
-        fill = events[kind == OUT_FILL]
-        if not len(fill):
-            return
-        taker = fill[:, OUT_TAKER]
-        log = (
-            batch.books[taker], batch.ids[taker], fill[:, OUT_ID], batch.book_accounts[taker], fill[:, OUT_ACCOUNT],
-            batch.sides[taker], fill[:, OUT_PRICE], fill[:, OUT_LOTS], np.full(len(fill), int(liquidation)),
-        )  # fmt: skip
-        self.trades.add_columns(*log)
-        batch.fills.add_columns(*log)
+        fills, n_cancels = fill_table(
+            events, batch.books, batch.ids, batch.book_accounts, batch.sides, int(liquidation)
+        )
+        self.n_cancels += n_cancels
+        self.trades.add_table(fills)
+        batch.fills.add_table(fills)
 
     def _within_band(
         self, instrument: int, side: Side, ticks: int | None, kind: OrderType, liquidation: bool

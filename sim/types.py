@@ -137,10 +137,14 @@ class FillLog:
 
     def add_columns(self, *columns: np.ndarray) -> None:
         """Append fills given as (n,) arrays, one per `Fill` field in its order."""
-        block = np.column_stack(columns).astype(np.int64, copy=False)
-        if block.shape[0]:
-            self._blocks.append(block)
-            self._n += block.shape[0]
+        self.add_table(np.column_stack(columns).astype(np.int64, copy=False))
+
+    def add_table(self, table: np.ndarray) -> None:
+        """Append fills given as an (n, 9) int64 table of the `Fill` fields (kept, not
+        copied: the caller does not write to it afterwards)."""
+        if table.shape[0]:
+            self._blocks.append(table)
+            self._n += table.shape[0]
 
     def extend(self, fills: Sequence[Fill]) -> None:
         """Append `Fill` objects."""
