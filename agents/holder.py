@@ -45,12 +45,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
+from numba import njit
 from pydantic import Field
 
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams, within
+from agents.compiled import maximum
 from agents.orders import OrderSheet, Outbox, Outcome
+from sim.book import KIND_CODES
 from sim.distributions import Distribution, Uniform, sample
+from sim.instruments import reduce_form
 from sim.types import OrderType
+
+_IOC = KIND_CODES[OrderType.IOC]
 
 #: A margin ratio threshold: in (0, 1] (1 is where the venue liquidates).
 RatioDist = Annotated[Distribution, within(0.0, 1.0, strict_low=True)]
@@ -218,38 +224,21 @@ class LeveragedHolder(Population):
         ex = self.exchange
         now = ex.time
         lots = self.lots()
-        held = lots != 0
         prices = self.market.venue_prices()[self.cols]  # (Ip,)
-        close = np.zeros(held.shape, dtype=bool)  # whole positions to close
-        if self.keeps_stops:
-            with np.errstate(invalid="ignore"):
-                crossed = self.stop_sign * (prices[None, :] - self.stop_price) <= 0  # NaN: no stop
-            gone = crossed & ~held
-            if gone.any():
-                self.stop_price[gone] = np.nan  # a stop of a position gone
-            close |= crossed & held
-        if self.any_turnover:
-            holding = held.any(axis=1)
-            due = np.flatnonzero(self.exit_at <= now)  # holding time up (inf: none running)
-            self.exit_at[due[~holding[due]]] = np.inf  # flat: nothing left to exit
-            exiting = due[holding[due]]
-            close[exiting] |= held[exiting]
+        close, holding = _positions_to_close(
+            lots, prices, self.stop_sign, self.stop_price, self.exit_at, now, self.keeps_stops, self.any_turnover
+        )
         cut = np.zeros(self.n, dtype=bool)
         if self.any_margin_reaction:
             ratio = self.margin_ratio()
             self.top_up(ratio)
             cut = np.isfinite(self.cut_at) & (ratio >= self.cut_at)
         out = Outbox(self)
-        for j, m in enumerate(self.instruments):
-            members = np.flatnonzero(close[:, j] | (cut & held[:, j]))
-            if not len(members):
-                continue
-            lot = ex.instruments[m].lot_size
-            signed = lots[members, j]
-            size = np.abs(signed) * lot
-            qty = np.where(close[members, j], size, np.maximum(self.cut_fraction[members] * size, lot))
-            limit = prices[j] * (1 - np.sign(signed) * self.slippage[members])
-            out.reduce(m, members, signed, qty, limit)
+        member, col, side, size, ticks, sent = _reduce_rows(
+            lots, close, cut, prices, self.cut_fraction, self.slippage, self.lot_sizes, self.venue_tick_sizes[self.cols]
+        )
+        kinds = np.full(len(member), _IOC)
+        out.add_rows(member, self.cols[col], side, size, ticks, kinds, np.ones(len(member), bool), sent)
         if self.any_turnover:
             self.turn_over(out, holding, prices)
         return out.sheet()
@@ -310,3 +299,62 @@ class LeveragedHolder(Population):
             pick = entered & (sheet.instrument == m)
             entry = outcome.last_fill_ticks[pick] * self.exchange.instruments[m].tick_size
             self.set_stops(sheet.member[pick], j, entry, sheet.side[pick])
+
+
+@njit(cache=True)
+def _positions_to_close(lots, prices, stop_sign, stop_price, exit_at, now, keeps_stops, any_turnover):
+    """``(close, holding)``: (n, Ip) the positions to close whole this step (a stop
+    crossed by the venue prices, or a holding time up) and (n,) who holds anything.
+    Forgets the stops of positions gone and the holding times of members now flat (in
+    ``stop_price`` and ``exit_at``, in place).
+
+    Args:
+        lots: (n, Ip) positions. prices: (Ip,) venue prices (USD).
+        stop_sign, stop_price: (n, Ip) stops (NaN: none). exit_at: (n,) [s] (inf: none).
+        now: Simulated time [s]. keeps_stops, any_turnover: Whether anyone has a stop,
+            a holding time or a re-entry (the checks nobody needs are skipped).
+    """
+    n, n_cols = lots.shape
+    close, holding = np.zeros((n, n_cols), np.bool_), np.zeros(n, np.bool_)
+    for i in range(n):
+        for j in range(n_cols):
+            held = lots[i, j] != 0
+            holding[i] |= held
+            if keeps_stops and stop_sign[i, j] * (prices[j] - stop_price[i, j]) <= 0:  # NaN: no stop
+                if held:
+                    close[i, j] = True
+                else:
+                    stop_price[i, j] = np.nan  # a stop of a position gone
+        if any_turnover and exit_at[i] <= now:  # holding time up (inf: none running)
+            if holding[i]:
+                for j in range(n_cols):
+                    close[i, j] |= lots[i, j] != 0
+            else:
+                exit_at[i] = np.inf  # flat: nothing left to exit
+    return close, holding
+
+
+@njit(cache=True)
+def _reduce_rows(lots, close, cut, prices, cut_fraction, slippage, lot_sizes, tick_sizes):
+    """The reduce-only IOC orders of members closing positions (``close``, (n, Ip)) or
+    cutting them (``cut``, (n,): ``cut_fraction`` of each position, at least a lot), on
+    the grid: ``(member, col, side, lots, ticks, sent)``, instrument column outermost,
+    members ascending; limits ``slippage`` from the (Ip,) venue ``prices``."""
+    n, n_cols = lots.shape
+    size = n * n_cols
+    member, col, side = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    out_lots, ticks, sent = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.bool_)
+    k = 0
+    for j in range(n_cols):
+        lot = lot_sizes[j]
+        for i in range(n):
+            signed = lots[i, j]
+            if not (close[i, j] or (cut[i] and signed != 0)):
+                continue
+            whole = abs(signed) * lot
+            qty = whole if close[i, j] else maximum(cut_fraction[i] * whole, lot)
+            limit = prices[j] * (1 - np.sign(signed) * slippage[i])
+            side[k], out_lots[k], ticks[k], sent[k] = reduce_form(signed, qty, limit, lot, tick_sizes[j])
+            member[k], col[k] = i, j
+            k += 1
+    return member[:k], col[:k], side[:k], out_lots[:k], ticks[:k], sent[:k]
