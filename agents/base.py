@@ -4,8 +4,10 @@ A population is one Mesa agent standing for all its members (traders): member j 
 ledger row ``first_account + j`` and never a ledger. Members see only public data
 (index, mark, last trade, the books, price history) through `MarketView`, and their
 own account rows as of the start of the step (`Population.equity`, `margin_ratio`,
-`lots`). A population decides for all its members at once with numpy (`decide`) and
-hands back one `agents.orders.OrderSheet` (arrays of orders and cancels grouped by
+`lots`). A population decides for all its members at once (`decide`: its draws are
+numpy arrays over the members concerned, its per-member arithmetic one numba kernel
+doing the operations of the numpy expressions it replaced, in their order) and hands
+back one `agents.orders.OrderSheet` (arrays of orders and cancels grouped by
 member); the model sends its members to the exchange in one shuffled arrival order with
 every other population's, and gives back what became of the orders as arrays
 (`agents.orders.Outcome`, to `receive`).

@@ -2,7 +2,8 @@
 
 A population's `decide` fills an `Outbox` with (k,) arrays of orders for the k members
 that act (sizes floored to lots, prices rounded away from the touch, as one member's
-order form would) and of cancels; `Outbox.sheet` hands them back as one `OrderSheet`,
+order form would: `add`, `reduce`, or `add_rows` for orders a kernel already put on the
+grid with `sim.instruments.order_form`) and of cancels; `Outbox.sheet` hands them back as one `OrderSheet`,
 arrays grouped by member, members in the order they first sent something. The model
 shuffles the members of every population's sheet into one arrival order and `send`s
 them: each member's cancels, then its orders, as the rows of one

@@ -95,53 +95,37 @@ _BUDGET_ROUNDING = 1e-3
 #: Reject codes of `BatchResult.reject`: index 0 is "accepted", then every `RejectReason`.
 EXCHANGE_REJECTS: tuple[RejectReason | None, ...] = (None, *RejectReason)
 _REJECT_CODE = {reason: code for code, reason in enumerate(EXCHANGE_REJECTS)}
+#: The checks without state, in `sim.batch_rows.read_rows`'s order.
+_GRID_REASONS = (
+    RejectReason.UNKNOWN_ACCOUNT,
+    RejectReason.UNKNOWN_INSTRUMENT,
+    RejectReason.BAD_QUANTITY,
+    RejectReason.OFF_LOT,
+    RejectReason.BAD_PRICE,
+    RejectReason.OFF_TICK,
+)
 #: Per reject code: True for rejects that do not depend on account state (an order
 #: refused for one of them stays refused).
 _STATELESS = np.array(
     [
-        reason
-        in {
-            RejectReason.UNKNOWN_ACCOUNT,
-            RejectReason.UNKNOWN_INSTRUMENT,
-            RejectReason.BAD_QUANTITY,
-            RejectReason.OFF_LOT,
-            RejectReason.BAD_PRICE,
-            RejectReason.OFF_TICK,
-            RejectReason.REDUCE_ONLY_MUST_NOT_REST,
-            RejectReason.OUTSIDE_PRICE_BAND,
-        }
+        reason in {*_GRID_REASONS, RejectReason.REDUCE_ONLY_MUST_NOT_REST, RejectReason.OUTSIDE_PRICE_BAND}
         for reason in EXCHANGE_REJECTS
     ]
 )
 _LIMIT, _MARKET, _IOC, _POST_ONLY = (KIND_CODES[kind] for kind in OrderType)
-#: The reject codes of the checks without state, in `sim.batch_rows.read_rows`'s order.
-_GRID_CODES = np.array(
-    [
-        _REJECT_CODE[reason]
-        for reason in (
-            RejectReason.UNKNOWN_ACCOUNT,
-            RejectReason.UNKNOWN_INSTRUMENT,
-            RejectReason.BAD_QUANTITY,
-            RejectReason.OFF_LOT,
-            RejectReason.BAD_PRICE,
-            RejectReason.OFF_TICK,
-        )
-    ],
-    np.int64,
-)
+
+
+def _codes(*reasons: RejectReason) -> np.ndarray:
+    """The `EXCHANGE_REJECTS` codes of ``reasons``, in order (for the compiled passes)."""
+    return np.array([_REJECT_CODE[reason] for reason in reasons], np.int64)
+
+
+_GRID_CODES = _codes(*_GRID_REASONS)
 _NO_ROWS, _NO_FLAGS = np.zeros(0, np.int64), np.zeros(0, bool)
 #: `sim.batch_rows.screen_rows`'s kind codes and reject codes.
 _SCREEN_KINDS = np.array([_LIMIT, _POST_ONLY, _MARKET, _IOC], np.int64)
-_SCREEN_CODES = np.array(
-    [
-        _REJECT_CODE[reason]
-        for reason in (
-            RejectReason.REDUCE_ONLY_MUST_NOT_REST,
-            RejectReason.REDUCE_ONLY_WOULD_INCREASE,
-            RejectReason.OUTSIDE_PRICE_BAND,
-        )
-    ],
-    np.int64,
+_SCREEN_CODES = _codes(
+    RejectReason.REDUCE_ONLY_MUST_NOT_REST, RejectReason.REDUCE_ONLY_WOULD_INCREASE, RejectReason.OUTSIDE_PRICE_BAND
 )
 
 
