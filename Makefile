@@ -56,4 +56,4 @@ validate: $(VENV)/.installed
 	$(PY) validation/stylized_facts.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache sim/__pycache__ agents/__pycache__

@@ -108,7 +108,7 @@ class Arbitrageur(Population):
         return out.sheet()
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _arbitrage_rows(basis, index, budget, cost, exit_band, equity, leverage, held, lot_sizes, tick_sizes):
     """Every member's orders of the step (module docstring), in one pass: ``(member, col,
     side, lots, ticks, reduce_only)``, (k,) each, on the grid; per instrument column (in

@@ -369,13 +369,15 @@ class Population(mesa.Agent):
         self.resting_id = np.concatenate([self.resting_id, outcome.order_id[rested]])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _withdraw(n, members, resting_member, resting_id):
     """`Population.cancels` in one pass: ``(member, order_id, kept_member, kept_id)``, the
     (c,) resting orders of (k,) distinct ``members`` (of n) grouped by member in the order
     of ``members`` (each member's in resting order), and the (r - c,) others, in order."""
     rank = np.full(n, -1, np.int64)
     for i in range(members.shape[0]):
+        if not 0 <= members[i] < n:
+            raise IndexError("a member out of the population")
         rank[members[i]] = i
     counts = np.zeros(members.shape[0] + 1, np.int64)
     for m in resting_member:

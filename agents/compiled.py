@@ -1,6 +1,11 @@
-"""Scalar helpers for the populations' compiled kernels that give numpy's elementwise
-results exactly (NaN rules included), so a kernel computes what the numpy expression it
-replaces did, bit for bit.
+"""Helpers for the populations' compiled kernels that give numpy's results exactly:
+elementwise rules (`minimum`, `maximum`, `clip`: NaN and signed-zero rules included)
+and reductions (`column_sums`, `log_return_std`: numpy's summation order), so a kernel
+computes what the numpy expression it replaces did, bit for bit (`tests/test_agents.py`
+holds each to numpy).
+
+Every kernel in `agents/` is compiled with ``error_model="numpy"``: a division by zero
+gives inf or NaN as numpy's did, not a ZeroDivisionError.
 
 Numba caches a kernel by its own file only: after editing a helper here, delete the
 ``agents/__pycache__`` folder so the kernels that call it are compiled again.
@@ -12,25 +17,28 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def minimum(a, b):
-    """``np.minimum`` of two floats (NaN if either is)."""
-    return np.nan if np.isnan(a) or np.isnan(b) else min(a, b)
+    """``np.minimum`` of two floats: NaN if either is, else ``a if a < b else b`` (on a
+    tie of 0.0 and -0.0, the second, as numpy)."""
+    return np.nan if np.isnan(a) or np.isnan(b) else a if a < b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def maximum(a, b):
-    """``np.maximum`` of two floats (NaN if either is)."""
-    return np.nan if np.isnan(a) or np.isnan(b) else max(a, b)
+    """``np.maximum`` of two floats: NaN if either is, else ``a if a > b else b`` (on a
+    tie of 0.0 and -0.0, the second, as numpy)."""
+    return np.nan if np.isnan(a) or np.isnan(b) else a if a > b else b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def clip(x, low, high):
-    """``np.clip`` of one float (NaN stays NaN)."""
+    """``np.clip`` of one float between bounds ``low <= high`` that are not NaN (NaN
+    stays NaN)."""
     return low if x < low else high if x > high else x
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block_sum(x, start, n, j):
     """numpy's sum of a block of at most 128 entries ``x[start:start + n, j]``: below 8
     in order, else in 8 lanes added pairwise, then the remainder in order."""
@@ -54,7 +62,7 @@ def _block_sum(x, start, n, j):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pairwise_sum(x, j):
     """numpy's pairwise summation (``pairwise_sum`` in its loops) of column j of x:
     blocks of at most 128 by `_block_sum`, longer runs split in two halves (the first a
@@ -83,14 +91,15 @@ def _pairwise_sum(x, j):
     return values[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def column_sums(x):
     """``x.sum(axis=0)`` of a C-ordered (k, m) float array, in numpy's order: one column
-    is summed pairwise (it is contiguous), several are accumulated row by row."""
+    is summed pairwise (it is contiguous) onto 0.0, several are accumulated row by row.
+    (A Fortran-ordered array would be summed in another order by numpy.)"""
     k, m = x.shape
     out = np.zeros(m)
     if m == 1:
-        out[0] = _pairwise_sum(x, 0)
+        out[0] = 0.0 + _pairwise_sum(x, 0)
         return out
     for t in range(k):
         for j in range(m):
@@ -98,7 +107,7 @@ def column_sums(x):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def log_return_std(prices):
     """``np.diff(np.log(prices), axis=0).std(axis=0)`` of (k, m) prices (k >= 2), bit
     for bit: (m,) the standard deviation of each column's log returns (numpy's two-pass

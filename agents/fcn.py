@@ -156,7 +156,7 @@ class FCNTrader(Population):
         self.expiring_member = np.concatenate([self.expiring_member, members])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fcn_rows(acting, col, p, p_hat, margin, leverage, equity, notional, held, lot_sizes, tick_sizes):
     """The acting members' limit orders on the grid, in one pass: ``(member, col, side,
     lots, ticks)``, (s,) each, for those that expect a move and have room (lots 0: none
@@ -191,7 +191,7 @@ def _fcn_rows(acting, col, p, p_hat, margin, leverage, equity, notional, held, l
     return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _expected_prices(
     members, m, venue, index, g1, g2, noise_weight, window, window_steps, tau_f, venue_history, step, step_seconds,
     eps,

@@ -301,7 +301,7 @@ class LeveragedHolder(Population):
             self.set_stops(sheet.member[pick], j, entry, sheet.side[pick])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _positions_to_close(lots, prices, stop_sign, stop_price, exit_at, now, keeps_stops, any_turnover):
     """``(close, holding)``: (n, Ip) the positions to close whole this step (a stop
     crossed by the venue prices, or a holding time up) and (n,) who holds anything.
@@ -334,7 +334,7 @@ def _positions_to_close(lots, prices, stop_sign, stop_price, exit_at, now, keeps
     return close, holding
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reduce_rows(lots, close, cut, prices, cut_fraction, slippage, lot_sizes, tick_sizes):
     """The reduce-only IOC orders of members closing positions (``close``, (n, Ip)) or
     cutting them (``cut``, (n,): ``cut_fraction`` of each position, at least a lot), on

@@ -188,7 +188,7 @@ class MarketMaker(Population):
         out.add(self.cols[col], member, side, qty, price, OrderType.POST_ONLY)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _quote_rows(fair, r, half, positions, capacity, notional, leverage, equity, levels, step):
     """`MarketMaker.quote`'s orders, in one pass: ``(member, col, side, qty, price)``,
     (k,) each (sizes in base units, limits in USD, before rounding), instrument column
@@ -223,7 +223,7 @@ def _quote_rows(fair, r, half, positions, capacity, notional, leverage, equity, 
     return member[:k], col[:k], side[:k], qty[:k], price[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _capacity_targets(equity, peak, loss_limit, short, long, vol_tolerance):
     """`MarketMaker.capacity_targets` in one pass: ``(peak, target)``, the (n,) new equity
     peaks and (n, Ip) targets, from (n,) equities, peaks, loss limits and volatility
@@ -242,7 +242,7 @@ def _capacity_targets(equity, peak, loss_limit, short, long, vol_tolerance):
     return new_peak, target
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _move_capacity(target, capacity, refill, elapsed):
     """(n, Ip) capacities moved to their targets: down at once, up by ``1 - exp(-elapsed /
     refill)`` of the gap ((n,) time constants, seconds)."""
@@ -255,7 +255,7 @@ def _move_capacity(target, capacity, refill, elapsed):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _reservations(fair, sigma, gamma, kappa, horizon, positions, notional):
     """`MarketMaker.reservations` in one pass, from (n, Ip) fair values and positions
     (base units), (Ip,) volatilities and (n,) gamma, kappa, horizons and quote sizes."""

@@ -80,7 +80,7 @@ class Noise(Population):
         return out.sheet()
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _noise_rows(
     acting, col, side, size, market, offset, mids, held, lot_sizes, tick_sizes, leverage, equity, slippage_bps,
     ioc, post_only,

@@ -125,7 +125,7 @@ def send(exchange: Exchange, sheets: Sequence[OrderSheet], arrival: np.ndarray) 
     return [Outcome(*outcomes[:, a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _arrival_rows(
     arrival, kind_cancel, n_cancels, n_orders, accounts, cancel_ids, instrument, side, lots, ticks, kind, reduce_only
 ):
@@ -151,8 +151,14 @@ def _arrival_rows(
     out_lots, out_ticks, out_kind = np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, kind_cancel)
     out_reduce, out_cancel, out_group = np.zeros(n, np.bool_), np.full(n, -1, np.int64), np.full(n, -1, np.int64)
     position = np.empty(instrument.shape[0], np.int64)
+    if arrival.shape[0] != n_cancels.shape[0]:
+        raise ValueError("arrival must be a permutation of the sheets' members")
+    seen = np.zeros(arrival.shape[0], np.bool_)
     row = 0
     for slot in arrival:
+        if not 0 <= slot < seen.shape[0] or seen[slot]:
+            raise ValueError("arrival must be a permutation of the sheets' members")
+        seen[slot] = True
         for c in range(first_cancel[slot], first_cancel[slot] + n_cancels[slot]):
             out_account[row], out_cancel[row] = accounts[slot], cancel_ids[c]
             row += 1
@@ -167,7 +173,7 @@ def _arrival_rows(
     return columns, position
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _by_order(position, order_id, reject, rested, filled, fill_order, fill_ticks):
     """(5, R) `Outcome`'s columns (order id, reject, rested, filled, last fill ticks) of
     the sheets' R orders, from a batch's (n,) results, the batch rows of its (F,) fills'
@@ -219,29 +225,26 @@ class Outbox:
         to nothing (or is not finite)."""
         k = len(members)
         if not k:
-            return _NO_SENT
+            return np.zeros(0, bool)
         pop = self.population
         instrument = np.full(k, m, np.int64) if np.ndim(m) == 0 else np.asarray(m, np.int64)
-        side = np.asarray(side, np.int64)
-        lots, ticks, sent = order_grid(
-            np.asarray(qty, np.float64), np.asarray(price, np.float64), side, instrument,
-            pop.venue_lot_sizes, pop.venue_tick_sizes,
-        )  # fmt: skip
-        kinds = np.full(k, KIND_CODES[kind], np.int64) if isinstance(kind, OrderType) else np.asarray(kind, np.int64)
+        kinds = np.full(k, KIND_CODES[OrderType(kind)]) if isinstance(kind, str) else np.asarray(kind, np.int64)
+        side, qty, price = np.asarray(side, np.int64), np.asarray(qty, np.float64), np.asarray(price, np.float64)
+        _same_length(k, instrument, side, qty, price, kinds)
+        lots, ticks, sent = order_grid(qty, price, side, instrument, pop.venue_lot_sizes, pop.venue_tick_sizes)
         self.add_rows(members, instrument, side, lots, ticks, kinds, np.zeros(k, bool), sent)
-        return sent
+        return sent.copy()
 
     def reduce(self, m: int, members: np.ndarray, held: np.ndarray, qty: np.ndarray, limit: np.ndarray) -> np.ndarray:
         """Reduce-only IOC orders shrinking each member's position in m (``held``: (k,)
         signed lots) by up to ``qty`` base units (floored to lots), limited at ``limit``
         USD (at least one tick). Returns the (k,) mask of those sent."""
         pop, k = self.population, len(members)
-        side, lots, ticks, sent = reduce_grid(
-            np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64),
-            pop.venue_lot_sizes[m], pop.venue_tick_sizes[m],
-        )  # fmt: skip
+        held, qty, limit = np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64)
+        _same_length(k, held, qty, limit)
+        side, lots, ticks, sent = reduce_grid(held, qty, limit, pop.venue_lot_sizes[m], pop.venue_tick_sizes[m])
         self.add_rows(members, np.full(k, m, np.int64), side, lots, ticks, np.full(k, _IOC), np.ones(k, bool), sent)
-        return sent
+        return sent.copy()
 
     def add_rows(
         self,
@@ -256,7 +259,9 @@ class Outbox:
     ) -> None:
         """(k,) orders already on the grid (``sim.instruments.order_form`` /
         ``reduce_form``: int64 instruments, sides, lots, ticks and `sim.book.KIND_CODES`,
-        bool reduce-only flags); only those with ``sent`` go out."""
+        bool reduce-only flags); only those with ``sent`` go out. The arrays are kept as
+        given until `sheet`: the caller does not write to them afterwards."""
+        _same_length(len(members), instrument, side, lots, ticks, kind, reduce_only, sent)
         if len(members):
             self._chunks.append((0, len(members)))
             self._orders.append((np.asarray(members, np.int64), instrument, side, lots, ticks, kind, reduce_only, sent))
@@ -275,7 +280,7 @@ class Outbox:
         return OrderSheet(pop, members, pop.accounts[members], *counts, cancel_ids, *columns, reduce_only)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots, ticks, kind, reduce, sent):
     """An `Outbox`'s rows grouped by member, in one pass.
 
@@ -345,6 +350,12 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
     counts = np.empty((2, count), np.int64)
     counts[0], counts[1] = n_cancels, n_orders
     return members, counts, grouped_ids, columns, reduce_only
+
+
+def _same_length(k: int, *columns: np.ndarray) -> None:
+    """Refuse columns of an order chunk that are not (k,) (the kernels do not check)."""
+    if any(np.shape(column) != (k,) for column in columns):
+        raise ValueError(f"an order chunk's columns must all be ({k},), got {[np.shape(c) for c in columns]}")
 
 
 def _columns(chunks: list[tuple[np.ndarray, ...]], empty: tuple[np.ndarray, ...]) -> list[np.ndarray]:

@@ -468,8 +468,8 @@ class Exchange:
         reverse that). Order ids are assigned in execution order, as `submit`
         assigns them. Results are those of the loop (a property test compares them to
         the bit), up to float rounding of the margin sums exactly at the limit.
-        Cost: admission (grid, reduce-only, band, margin) is a few numpy operations over
-        the batch (the margin check compiled, `sim.margin_check`), plus a stop of the
+        Cost: admission (grid, reduce-only, band, margin) is a few compiled passes over
+        the batch (`sim.batch_rows`, `sim.margin_check`), plus a stop of the
         books and one margin check per stale order or group: a cancel-and-replace, or a
         maker's quotes after its old ones filled within its margin, cost no re-check,
         but an account that rests two orders in one batch pays a loop's check for the
@@ -991,15 +991,26 @@ class _Batch:
         sides, kinds = np.asarray(sides, np.int64), np.asarray(kinds, np.int64)
         reduce_only = np.zeros(n, bool) if reduce_only is None else np.asarray(reduce_only, bool)
         bad_qty, bad_price = (_NO_FLAGS, _NO_FLAGS) if bad is None else bad
+        instruments, lots, ticks = (np.asarray(c, np.int64) for c in (instruments, lots, ticks))
+        if cancel_ids is None:
+            if (kinds == KIND_CANCEL).any():
+                raise ValueError("submit_batch: cancels need cancel_ids")
+            cancel_ids = np.full(n, -1, np.int64)
+        cancel_ids = np.asarray(cancel_ids, np.int64)
+        groups = _NO_ROWS if groups is None else np.asarray(groups, np.int64)
+        columns = (instruments, sides, lots, ticks, kinds, reduce_only, cancel_ids)
+        if any(c.shape != (n,) for c in columns) or groups.shape not in ((0,), (n,)):
+            raise ValueError(f"submit_batch: every column must have one entry per row ({n}), got "
+                             f"{[c.shape for c in (*columns, groups)]}")  # fmt: skip
         problem, rows = read_rows(
             accounts,
-            np.asarray(instruments, np.int64),
+            instruments,
             sides,
-            np.asarray(lots, np.int64),
-            np.asarray(ticks, np.int64),
+            lots,
+            ticks,
             kinds,
-            np.full(n, -1, np.int64) if cancel_ids is None else np.asarray(cancel_ids, np.int64),
-            _NO_ROWS if groups is None else np.asarray(groups, np.int64),
+            cancel_ids,
+            groups,
             bad_qty,
             bad_price,
             ex.ledger.n_accounts,

@@ -173,6 +173,9 @@ def _snap_one(u, down):
     return int(np.floor(u)) if down else int(np.ceil(u))
 
 
+# `order_form`, `reduce_form` and `_snap_one` (and `GRID_TOLERANCE`, frozen into them)
+# are called by the populations' kernels in `agents/`: numba's cache checks a kernel's
+# own file only, so after editing them delete `agents/__pycache__` too (`make clean`).
 @njit(cache=True)
 def order_form(qty, price, side, lot_size, tick_size):
     """An order form's rounding of one order: ``(lots, ticks, sent)``. The size (base

@@ -68,6 +68,8 @@ class TierTable:
         in one compiled pass and returns a Fortran-ordered array, as the ledger's columns
         are (the row sums that follow depend on it).
         """
+        if notional.ndim != 2:
+            raise ValueError(f"margin tiers: notional must be (accounts, instruments), got shape {notional.shape}")
         if self.floors.shape[1] == 1:
             return notional * rates[:, 0]
         if notional.size <= _SMALL and notional.max(initial=0.0) < self.lowest_second_floor:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from agents import AGENT_TYPES
-from agents.compiled import column_sums, log_return_std
+from agents.compiled import clip, column_sums, log_return_std, maximum, minimum
 from agents.market_maker import MAX_HALF_SPREAD
 from agents.orders import Outbox, send
 from sim.book import KIND_CODES
@@ -143,6 +143,34 @@ def test_compiled_statistics_give_numpys_bits(columns):
         assert np.array_equal(column_sums(x), x.sum(axis=0))
         prices = 50_000.0 * np.exp(np.cumsum(x, axis=0))
         assert np.array_equal(log_return_std(prices), np.diff(np.log(prices), axis=0).std(axis=0))
+    zeros = np.full((9, columns), -0.0)  # numpy sums one column onto +0.0
+    assert np.signbit(column_sums(zeros)).tolist() == np.signbit(zeros.sum(axis=0)).tolist()
+
+
+def test_compiled_elementwise_rules_are_numpys():
+    """`minimum`, `maximum` and `clip` give numpy's results to the bit: NaN wins, and on
+    a tie of 0.0 and -0.0 the second argument."""
+    values = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0]
+    for a in values:
+        assert np.array_equal(clip(a, 0.0, 1.0), np.clip(a, 0.0, 1.0), equal_nan=True)
+        assert np.signbit(clip(a, 0.0, 1.0)) == np.signbit(np.clip(a, 0.0, 1.0))
+        for b in values:
+            for ours, numpys in ((minimum, np.minimum), (maximum, np.maximum)):
+                got, want = ours(a, b), numpys(a, b)
+                assert np.array_equal(got, want, equal_nan=True) and (
+                    np.isnan(want) or np.signbit(got) == np.signbit(want)
+                )
+
+
+def test_outbox_refuses_columns_of_other_lengths_and_hands_out_its_own_mask():
+    model = build(population("noise", count=3))
+    out = Outbox(agents(model, "noise")[0])
+    members, side = np.array([0, 1, 2]), np.array([1, -1, 1])
+    with pytest.raises(ValueError, match="columns must all be"):
+        out.add(0, members, side, np.full(3, 0.1), np.array([50_000.0]), OrderType.LIMIT)
+    sent = out.add(0, members, side, np.full(3, 0.1), np.full(3, 50_000.0), "limit")  # a kind's name works too
+    sent[1:] = False  # the caller's copy: the outbox keeps its own
+    assert out.sheet().members.tolist() == [0, 1, 2]
 
 
 def test_chance_per_step_keeps_the_rate_per_second():
@@ -756,3 +784,14 @@ def test_send_gives_each_member_what_its_cancels_then_submit_or_submit_many_woul
     assert any(reject is RejectReason.INSUFFICIENT_MARGIN for _, reject, *_ in expected.values())
     for name in ("balances", "positions", "open_bids", "open_asks"):
         assert np.array_equal(getattr(model.exchange.ledger, name), getattr(loop.ledger, name)), name
+
+
+def test_send_refuses_an_arrival_order_that_is_not_a_permutation():
+    model = build(population("noise", count=3))
+    noise = agents(model, "noise")[0]
+    out = Outbox(noise)
+    out.add(0, np.array([0, 1]), np.array([1, -1]), np.full(2, 0.1), np.full(2, 50_000.0), OrderType.LIMIT)
+    sheet = out.sheet()
+    for arrival in ([0, 0], [0], [1, 2]):
+        with pytest.raises(ValueError, match="permutation"):
+            send(model.exchange, [sheet], np.array(arrival))

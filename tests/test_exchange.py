@@ -676,3 +676,12 @@ def test_rows_changed_since_reads_the_row_versions(touches):
         ledger.transfer(src, dst, 1.0)
     for version in range(-1, ledger.clock + 1):
         assert ledger.rows_changed_since(version).tolist() == np.flatnonzero(ledger.row_version > version).tolist()
+
+
+def test_a_batch_with_columns_of_other_lengths_or_cancels_without_ids_is_refused():
+    ex = make_exchange()
+    limit = KIND_CODES[OrderType.LIMIT]
+    with pytest.raises(ValueError, match="one entry per row"):
+        ex.submit_batch_lots([3, 4, 5], [0], [1, 1, 1], [1, 1, 1], [500_000] * 3, [limit] * 3)
+    with pytest.raises(ValueError, match="cancels need cancel_ids"):
+        ex.submit_batch_lots([3], [0], [1], [0], [0], [KIND_CANCEL])

@@ -435,3 +435,9 @@ def assert_ranks_by_health(ex: Exchange, ranking: AdlRanking) -> None:
         notional = held * ex.instruments[m].lot_size * mark
         health = adl_scores(np.full(ids.size, -side), ex.ledger.entry[ids, m], mark, notional, equity[ids])
         np.testing.assert_allclose(scores, health, rtol=1e-9)
+
+
+def test_tiers_take_accounts_by_instruments_only():
+    table = TierTable.from_tiers([E0_TIERS])
+    with pytest.raises(ValueError, match="accounts, instruments"):
+        table.maintenance(np.array([1e9]))
