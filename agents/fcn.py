@@ -33,10 +33,9 @@ from numba import njit
 
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams
 from agents.compiled import minimum
-from agents.orders import OrderSheet, Outbox, Outcome
+from agents.orders import OrderSheet, Outbox, Outcome, orders_by_key
 from sim.book import KIND_CODES
 from sim.distributions import Exponential, Uniform, sample
-from sim.instruments import order_form
 from sim.types import OrderType
 
 
@@ -178,17 +177,9 @@ def _fcn_rows(acting, col, p, p_hat, margin, leverage, equity, notional, held, l
         price[r] = p_hat[r] * (1 - margin[i]) if side[r] > 0 else p_hat[r] * (1 + margin[i])
         room = leverage[i] * equity[i] / p[r] - side[r] * (held[i, j] * lot_sizes[j])
         qty[r] = minimum(notional[i] / p[r], room)
-    member, out_col, out_side = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
-    lots, ticks = np.empty(k, np.int64), np.empty(k, np.int64)
-    s = 0
-    for j in range(n_cols):
-        for r in range(k):
-            if col[r] != j or side[r] == 0 or not qty[r] > 0:
-                continue
-            lots[s], ticks[s], _ = order_form(qty[r], price[r], side[r], lot_sizes[j], tick_sizes[j])
-            member[s], out_col[s], out_side[s] = acting[r], j, side[r]
-            s += 1
-    return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s]
+    key = np.where(side != 0, col, -1)  # by instrument column; no expected move, no order
+    picked, lots, ticks = orders_by_key(key, n_cols, side, col, qty, price, lot_sizes, tick_sizes)
+    return acting[picked], col[picked], side[picked], lots, ticks
 
 
 @njit(cache=True, error_model="numpy")

@@ -12,10 +12,9 @@ from pydantic import Field
 
 from agents.base import Population, PositiveDist, StrictParams
 from agents.compiled import maximum, minimum
-from agents.orders import OrderSheet, Outbox
+from agents.orders import OrderSheet, Outbox, orders_by_key
 from sim.book import KIND_CODES
 from sim.distributions import sample
-from sim.instruments import order_form
 from sim.types import OrderType
 
 
@@ -107,16 +106,7 @@ def _noise_rows(
         room = leverage[i] * maximum(equity[i], 0.0) / mid - side[r] * (held[i, j] * lot_sizes[j])
         qty[r] = minimum(size[r] / mid, room)
         price[r] = mid * (1 + side[r] * slippage_bps / 1e4) if market[r] else mid * (1 - side[r] * offset[r])
-    member, out_col, out_side = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
-    lots, ticks, kinds = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
-    s = 0
-    for key in range(2 * n_cols):  # instrument column, then market orders first
-        j, limit_order = key // 2, key % 2 == 1
-        for r in range(k):
-            if col[r] != j or market[r] == limit_order or not qty[r] > 0:
-                continue
-            lots[s], ticks[s], _ = order_form(qty[r], price[r], side[r], lot_sizes[j], tick_sizes[j])
-            member[s], out_col[s], out_side[s] = acting[r], j, side[r]
-            kinds[s] = post_only if limit_order else ioc
-            s += 1
-    return member[:s], out_col[:s], out_side[:s], lots[:s], ticks[:s], kinds[:s]
+    key = 2 * col + np.logical_not(market)  # instrument column, then market orders first
+    picked, lots, ticks = orders_by_key(key, 2 * n_cols, side, col, qty, price, lot_sizes, tick_sizes)
+    kinds = np.where(market[picked], ioc, post_only)
+    return acting[picked], col[picked], side[picked], lots, ticks, kinds

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from sim.book import KIND_CANCEL, KIND_CODES
-from sim.instruments import order_grid, reduce_grid
+from sim.instruments import order_form, order_grid, reduce_grid
 from sim.types import OrderType
 
 if TYPE_CHECKING:
@@ -350,6 +350,33 @@ def _group(n, chunks, cancel_member, cancel_ids, member, instrument, side, lots,
     counts = np.empty((2, count), np.int64)
     counts[0], counts[1] = n_cancels, n_orders
     return members, counts, grouped_ids, columns, reduce_only
+
+
+@njit(cache=True, error_model="numpy")
+def orders_by_key(key, n_keys, side, col, qty, price, lot_sizes, tick_sizes):
+    """A population kernel's (k,) candidate orders in sending order, on the grid:
+    ``(picked, lots, ticks)``, (s,) each: the candidates with a key in ``0..n_keys - 1``
+    (-1: none) and a size > 0, ordered by key, then by candidate; their lots and ticks
+    (`sim.instruments.order_form`; 0 lots: nothing to send after rounding).
+
+    Args:
+        key: (k,) each candidate's group (say, its instrument column and kind).
+        side, col, qty, price: (k,) sides (+1 / -1), instrument columns, sizes (base
+            units) and limits (USD).
+        lot_sizes, tick_sizes: (Ip,) the grid per column.
+    """
+    k = key.shape[0]
+    picked, lots, ticks = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    s = 0
+    for group in range(n_keys):
+        for r in range(k):
+            if key[r] != group or not qty[r] > 0:
+                continue
+            j = col[r]
+            lots[s], ticks[s], _ = order_form(qty[r], price[r], side[r], lot_sizes[j], tick_sizes[j])
+            picked[s] = r
+            s += 1
+    return picked[:s], lots[:s], ticks[:s]
 
 
 def _same_length(k: int, *columns: np.ndarray) -> None:
