@@ -29,12 +29,9 @@ from numba import njit
 from agents.base import NonNegativeDist, Population, PositiveDist, StrictParams
 from agents.compiled import minimum
 from agents.orders import OrderSheet, Outbox
-from sim.book import KIND_CODES
 from sim.distributions import sample
 from sim.instruments import order_form, reduce_form
 from sim.types import OrderType
-
-_IOC = KIND_CODES[OrderType.IOC]
 
 
 class ArbitrageurParams(StrictParams):
@@ -101,7 +98,7 @@ class Arbitrageur(Population):
             side,
             lots,
             ticks,
-            np.full(len(member), _IOC),
+            OrderType.IOC,
             reduce_only,
             np.ones(len(member), bool),
         )

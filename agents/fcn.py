@@ -34,7 +34,6 @@ from numba import njit
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams
 from agents.compiled import minimum
 from agents.orders import OrderSheet, Outbox, Outcome, orders_by_key
-from sim.book import KIND_CODES
 from sim.distributions import Exponential, Uniform, sample
 from sim.types import OrderType
 
@@ -142,8 +141,7 @@ class FCNTrader(Population):
             acting, col, p, p_hat, self.margin, self.leverage, self.equity(), self.notional, self.lots(),
             self.lot_sizes, self.venue_tick_sizes[self.cols],
         )  # fmt: skip
-        kinds = np.full(len(member), KIND_CODES[OrderType.LIMIT])
-        out.add_rows(member, self.cols[col], side, lots, ticks, kinds, np.zeros(len(member), bool), lots > 0)
+        out.add_rows(member, self.cols[col], side, lots, ticks, OrderType.LIMIT, np.zeros(len(member), bool), lots > 0)
         return out.sheet()
 
     def receive(self, sheet: OrderSheet, outcome: Outcome) -> None:

@@ -51,12 +51,9 @@ from pydantic import Field
 from agents.base import FractionDist, NonNegativeDist, Population, PositiveDist, StrictParams, within
 from agents.compiled import maximum
 from agents.orders import OrderSheet, Outbox, Outcome
-from sim.book import KIND_CODES
 from sim.distributions import Distribution, Uniform, sample
 from sim.instruments import reduce_form
 from sim.types import OrderType
-
-_IOC = KIND_CODES[OrderType.IOC]
 
 #: A margin ratio threshold: in (0, 1] (1 is where the venue liquidates).
 RatioDist = Annotated[Distribution, within(0.0, 1.0, strict_low=True)]
@@ -234,11 +231,10 @@ class LeveragedHolder(Population):
             self.top_up(ratio)
             cut = np.isfinite(self.cut_at) & (ratio >= self.cut_at)
         out = Outbox(self)
-        member, col, side, size, ticks, sent = _reduce_rows(
+        member, col, side, order_lots, ticks, sent = _reduce_rows(
             lots, close, cut, prices, self.cut_fraction, self.slippage, self.lot_sizes, self.venue_tick_sizes[self.cols]
         )
-        kinds = np.full(len(member), _IOC)
-        out.add_rows(member, self.cols[col], side, size, ticks, kinds, np.ones(len(member), bool), sent)
+        out.add_rows(member, self.cols[col], side, order_lots, ticks, OrderType.IOC, np.ones(len(member), bool), sent)
         if self.any_turnover:
             self.turn_over(out, holding, prices)
         return out.sheet()

@@ -3,8 +3,9 @@
 A population's `decide` fills an `Outbox` with (k,) arrays of orders for the k members
 that act (sizes floored to lots, prices rounded away from the touch, as one member's
 order form would: `add`, `reduce`, or `add_rows` for orders a kernel already put on the
-grid with `sim.instruments.order_form`) and of cancels; `Outbox.sheet` hands them back as one `OrderSheet`,
-arrays grouped by member, members in the order they first sent something. The model
+grid with `sim.instruments.order_form`) and of cancels; `Outbox.sheet` hands them back
+as one `OrderSheet`, arrays grouped by member, members in the order they first sent
+something. The model
 shuffles the members of every population's sheet into one arrival order and `send`s
 them: each member's cancels, then its orders, as the rows of one
 `Exchange.submit_batch_lots` call (one compiled pass over the books for the whole step,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 _NO_IDS = np.zeros(0, np.int64)
 _NO_SENT = np.zeros(0, bool)
-_IOC = KIND_CODES[OrderType.IOC]
 
 
 @dataclass(frozen=True)
@@ -228,11 +228,10 @@ class Outbox:
             return np.zeros(0, bool)
         pop = self.population
         instrument = np.full(k, m, np.int64) if np.ndim(m) == 0 else np.asarray(m, np.int64)
-        kinds = np.full(k, KIND_CODES[OrderType(kind)]) if isinstance(kind, str) else np.asarray(kind, np.int64)
         side, qty, price = np.asarray(side, np.int64), np.asarray(qty, np.float64), np.asarray(price, np.float64)
-        _same_length(k, instrument, side, qty, price, kinds)
+        _same_length(k, instrument, side, qty, price)
         lots, ticks, sent = order_grid(qty, price, side, instrument, pop.venue_lot_sizes, pop.venue_tick_sizes)
-        self.add_rows(members, instrument, side, lots, ticks, kinds, np.zeros(k, bool), sent)
+        self.add_rows(members, instrument, side, lots, ticks, kind, np.zeros(k, bool), sent)
         return sent.copy()
 
     def reduce(self, m: int, members: np.ndarray, held: np.ndarray, qty: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -243,7 +242,7 @@ class Outbox:
         held, qty, limit = np.asarray(held, np.int64), np.asarray(qty, np.float64), np.asarray(limit, np.float64)
         _same_length(k, held, qty, limit)
         side, lots, ticks, sent = reduce_grid(held, qty, limit, pop.venue_lot_sizes[m], pop.venue_tick_sizes[m])
-        self.add_rows(members, np.full(k, m, np.int64), side, lots, ticks, np.full(k, _IOC), np.ones(k, bool), sent)
+        self.add_rows(members, np.full(k, m, np.int64), side, lots, ticks, OrderType.IOC, np.ones(k, bool), sent)
         return sent.copy()
 
     def add_rows(
@@ -253,15 +252,18 @@ class Outbox:
         side: np.ndarray,
         lots: np.ndarray,
         ticks: np.ndarray,
-        kind: np.ndarray,
+        kind: OrderType | np.ndarray,
         reduce_only: np.ndarray,
         sent: np.ndarray,
     ) -> None:
         """(k,) orders already on the grid (``sim.instruments.order_form`` /
-        ``reduce_form``: int64 instruments, sides, lots, ticks and `sim.book.KIND_CODES`,
-        bool reduce-only flags); only those with ``sent`` go out. The arrays are kept as
-        given until `sheet`: the caller does not write to them afterwards."""
-        _same_length(len(members), instrument, side, lots, ticks, kind, reduce_only, sent)
+        ``reduce_form``: int64 instruments, sides, lots, ticks, bool reduce-only flags),
+        of type ``kind`` (or (k,) `sim.book.KIND_CODES`); only those with ``sent`` go
+        out. The arrays are kept as given until `sheet`: the caller does not write to
+        them afterwards."""
+        k = len(members)
+        kind = np.full(k, KIND_CODES[OrderType(kind)]) if isinstance(kind, str) else np.asarray(kind, np.int64)
+        _same_length(k, instrument, side, lots, ticks, kind, reduce_only, sent)
         if len(members):
             self._chunks.append((0, len(members)))
             self._orders.append((np.asarray(members, np.int64), instrument, side, lots, ticks, kind, reduce_only, sent))

@@ -39,10 +39,10 @@ Conventions (documented choices where MARGIN-SPEC is silent):
   (lots and ticks) take arrays of orders and cancels of many accounts and give the
   results of one `submit` / `cancel` per row in that order, or of one `submit_many` for
   a group of rows (see its docstring for how each order's margin check sees the batch's
-  earlier orders). Admission runs over the rows in compiled passes
-  (`sim.batch_rows`, the same rules as `_admit`, which single orders keep). All instruments' books live in one
-  compiled `sim.book.BookSet`, so a batch crosses instruments in arrival order in one
-  call.
+  earlier orders). Admission runs over the rows in compiled passes (`sim.batch_rows`,
+  the same rules as `_admit`, which single orders keep). All instruments' books live in
+  one compiled `sim.book.BookSet`, so a batch crosses instruments in arrival order in
+  one call.
 """
 
 from __future__ import annotations
